@@ -1,0 +1,1 @@
+"""I/O adapters: each implements a port from services.ports."""

@@ -1,0 +1,174 @@
+"""HealthMonitor ``spec`` (as stored by Kubernetes) -> MonitorSpec, validated field by field.
+
+The API server's schema refuses most bad input at apply time; this is the second line for what
+a schema cannot say (or for clusters where the CRD was edited). Errors name the field path, so
+the operator can report them as an ``InvalidSpec`` condition instead of crashing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from downtime_operator.domain.durations import parse_duration
+from downtime_operator.domain.models import (
+    Escalation,
+    Expectation,
+    LogCaptureSpec,
+    LogStorage,
+    MonitorSpec,
+    Severity,
+)
+
+_STATUS_PATTERN = re.compile(r"^([1-5]xx|[1-5][0-9]{2})$")
+
+
+class InvalidSpecError(ValueError):
+    """The spec cannot be used; ``errors`` lists ``(field path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"spec.{path}: {message}" for path, message in errors))
+
+
+def _duration(value: str) -> timedelta:
+    return parse_duration(value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class _Expect(_Model):
+    status: list[str] = Field(default_factory=lambda: ["2xx"], min_length=1)
+    body_contains: str | None = Field(default=None, alias="bodyContains")
+    max_latency: str | None = Field(default=None, alias="maxLatency")
+
+    @field_validator("status")
+    @classmethod
+    def _status_codes(cls, value: list[str]) -> list[str]:
+        codes = [str(v) for v in value]
+        for code in codes:
+            if not _STATUS_PATTERN.match(code):
+                raise ValueError(f"{code!r} is not a status code (200) or class (2xx)")
+        return codes
+
+
+class _Escalation(_Model):
+    after: str
+    severity: Severity
+
+
+class _LogCapture(_Model):
+    enabled: bool | None = None
+    query: str | None = None
+    before: str = "5m"
+    after: str = "5m"
+    max_lines: int = Field(default=10000, ge=1, le=10000, alias="maxLines")
+    storage: LogStorage = LogStorage.AUTO
+
+
+class _Spec(_Model):
+    url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    interval: str = "60s"
+    timeout: str = "10s"
+    retry_interval: str = Field(default="10s", alias="retryInterval")
+    expect: _Expect = Field(default_factory=_Expect)
+    failure_threshold: int = Field(default=3, ge=1, alias="failureThreshold")
+    success_threshold: int = Field(default=1, ge=1, alias="successThreshold")
+    severity: Severity = Severity.HIGH
+    escalation: list[_Escalation] = Field(default_factory=list)
+    environment: str = "production"
+    paused: bool = False
+    log_capture: _LogCapture = Field(default_factory=_LogCapture, alias="logCapture")
+
+    @field_validator("interval", "timeout", "retry_interval")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _timing(self) -> _Spec:
+        if parse_duration(self.interval) < timedelta(seconds=1):
+            raise ValueError("interval must be at least 1s")
+        if parse_duration(self.timeout) >= parse_duration(self.interval):
+            raise ValueError("timeout must be shorter than interval")
+        return self
+
+
+def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
+    """Validate and default a HealthMonitor spec; raise InvalidSpecError naming each bad field."""
+    try:
+        spec = _Spec.model_validate(dict(raw))
+        expect_latency = (
+            parse_duration(spec.expect.max_latency) if spec.expect.max_latency else None
+        )
+        escalation = tuple(
+            Escalation(after=parse_duration(rule.after), severity=rule.severity)
+            for rule in spec.escalation
+        )
+        capture = LogCaptureSpec(
+            enabled=spec.log_capture.enabled,
+            query=spec.log_capture.query,
+            before=parse_duration(spec.log_capture.before),
+            after=parse_duration(spec.log_capture.after),
+            max_lines=spec.log_capture.max_lines,
+            storage=spec.log_capture.storage,
+        )
+    except ValidationError as exc:
+        raise InvalidSpecError(
+            [(_field_path(err["loc"]), err["msg"]) for err in exc.errors()]
+        ) from exc
+    except ValueError as exc:
+        raise InvalidSpecError([("", str(exc))]) from exc
+    return MonitorSpec(
+        url=spec.url,
+        method=spec.method,
+        headers=tuple(sorted(spec.headers.items())),
+        body=spec.body,
+        interval=parse_duration(spec.interval),
+        timeout=parse_duration(spec.timeout),
+        retry_interval=parse_duration(spec.retry_interval),
+        expect=Expectation(
+            status=tuple(spec.expect.status),
+            body_contains=spec.expect.body_contains,
+            max_latency=expect_latency,
+        ),
+        failure_threshold=spec.failure_threshold,
+        success_threshold=spec.success_threshold,
+        severity=spec.severity,
+        escalation=escalation,
+        environment=spec.environment,
+        paused=spec.paused,
+        log_capture=capture,
+    )
+
+
+_ALIASES = {
+    "retry_interval": "retryInterval",
+    "failure_threshold": "failureThreshold",
+    "success_threshold": "successThreshold",
+    "log_capture": "logCapture",
+    "body_contains": "bodyContains",
+    "max_latency": "maxLatency",
+    "max_lines": "maxLines",
+}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            name = _ALIASES.get(item, item)
+            parts.append(f".{name}" if parts else name)
+    return "".join(parts)

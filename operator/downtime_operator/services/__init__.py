@@ -1,0 +1,1 @@
+"""Orchestration of monitors over ports; concrete I/O is injected by the wiring."""
