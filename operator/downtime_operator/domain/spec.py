@@ -7,12 +7,19 @@ the operator can report them as an ``InvalidSpec`` condition instead of crashing
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from downtime_operator.domain.durations import parse_duration
 from downtime_operator.domain.models import (
@@ -24,7 +31,7 @@ from downtime_operator.domain.models import (
     Severity,
 )
 
-_STATUS_PATTERN = re.compile(r"^([1-5]xx|[1-5][0-9]{2})$")
+StatusPattern = Annotated[str, StringConstraints(pattern=r"^([1-5]xx|[1-5][0-9]{2})$")]
 
 
 class InvalidSpecError(ValueError):
@@ -44,18 +51,9 @@ class _Model(BaseModel):
 
 
 class _Expect(_Model):
-    status: list[str] = Field(default_factory=lambda: ["2xx"], min_length=1)
+    status: list[StatusPattern] = Field(default_factory=lambda: ["2xx"], min_length=1)
     body_contains: str | None = Field(default=None, alias="bodyContains")
     max_latency: str | None = Field(default=None, alias="maxLatency")
-
-    @field_validator("status")
-    @classmethod
-    def _status_codes(cls, value: list[str]) -> list[str]:
-        codes = [str(v) for v in value]
-        for code in codes:
-            if not _STATUS_PATTERN.match(code):
-                raise ValueError(f"{code!r} is not a status code (200) or class (2xx)")
-        return codes
 
 
 class _Escalation(_Model):

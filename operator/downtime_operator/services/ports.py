@@ -32,7 +32,9 @@ class OpenIncidentExistsError(Exception):
 
     def __init__(self, existing: Incident) -> None:
         self.existing = existing
-        super().__init__(f"monitor {existing.monitor} already has open incident {existing.incident_id}")
+        super().__init__(
+            f"monitor {existing.monitor} already has open incident {existing.incident_id}"
+        )
 
 
 class IncidentStore(Protocol):
@@ -76,8 +78,22 @@ class IncidentResources(Protocol):
         """Create the DowntimeIncident (idempotent by name) and bring its status up to date."""
         ...
 
-    async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None: ...
+    async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
+        """The monitor's unresolved DowntimeIncident, for a restart while the store is down."""
+        ...
+
+    async def patch_monitor_status(
+        self, monitor: MonitorRef, status: Mapping[str, Any]
+    ) -> None: ...
 
     async def post_event(
         self, monitor: MonitorRef, *, reason: str, message: str, warning: bool = False
     ) -> None: ...
+
+
+class StopSignal(Protocol):
+    """Tells a long-running loop to finish; ``sleep`` returns early when it is set."""
+
+    def is_set(self) -> bool: ...
+
+    async def sleep(self, seconds: float) -> None: ...

@@ -1,0 +1,1 @@
+"""Kubernetes adapter: DowntimeIncident resources, HealthMonitor status, Events."""

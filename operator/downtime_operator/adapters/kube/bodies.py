@@ -1,0 +1,109 @@
+"""Pure builders of Kubernetes resource bodies, unit-tested without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from downtime_operator.domain.models import Incident, MonitorRef
+
+GROUP = "monitoring.gatewayz.ai"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+MONITOR_LABEL = f"{GROUP}/monitor"
+MONITORS = "healthmonitors"
+INCIDENTS = "downtimeincidents"
+COMPONENT = "downtime-operator"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def incident_body(incident: Incident, *, monitor_uid: str | None) -> dict[str, Any]:
+    """The DowntimeIncident as created: immutable spec, labels, owner reference."""
+    metadata: dict[str, Any] = {
+        "name": incident.k8s_name,
+        "namespace": incident.monitor.namespace,
+        "labels": {MONITOR_LABEL: incident.monitor.name},
+    }
+    if monitor_uid:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "HealthMonitor",
+                "name": incident.monitor.name,
+                "uid": monitor_uid,
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DowntimeIncident",
+        "metadata": metadata,
+        "spec": {
+            "incidentId": str(incident.incident_id),
+            "monitorRef": {"name": incident.monitor.name, "namespace": incident.monitor.namespace},
+            "healthEndpoint": incident.health_endpoint,
+            "environment": incident.environment,
+            "startedAt": iso(incident.started_at),
+            "detectedAt": iso(incident.detected_at),
+        },
+    }
+
+
+def incident_status(incident: Incident) -> dict[str, Any]:
+    """The mutable facts, written through the status subresource."""
+    status: dict[str, Any] = {
+        "status": incident.status.value,
+        "severity": incident.severity.value,
+        "failedChecks": incident.failed_checks,
+        "errorMessage": incident.error_message,
+        "httpStatusCode": incident.http_status_code,
+        "endedAt": iso(incident.ended_at) if incident.ended_at else None,
+        "durationSeconds": (
+            round(incident.duration_seconds, 3) if incident.duration_seconds is not None else None
+        ),
+        "notes": incident.notes,
+    }
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def event_body(
+    *,
+    monitor: MonitorRef,
+    monitor_uid: str | None,
+    reason: str,
+    message: str,
+    warning: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    involved: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "HealthMonitor",
+        "name": monitor.name,
+        "namespace": monitor.namespace,
+    }
+    if monitor_uid:
+        involved["uid"] = monitor_uid
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{monitor.name}.", "namespace": monitor.namespace},
+        "involvedObject": involved,
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

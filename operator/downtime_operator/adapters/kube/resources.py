@@ -1,0 +1,145 @@
+"""IncidentResources over the official Kubernetes client.
+
+The client is synchronous; calls run in worker threads. These writes are rare (incidents, status
+changes, events), so threads cost nothing that matters and keep the client's auth handling
+(kubeconfig, in-cluster service-account tokens) that kopf also uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from downtime_operator.adapters.kube.bodies import (
+    GROUP,
+    INCIDENTS,
+    MONITOR_LABEL,
+    MONITORS,
+    VERSION,
+    event_body,
+    incident_body,
+    incident_status,
+)
+from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
+from downtime_operator.domain.models import Incident, MonitorRef
+
+logger = logging.getLogger(__name__)
+
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return client.ApiClient(configuration)
+
+
+class KubeResources:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._uids: dict[MonitorRef, str | None] = {}
+
+    async def _call(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+        # The client's return types are loose; callers read the JSON bodies they asked for.
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _monitor_uid(self, monitor: MonitorRef) -> str | None:
+        if monitor not in self._uids:
+            try:
+                body = await self._call(
+                    self._custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    monitor.namespace,
+                    MONITORS,
+                    monitor.name,
+                )
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+                return None
+            self._uids[monitor] = body["metadata"]["uid"]
+        return self._uids[monitor]
+
+    def forget_monitor(self, monitor: MonitorRef) -> None:
+        self._uids.pop(monitor, None)
+
+    async def upsert_incident(self, incident: Incident) -> None:
+        namespace = incident.monitor.namespace
+        try:
+            await self._call(
+                self._custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                INCIDENTS,
+                incident_body(incident, monitor_uid=await self._monitor_uid(incident.monitor)),
+            )
+        except ApiException as exc:
+            # Already there: a retry after a lost response, or a restart. The name is derived
+            # from the outage start, so this is the same incident and only its status moves on.
+            if exc.status != HTTP_CONFLICT:
+                raise
+        await self._call(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            INCIDENTS,
+            incident.k8s_name,
+            {"status": incident_status(incident)},
+        )
+
+    async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
+        listing = await self._call(
+            self._custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            monitor.namespace,
+            INCIDENTS,
+            label_selector=f"{MONITOR_LABEL}={monitor.name}",
+        )
+        open_ones = [
+            incident_from_resource(item)
+            for item in listing.get("items", [])
+            if (item.get("status") or {}).get("status", "ongoing") != "resolved"
+        ]
+        return max(open_ones, key=lambda i: i.started_at, default=None)
+
+    async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None:
+        await self._call(
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            monitor.namespace,
+            MONITORS,
+            monitor.name,
+            {"status": dict(status)},
+        )
+
+    async def post_event(
+        self, monitor: MonitorRef, *, reason: str, message: str, warning: bool = False
+    ) -> None:
+        body = event_body(
+            monitor=monitor,
+            monitor_uid=await self._monitor_uid(monitor),
+            reason=reason,
+            message=message,
+            warning=warning,
+            now=datetime.now(UTC),
+        )
+        await self._call(self._core.create_namespaced_event, monitor.namespace, body)

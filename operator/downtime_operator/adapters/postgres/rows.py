@@ -1,0 +1,241 @@
+"""Mapping between ``downtime_incidents`` rows and the domain's ``Incident``.
+
+Kept apart from the queries so that the one place that knows column names, which columns may be
+updated, and how Python values become SQL values is small enough to review at a glance. Column
+names only ever come from the constants here, never from callers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+
+RESPONSE_BODY_MAX_CHARS = 4096
+"""The seed stores a truncated body: enough to see the error page, not a whole HTML dump."""
+
+OPEN_INCIDENT_INDEX = "downtime_incidents_one_open_per_monitor"
+"""Partial unique index enforcing one open incident per monitor (migration 0001)."""
+
+LOG_CAPTURE_STATES = frozenset({"pending", "captured", "failed", "disabled"})
+
+INCIDENT_COLUMNS = (
+    "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
+    " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
+    " http_status_code, response_body, failed_checks, notes"
+)
+"""What an ``Incident`` needs; the bulky JSONB columns (captured logs) are left out on purpose."""
+
+JSON_COLUMNS = ("logs_captured", "metrics_snapshot", "server_info", "log_analysis")
+
+DETAIL_COLUMNS = (
+    INCIDENT_COLUMNS
+    + ", logs_file_path, created_at, updated_at, logs_capture_status, logs_capture_due_at,"
+    " logs_count, logs_truncated, logs_capture_error, "
+    # Read JSONB as text and decode here, so results do not depend on a pool's type codecs.
+     + ", ".join(f"{c}::text AS {c}" for c in JSON_COLUMNS)
+)
+"""Every column, for the API's full view of one incident."""
+
+
+def require_aware(value: datetime, what: str) -> datetime:
+    """Reject naive datetimes: asyncpg would silently take them as UTC, hiding a caller bug."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def clean_text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; a probe body may. Replace it rather than fail a write."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
+def truncate_body(value: str | None) -> str | None:
+    cleaned = clean_text(value)
+    return None if cleaned is None else cleaned[:RESPONSE_BODY_MAX_CHARS]
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json_text(value: Any) -> str | None:
+    """JSON text for a ``$n::text::jsonb`` parameter (jsonb also rejects ``\\u0000``)."""
+    if value is None:
+        return None
+    return json.dumps(_clean_json(value), default=_json_default, ensure_ascii=False)
+
+
+def duration_between(started_at: datetime, ended_at: datetime) -> float:
+    return max((ended_at - started_at) / timedelta(seconds=1), 0.0)
+
+
+def incident_from_row(row: Mapping[str, Any]) -> Incident:
+    return Incident(
+        incident_id=row["incident_id"],
+        # Rows written by the seed (before the operator) have no monitor; keep them readable.
+        monitor=MonitorRef(
+            namespace=row["monitor_namespace"] or "", name=row["monitor_name"] or ""
+        ),
+        k8s_name=row["k8s_name"] or "",
+        health_endpoint=row["health_endpoint"],
+        environment=row["environment"],
+        started_at=row["started_at"],
+        detected_at=row["detected_at"],
+        severity=Severity(row["severity"]),
+        status=IncidentStatus(row["status"]),
+        ended_at=row["ended_at"],
+        duration_seconds=row["duration_seconds"],
+        error_message=row["error_message"],
+        http_status_code=row["http_status_code"],
+        response_body=row["response_body"],
+        failed_checks=row["failed_checks"],
+        notes=row["notes"],
+    )
+
+
+def details_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """All columns as a plain dict (JSONB decoded), shaped like the seed's incident record."""
+    out = dict(row)
+    for column in JSON_COLUMNS:
+        text = out.get(column)
+        out[column] = None if text is None else json.loads(text)
+    return out
+
+
+INSERT_SQL = f"""
+INSERT INTO downtime_incidents (
+    incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,
+    started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,
+    http_status_code, response_body, failed_checks, notes
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (incident_id) DO NOTHING
+RETURNING {INCIDENT_COLUMNS}
+"""
+
+
+def insert_params(incident: Incident) -> tuple[Any, ...]:
+    """Positional parameters for ``INSERT_SQL``, validated and normalised."""
+    started_at = require_aware(incident.started_at, "started_at")
+    ended_at = None
+    duration = incident.duration_seconds
+    if incident.ended_at is not None:
+        ended_at = require_aware(incident.ended_at, "ended_at")
+        if duration is None:
+            duration = duration_between(started_at, ended_at)
+    return (
+        incident.incident_id,
+        incident.monitor.namespace,
+        incident.monitor.name,
+        incident.k8s_name,
+        incident.health_endpoint,
+        incident.environment,
+        started_at,
+        require_aware(incident.detected_at, "detected_at"),
+        Severity(incident.severity).value,
+        IncidentStatus(incident.status).value,
+        ended_at,
+        duration,
+        clean_text(incident.error_message),
+        incident.http_status_code,
+        truncate_body(incident.response_body),
+        incident.failed_checks,
+        clean_text(incident.notes),
+    )
+
+
+@dataclass(frozen=True)
+class Updatable:
+    """How one updatable column is written: its SQL placeholder cast and value conversion."""
+
+    placeholder: str
+    convert: Callable[[Any], Any]
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else convert(v)
+
+
+def _log_state(value: Any) -> str:
+    text = str(value)
+    if text not in LOG_CAPTURE_STATES:
+        raise ValueError(f"logs_capture_status must be one of {sorted(LOG_CAPTURE_STATES)}")
+    return text
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+_TS = Updatable("${n}", _optional(lambda v: require_aware(v, "timestamp")))
+_PLAIN = Updatable("${n}", _as_is)
+_TEXT = Updatable("${n}", clean_text)
+_JSON = Updatable("${n}::text::jsonb", to_json_text)
+
+UPDATABLE: Mapping[str, Updatable] = {
+    # Identity and the immutable facts (incident_id, monitor, k8s_name, started_at,
+    # detected_at, health_endpoint, environment, created_at) are deliberately absent.
+    "status": Updatable("${n}", lambda v: IncidentStatus(v).value),
+    "severity": Updatable("${n}", lambda v: Severity(v).value),
+    "ended_at": _TS,
+    "duration_seconds": _PLAIN,
+    "error_message": _TEXT,
+    "http_status_code": _PLAIN,
+    "response_body": Updatable("${n}", truncate_body),
+    "failed_checks": _PLAIN,
+    "notes": _TEXT,
+    "logs_captured": _JSON,
+    "logs_file_path": _TEXT,
+    "metrics_snapshot": _JSON,
+    "server_info": _JSON,
+    "logs_capture_status": Updatable("${n}", _optional(_log_state)),
+    "logs_capture_due_at": _TS,
+    "logs_count": _PLAIN,
+    "logs_truncated": _PLAIN,
+    "logs_capture_error": _TEXT,
+    "log_analysis": _JSON,
+}
+
+
+def build_update(incident_id: UUID, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """``UPDATE`` statement and parameters for whitelisted ``fields``.
+
+    Setting ``ended_at`` without ``duration_seconds`` also recomputes the duration, so the two
+    can never disagree.
+    """
+    unknown = sorted(set(fields) - set(UPDATABLE))
+    if unknown:
+        raise ValueError(f"not an updatable incident field: {', '.join(map(repr, unknown))}")
+    params: list[Any] = [incident_id]
+    assignments: list[str] = []
+    for name, value in fields.items():
+        spec = UPDATABLE[name]
+        params.append(spec.convert(value))
+        placeholder = spec.placeholder.format(n=len(params))
+        assignments.append(f"{name} = {placeholder}")
+        if name == "ended_at" and "duration_seconds" not in fields:
+            assignments.append(
+                f"duration_seconds = CASE WHEN {placeholder} IS NULL THEN NULL ELSE"
+                f" GREATEST(EXTRACT(EPOCH FROM ({placeholder} - started_at))::float8, 0) END"
+            )
+    sql = f"UPDATE downtime_incidents SET {', '.join(assignments)} WHERE incident_id = $1"
+    return sql, params

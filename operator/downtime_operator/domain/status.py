@@ -1,0 +1,104 @@
+"""The HealthMonitor ``status`` we want Kubernetes to show, and when it is worth writing.
+
+Writing status on every check would cost one API request per check per monitor. The rule:
+write when anything but ``lastCheck`` changed; refresh ``lastCheck`` alone at most once per sync
+period. So a healthy monitor checked every second costs about one PATCH a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from downtime_operator.domain.models import CheckResult, MonitorState
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def last_check_view(result: CheckResult) -> dict[str, Any]:
+    view: dict[str, Any] = {"time": _iso(result.at), "ok": result.ok}
+    if result.status_code is not None:
+        view["statusCode"] = result.status_code
+    if result.latency_ms is not None:
+        view["latencyMs"] = round(result.latency_ms, 1)
+    view["error"] = result.error
+    return view
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusFacts:
+    """Everything except lastCheck: a change here is always written."""
+
+    state: MonitorState
+    consecutive_failures: int
+    current_incident: str | None
+    observed_generation: int | None
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(kw_only=True)
+class StatusSync:
+    sync_period: timedelta
+    written: StatusFacts | None = None
+    transition_time: datetime | None = None
+    last_check_written_at: datetime | None = None
+
+    def patch_for(
+        self, facts: StatusFacts, *, last_check: CheckResult | None, now: datetime
+    ) -> dict[str, Any] | None:
+        """The status patch to send now, or None when nothing is worth a request."""
+        facts_changed = facts != self.written
+        last_check_due = last_check is not None and (
+            self.last_check_written_at is None
+            or now - self.last_check_written_at >= self.sync_period
+        )
+        if not facts_changed and not last_check_due:
+            return None
+        if self.written is None or facts.state != self.written.state:
+            self.transition_time = now
+        patch: dict[str, Any] = {
+            "state": facts.state.value,
+            "consecutiveFailures": facts.consecutive_failures,
+            "currentIncident": facts.current_incident,
+            "conditions": [
+                _condition_view(c, now, facts.observed_generation) for c in facts.conditions
+            ],
+        }
+        if self.transition_time is not None:
+            patch["lastTransitionTime"] = _iso(self.transition_time)
+        if facts.observed_generation is not None:
+            patch["observedGeneration"] = facts.observed_generation
+        if last_check is not None:
+            patch["lastCheck"] = last_check_view(last_check)
+            self.last_check_written_at = now
+        self.written = facts
+        return patch
+
+    def forget(self) -> None:
+        """After a failed write, the next call must send everything again."""
+        self.written = None
+        self.last_check_written_at = None
+
+
+def _condition_view(condition: Condition, now: datetime, generation: int | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "type": condition.type,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
+        "lastTransitionTime": _iso(now),
+    }
+    if generation is not None:
+        view["observedGeneration"] = generation
+    return view

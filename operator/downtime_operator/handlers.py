@@ -1,0 +1,80 @@
+"""The kopf layer: a daemon per HealthMonitor that hands over to its MonitorRunner.
+
+Handlers are registered on an explicit registry (no import-time globals) and find the engine in
+kopf's ``memo``, which the wiring fills at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from downtime_operator.domain.models import MonitorRef
+from downtime_operator.services.engine import MonitorEngine
+from downtime_operator.services.monitor_runner import SpecSnapshot
+
+GROUP = "monitoring.gatewayz.ai"
+VERSION = "v1"
+EngineFactory = Callable[[], Awaitable[MonitorEngine]]
+
+# Long enough for an in-flight check (timeout < interval) to finish before kopf cancels it.
+CANCELLATION_TIMEOUT = 30.0
+
+
+class _KopfStop:
+    def __init__(self, stopped: kopf.DaemonStopped) -> None:
+        self._stopped = stopped
+
+    def is_set(self) -> bool:
+        return bool(self._stopped)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._stopped.wait(seconds)
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    *,
+    engine_factory: EngineFactory,
+    configure: Callable[[kopf.OperatorSettings], None],
+) -> None:
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        memo["engine"] = await engine_factory()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        engine: MonitorEngine | None = memo.get("engine")
+        if engine is not None:
+            await engine.close()
+
+    @kopf.daemon(
+        GROUP,
+        VERSION,
+        "healthmonitors",
+        registry=registry,
+        cancellation_timeout=CANCELLATION_TIMEOUT,
+    )
+    async def monitor(
+        name: str,
+        namespace: str,
+        spec: kopf.Spec,
+        meta: kopf.Meta,
+        stopped: kopf.DaemonStopped,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        engine: MonitorEngine = memo["engine"]
+        ref = MonitorRef(namespace=namespace, name=name)
+        runner = engine.runner_for(ref)
+        await runner.run(
+            read_spec=lambda: SpecSnapshot(spec=dict(spec), generation=meta.get("generation")),
+            stop=_KopfStop(stopped),
+        )
+        if meta.get("deletionTimestamp"):
+            runner.resolve_for_deletion()
+            engine.forget(ref)

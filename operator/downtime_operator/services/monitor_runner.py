@@ -1,0 +1,335 @@
+"""One monitor's life: check on schedule, detect outages, record them, keep status current.
+
+The runner owns the monitor's detector and open incident. Its consequences (store rows, CRs,
+events) go through ordered retry queues, so a dependency outage delays them but never drops or
+reorders them, and never stops the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
+from downtime_operator.domain.models import (
+    CheckResult,
+    Incident,
+    IncidentStatus,
+    MonitorRef,
+    MonitorSpec,
+    MonitorState,
+)
+from downtime_operator.domain.naming import incident_resource_name
+from downtime_operator.domain.severity import effective_severity
+from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.domain.status import Condition, StatusFacts, StatusSync
+from downtime_operator.services.ports import (
+    Clock,
+    IncidentResources,
+    IncidentStore,
+    OpenIncidentExistsError,
+    Prober,
+    StopSignal,
+)
+from downtime_operator.services.retry_queue import OrderedRetryQueue
+
+logger = logging.getLogger(__name__)
+
+CheckObserver = Callable[[MonitorRef, CheckResult, float], None]
+"""Called after every check with the scheduling lag in seconds (metrics, benchmarks)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpecSnapshot:
+    spec: Mapping[str, Any]
+    generation: int | None = None
+
+
+@dataclass(kw_only=True)
+class RunnerDeps:
+    """What every runner shares: one prober (one connection pool), one pair of write queues."""
+
+    prober: Prober
+    store: IncidentStore
+    resources: IncidentResources
+    clock: Clock
+    store_writes: OrderedRetryQueue
+    kube_writes: OrderedRetryQueue
+    status_sync_period: timedelta = timedelta(seconds=60)
+    reload_timeout: float = 10.0
+    invalid_spec_retry: float = 30.0
+    observer: CheckObserver | None = None
+
+
+class MonitorRunner:
+    def __init__(self, *, ref: MonitorRef, deps: RunnerDeps) -> None:
+        self.ref = ref
+        self._deps = deps
+        self.detector: Detector | None = None
+        self.incident: Incident | None = None
+        self._status = StatusSync(sync_period=deps.status_sync_period)
+        self._reported_invalid: str | None = None
+
+    async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
+        """Check until stopped. A spec change is picked up at the next check."""
+        clock = self._deps.clock
+        await self._reload(read_spec())
+        scheduled = clock.now()
+        while not stop.is_set():
+            snapshot = read_spec()
+            try:
+                spec = parse_monitor_spec(snapshot.spec)
+            except InvalidSpecError as exc:
+                await self._report_invalid(exc, snapshot.generation)
+                await stop.sleep(self._deps.invalid_spec_retry)
+                scheduled = clock.now()
+                continue
+            if spec.paused:
+                await self._sync_status(spec, snapshot.generation, paused=True)
+                await stop.sleep(spec.interval.total_seconds())
+                scheduled = clock.now()
+                continue
+            lag = (clock.now() - scheduled).total_seconds()
+            result = await self._deps.prober.check(spec)
+            if self._deps.observer is not None:
+                self._deps.observer(self.ref, result, lag)
+            self.observe(spec, result)
+            await self._sync_status(spec, snapshot.generation, last_check=result)
+            detector = self._detector_for(spec)
+            delay = detector.next_delay(interval=spec.interval, retry_interval=spec.retry_interval)
+            scheduled = max(scheduled + delay, clock.now())
+            await stop.sleep((scheduled - clock.now()).total_seconds())
+
+    def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
+        """Feed one check result; queue whatever it implies."""
+        transition = self._detector_for(spec).observe(result)
+        if isinstance(transition, Opened):
+            self._open(spec, transition)
+        elif isinstance(transition, StillDown):
+            self._still_down(spec, transition)
+        elif isinstance(transition, Resolved):
+            self._resolve(ended_at=transition.ended_at, notes=None, reason="IncidentResolved")
+
+    def resolve_for_deletion(self) -> None:
+        """A deleted monitor resolves its open incident, saying so, rather than leaving it open."""
+        if self.incident is not None and self.incident.is_open:
+            self._resolve(
+                ended_at=self._deps.clock.now(),
+                notes="resolved because the HealthMonitor was deleted",
+                reason="IncidentResolvedMonitorDeleted",
+            )
+
+    def _detector_for(self, spec: MonitorSpec) -> Detector:
+        if self.detector is None:
+            self.detector = Detector(
+                failure_threshold=spec.failure_threshold,
+                success_threshold=spec.success_threshold,
+            )
+        self.detector.failure_threshold = spec.failure_threshold
+        self.detector.success_threshold = spec.success_threshold
+        return self.detector
+
+    async def _reload(self, snapshot: SpecSnapshot) -> None:
+        """Continue an outage that was open before a restart instead of opening a second one."""
+        incident: Incident | None = None
+        try:
+            async with asyncio.timeout(self._deps.reload_timeout):
+                incident = await self._deps.store.get_open_incident(self.ref)
+        except Exception as exc:
+            logger.warning(
+                "%s: store unavailable at start (%s); reloading from the CRs", self.ref, exc
+            )
+            try:
+                incident = await self._deps.resources.find_open_incident(self.ref)
+            except Exception as kube_exc:
+                logger.warning("%s: no open incident reloaded: %s", self.ref, kube_exc)
+        if incident is None:
+            return
+        try:
+            spec = parse_monitor_spec(snapshot.spec)
+            thresholds = (spec.failure_threshold, spec.success_threshold)
+        except InvalidSpecError:
+            thresholds = (1, 1)
+        self.incident = incident
+        self.detector = Detector.resuming(
+            failure_threshold=thresholds[0],
+            success_threshold=thresholds[1],
+            started_at=incident.started_at,
+            failed_checks=incident.failed_checks,
+        )
+        logger.info("%s: continuing open incident %s", self.ref, incident.incident_id)
+
+    def _open(self, spec: MonitorSpec, opened: Opened) -> None:
+        failure = opened.last_failure
+        incident = Incident(
+            incident_id=uuid4(),
+            monitor=self.ref,
+            k8s_name=incident_resource_name(
+                monitor_name=self.ref.name, started_at=opened.started_at
+            ),
+            health_endpoint=spec.url,
+            environment=spec.environment,
+            started_at=opened.started_at,
+            detected_at=opened.detected_at,
+            severity=effective_severity(
+                base=spec.severity,
+                escalation=spec.escalation,
+                elapsed=opened.detected_at - opened.started_at,
+            ),
+            error_message=failure.error,
+            http_status_code=failure.status_code,
+            response_body=failure.body_excerpt,
+            failed_checks=opened.failed_checks,
+        )
+        self.incident = incident
+        snapshot = dataclasses.replace(incident)
+        self._deps.store_writes.submit(
+            f"create incident {incident.incident_id}",
+            lambda: self._create_in_store(snapshot),
+            on_permanent=self._duplicate_suppressed,
+        )
+        self._publish(
+            incident,
+            reason="IncidentOpened",
+            message=f"Outage detected: {failure.error} (incident {incident.k8s_name})",
+        )
+
+    async def _create_in_store(self, incident: Incident) -> None:
+        await self._deps.store.create_incident(incident)
+
+    async def _duplicate_suppressed(self, description: str, exc: BaseException) -> None:
+        if isinstance(exc, OpenIncidentExistsError):
+            logger.error("%s: %s refused, %s", self.ref, description, exc)
+
+    def _still_down(self, spec: MonitorSpec, down: StillDown) -> None:
+        incident = self.incident
+        if incident is None:
+            return
+        incident.failed_checks = down.failed_checks
+        severity = effective_severity(
+            base=spec.severity,
+            escalation=spec.escalation,
+            elapsed=down.last_failure.at - incident.started_at,
+        )
+        if severity == incident.severity:
+            return
+        previous = incident.severity
+        incident.severity = severity
+        fields = {"severity": severity.value, "failed_checks": incident.failed_checks}
+        incident_id = incident.incident_id
+        self._deps.store_writes.submit(
+            f"escalate incident {incident_id}",
+            lambda: self._deps.store.update_incident(incident_id, fields),
+        )
+        self._publish(
+            incident,
+            reason="IncidentEscalated",
+            message=f"Incident {incident.k8s_name} escalated from {previous} to {severity}",
+            warning=True,
+        )
+
+    def _resolve(self, *, ended_at: datetime, notes: str | None, reason: str) -> None:
+        incident = self.incident
+        if incident is None:
+            return
+        incident.status = IncidentStatus.RESOLVED
+        incident.ended_at = ended_at
+        incident.duration_seconds = max(0.0, (ended_at - incident.started_at).total_seconds())
+        if notes:
+            incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
+        incident_id = incident.incident_id
+        failed_checks = incident.failed_checks
+
+        async def resolve_in_store() -> None:
+            await self._deps.store.update_incident(incident_id, {"failed_checks": failed_checks})
+            await self._deps.store.resolve_incident(incident_id, ended_at=ended_at, notes=notes)
+
+        self._deps.store_writes.submit(f"resolve incident {incident_id}", resolve_in_store)
+        self._publish(
+            incident,
+            reason=reason,
+            message=(
+                f"Incident {incident.k8s_name} resolved after "
+                f"{incident.duration_seconds:.0f}s" + (f": {notes}" if notes else "")
+            ),
+        )
+        self.incident = None
+
+    def _publish(
+        self, incident: Incident, *, reason: str, message: str, warning: bool = False
+    ) -> None:
+        """Mirror the incident to its CR and post an Event, through the ordered kube queue."""
+        snapshot = dataclasses.replace(incident)
+        resources = self._deps.resources
+        self._deps.kube_writes.submit(
+            f"upsert DowntimeIncident {snapshot.k8s_name}",
+            lambda: resources.upsert_incident(snapshot),
+        )
+        self._deps.kube_writes.submit(
+            f"event {reason} on {self.ref}",
+            lambda: resources.post_event(self.ref, reason=reason, message=message, warning=warning),
+        )
+
+    async def _report_invalid(self, exc: InvalidSpecError, generation: int | None) -> None:
+        text = str(exc)
+        if self._reported_invalid != text:
+            self._reported_invalid = text
+            logger.error("%s: invalid spec: %s", self.ref, text)
+            await self._post_event_now(reason="InvalidSpec", message=text, warning=True)
+        facts = StatusFacts(
+            state=MonitorState.UNKNOWN,
+            consecutive_failures=0,
+            current_incident=self.incident.k8s_name if self.incident else None,
+            observed_generation=generation,
+            conditions=(
+                Condition(type="SpecValid", status="False", reason="InvalidSpec", message=text),
+            ),
+        )
+        await self._write_status(facts, last_check=None)
+
+    async def _sync_status(
+        self,
+        spec: MonitorSpec,
+        generation: int | None,
+        *,
+        last_check: CheckResult | None = None,
+        paused: bool = False,
+    ) -> None:
+        detector = self._detector_for(spec)
+        self._reported_invalid = None
+        failing = last_check is not None and not last_check.ok
+        facts = StatusFacts(
+            state=MonitorState.PAUSED if paused else detector.state,
+            consecutive_failures=detector.consecutive_failures if failing else 0,
+            current_incident=self.incident.k8s_name if self.incident else None,
+            observed_generation=generation,
+            conditions=(
+                Condition(type="SpecValid", status="True", reason="Valid", message="spec accepted"),
+            ),
+        )
+        await self._write_status(facts, last_check=last_check)
+
+    async def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
+        patch = self._status.patch_for(facts, last_check=last_check, now=self._deps.clock.now())
+        if patch is None:
+            return
+        try:
+            await self._deps.resources.patch_monitor_status(self.ref, patch)
+        except Exception as exc:
+            # Status is a view, not a record: skip this write and resend it whole next time.
+            logger.warning("%s: status write failed: %s", self.ref, exc)
+            self._status.forget()
+
+    async def _post_event_now(self, *, reason: str, message: str, warning: bool) -> None:
+        try:
+            await self._deps.resources.post_event(
+                self.ref, reason=reason, message=message, warning=warning
+            )
+        except Exception as exc:
+            logger.warning("%s: event %s not posted: %s", self.ref, reason, exc)

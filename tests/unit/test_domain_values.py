@@ -1,0 +1,82 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from downtime_operator.domain.durations import format_duration, parse_duration
+from downtime_operator.domain.models import Escalation, Severity
+from downtime_operator.domain.naming import incident_resource_name
+from downtime_operator.domain.severity import effective_severity
+from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600), ("1.5s", 1.5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "10 seconds", "-1s", "1d"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_format_duration() -> None:
+    assert format_duration(timedelta(seconds=10)) == "10s"
+    assert format_duration(timedelta(milliseconds=500)) == "500ms"
+    assert format_duration(timedelta(seconds=1.5)) == "1.5s"
+
+
+def test_escalation_only_raises() -> None:
+    rules = [
+        Escalation(after=timedelta(minutes=5), severity=Severity.CRITICAL),
+        Escalation(after=timedelta(minutes=1), severity=Severity.LOW),
+    ]
+    assert (
+        effective_severity(base=Severity.HIGH, escalation=rules, elapsed=timedelta(minutes=2))
+        is Severity.HIGH
+    )
+    assert (
+        effective_severity(base=Severity.HIGH, escalation=rules, elapsed=timedelta(minutes=5))
+        is Severity.CRITICAL
+    )
+
+
+def test_incident_name_is_stable_per_outage_start() -> None:
+    started = datetime(2026, 3, 4, 5, 6, 7, 891, tzinfo=UTC)
+    assert incident_resource_name(monitor_name="api", started_at=started) == "api-20260304-050607"
+
+
+def test_spec_defaults() -> None:
+    spec = parse_monitor_spec({"url": "https://example.test/health"})
+    assert spec.interval == timedelta(seconds=60)
+    assert spec.timeout == timedelta(seconds=10)
+    assert spec.failure_threshold == 3
+    assert spec.severity is Severity.HIGH
+    assert spec.expect.status == ("2xx",)
+    assert spec.log_capture.max_lines == 10000
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({}, "spec.url"),
+        ({"url": "ftp://x"}, "spec.url"),
+        ({"url": "http://x", "interval": "0s", "timeout": "0s"}, "interval"),
+        ({"url": "http://x", "interval": "5s", "timeout": "5s"}, "timeout"),
+        ({"url": "http://x", "failureThreshold": 0}, "spec.failureThreshold"),
+        ({"url": "http://x", "severity": "urgent"}, "spec.severity"),
+        ({"url": "http://x", "logCapture": {"maxLines": -1}}, "spec.logCapture.maxLines"),
+        ({"url": "http://x", "expect": {"status": ["abc"]}}, "spec.expect.status[0]"),
+        (
+            {"url": "http://x", "escalation": [{"after": "5m", "severity": "x"}]},
+            "spec.escalation[0].severity",
+        ),
+    ],
+)
+def test_spec_errors_name_the_field(raw: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_monitor_spec(raw)
+    assert field in str(caught.value)

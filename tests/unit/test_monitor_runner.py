@@ -1,0 +1,165 @@
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from downtime_operator.domain.models import IncidentStatus, MonitorRef, Severity
+from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.ports import OpenIncidentExistsError
+
+from .fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+REF = MonitorRef(namespace="default", name="api")
+SPEC: dict[str, Any] = {
+    "url": "http://127.0.0.1:1/health",
+    "interval": "60s",
+    "timeout": "5s",
+    "retryInterval": "10s",
+    "failureThreshold": 3,
+    "severity": "high",
+}
+
+
+class World:
+    def __init__(self, down: Callable[[datetime], bool], spec: dict[str, Any] | None = None) -> None:
+        self.clock = FakeClock(T0)
+        self.prober = ScriptedProber(self.clock, down)
+        self.store = MemoryStore()
+        self.resources = RecordingResources()
+        self.spec = dict(spec or SPEC)
+        self.deps = RunnerDeps(
+            prober=self.prober,
+            store=self.store,
+            resources=self.resources,
+            clock=self.clock,
+            store_writes=OrderedRetryQueue(
+                name="store", permanent=(OpenIncidentExistsError,), base_delay=0.001, max_delay=0.001
+            ),
+            kube_writes=OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001),
+        )
+
+    async def run(self, *, seconds: float, runner: MonitorRunner | None = None) -> MonitorRunner:
+        runner = runner or MonitorRunner(ref=REF, deps=self.deps)
+        workers = [
+            asyncio.create_task(self.deps.store_writes.run()),
+            asyncio.create_task(self.deps.kube_writes.run()),
+        ]
+        stop = ClockStop(self.clock, self.clock.now() + timedelta(seconds=seconds))
+        await runner.run(read_spec=lambda: SpecSnapshot(spec=self.spec, generation=1), stop=stop)
+        assert await self.deps.store_writes.drained(5)
+        assert await self.deps.kube_writes.drained(5)
+        for worker in workers:
+            worker.cancel()
+        return runner
+
+
+def outage(start: float, end: float) -> Callable[[datetime], bool]:
+    return lambda now: start <= (now - T0).total_seconds() < end
+
+
+async def test_healthy_monitor_opens_nothing_and_writes_status_rarely() -> None:
+    world = World(lambda now: False, spec={**SPEC, "interval": "1s", "timeout": "500ms"})
+    await world.run(seconds=120)
+    assert world.store.rows == {}
+    assert len(world.prober.checks) == 120
+    assert world.resources.status_patches[0]["state"] == "Up"
+    assert len(world.resources.status_patches) <= 3
+
+
+async def test_outage_is_one_incident_with_exact_times() -> None:
+    world = World(outage(100, 200))
+    await world.run(seconds=400)
+    [incident] = world.store.rows.values()
+    assert incident.started_at == T0 + timedelta(seconds=120)
+    assert incident.detected_at == T0 + timedelta(seconds=140)
+    assert incident.ended_at == T0 + timedelta(seconds=200)
+    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.duration_seconds == 80
+    assert incident.error_message == "HTTP 503"
+    cr = world.resources.incidents[incident.k8s_name]
+    assert cr.status is IncidentStatus.RESOLVED
+    assert [reason for reason, _ in world.resources.events] == ["IncidentOpened", "IncidentResolved"]
+
+
+async def test_escalation_raises_severity_in_store_and_resource() -> None:
+    spec = {**SPEC, "escalation": [{"after": "2m", "severity": "critical"}]}
+    world = World(outage(0, 1000), spec=spec)
+    await world.run(seconds=300)
+    [incident] = world.store.rows.values()
+    assert incident.severity is Severity.CRITICAL
+    assert world.resources.incidents[incident.k8s_name].severity is Severity.CRITICAL
+    assert "IncidentEscalated" in [reason for reason, _ in world.resources.events]
+
+
+async def test_store_outage_delays_writes_in_order_and_checks_go_on() -> None:
+    world = World(outage(0, 100))
+    world.store.available = False
+
+    async def restore() -> None:
+        while world.clock.now() < T0 + timedelta(seconds=150):
+            await asyncio.sleep(0)
+        world.store.available = True
+
+    restorer = asyncio.create_task(restore())
+    await world.run(seconds=300)
+    await restorer
+    [incident] = world.store.rows.values()
+    assert incident.status is IncidentStatus.RESOLVED
+    assert [w.split()[0] for w in world.store.writes] == ["create", "update", "resolve"]
+    assert world.deps.store_writes.failures > 0
+
+
+async def test_restart_during_outage_continues_the_same_incident() -> None:
+    world = World(outage(0, 500))
+    await world.run(seconds=100)
+    [first] = world.store.rows.values()
+    assert first.is_open
+    fresh = MonitorRunner(ref=REF, deps=world.deps)
+    await world.run(seconds=600, runner=fresh)
+    assert len(world.store.rows) == 1
+    [incident] = world.store.rows.values()
+    assert incident.incident_id == first.incident_id
+    assert incident.status is IncidentStatus.RESOLVED
+
+
+async def test_restart_with_store_down_reloads_from_the_resource() -> None:
+    world = World(outage(0, 500))
+    await world.run(seconds=100)
+    world.store.available = False
+    world.deps.reload_timeout = 0.01
+    fresh = MonitorRunner(ref=REF, deps=world.deps)
+    stop = ClockStop(world.clock, world.clock.now() + timedelta(seconds=5))
+    await fresh.run(read_spec=lambda: SpecSnapshot(spec=world.spec), stop=stop)
+    assert fresh.incident is not None
+    assert fresh.incident.incident_id == next(iter(world.store.rows))
+
+
+async def test_deleting_the_monitor_resolves_with_a_note() -> None:
+    world = World(outage(0, 1000))
+    runner = await world.run(seconds=100)
+    runner.resolve_for_deletion()
+    worker = asyncio.create_task(world.deps.store_writes.run())
+    assert await world.deps.store_writes.drained(5)
+    worker.cancel()
+    [incident] = world.store.rows.values()
+    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.notes is not None and "deleted" in incident.notes
+
+
+async def test_invalid_spec_is_reported_not_raised() -> None:
+    world = World(lambda now: False, spec={"url": "ftp://nope"})
+    await world.run(seconds=100)
+    assert world.prober.checks == []
+    assert world.resources.events[0][0] == "InvalidSpec"
+    condition = world.resources.status_patches[-1]["conditions"][0]
+    assert condition["reason"] == "InvalidSpec"
+    assert "spec.url" in condition["message"]
+
+
+async def test_paused_monitor_does_not_check() -> None:
+    world = World(lambda now: True, spec={**SPEC, "paused": True})
+    await world.run(seconds=600)
+    assert world.prober.checks == []
+    assert world.resources.status_patches[-1]["state"] == "Paused"
