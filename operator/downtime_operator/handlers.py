@@ -41,6 +41,12 @@ def register(
     engine_factory: EngineFactory,
     configure: Callable[[kopf.OperatorSettings], None],
 ) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry gets none of kopf's default login handlers: in a pod use the
+        # service account, elsewhere the kubeconfig (KUBECONFIG), like the adapters do.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings)
@@ -60,16 +66,17 @@ def register(
         cancellation_timeout=CANCELLATION_TIMEOUT,
     )
     async def monitor(
+        *,
         name: str,
-        namespace: str,
+        namespace: str | None,
         spec: kopf.Spec,
         meta: kopf.Meta,
         stopped: kopf.DaemonStopped,
-        memo: kopf.Memo,
+        memo: Any,
         **_: Any,
     ) -> None:
         engine: MonitorEngine = memo["engine"]
-        ref = MonitorRef(namespace=namespace, name=name)
+        ref = MonitorRef(namespace=namespace or "", name=name)
         runner = engine.runner_for(ref)
         await runner.run(
             read_spec=lambda: SpecSnapshot(spec=dict(spec), generation=meta.get("generation")),

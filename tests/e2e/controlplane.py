@@ -65,6 +65,15 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or used."""
 
 
+class ApiError(ControlPlaneError):
+    """A REST call to the apiserver answered with a non-2xx status."""
+
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body[:2000]}")
+        self.status = status
+        self.body = body
+
+
 class KubectlError(subprocess.CalledProcessError):
     """A kubectl command failed; str() includes its stdout and stderr."""
 
@@ -273,7 +282,7 @@ class ControlPlane:
     def kubectl(
         self,
         *args: str,
-        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: str | None = None,
         check: bool = True,
         timeout: float = 60.0,
         kubeconfig: Path | None = None,
@@ -319,9 +328,11 @@ class ControlPlane:
         # Discovery of the new kinds can lag Established by a moment.
         deadline = time.monotonic() + 30
         while True:
-            proc = self.kubectl("api-resources", "--api-group", "monitoring.gatewayz.ai", check=False)
-            if proc.returncode == 0 and "healthmonitors" in proc.stdout and (
-                "downtimeincidents" in proc.stdout
+            proc = self.kubectl(
+                "api-resources", "--api-group", "monitoring.gatewayz.ai", check=False
+            )
+            if proc.returncode == 0 and all(
+                f"{plural} " in proc.stdout for plural in ("healthmonitors", "downtimeincidents")
             ):
                 return
             if time.monotonic() > deadline:
@@ -353,7 +364,7 @@ class ControlPlane:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def request(self, path: str, *, token: str | None = None, timeout: float = 5.0) -> str:
-        """GET a raw API path with the admin (or given) token; returns the body."""
+        """GET a raw API path with the admin (or given) token; returns the body as text."""
         req = urllib.request.Request(
             self.server + path,
             headers={"Authorization": f"Bearer {token or self.admin_token}"},
@@ -361,6 +372,47 @@ class ControlPlane:
         with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
             body: bytes = resp.read()
             return body.decode()
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        token: str | None = None,
+        timeout: float = 10.0,
+    ) -> Any:
+        """One REST call with the admin (or given) token; JSON in, JSON out. Faster than kubectl.
+
+        ``cp.api("PATCH", path, {...}, content_type="application/merge-patch+json")``.
+        Raises ApiError (with .status and .body) on a non-2xx answer.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        headers = {
+            "Authorization": f"Bearer {token or self.admin_token}",
+            "Accept": "application/json",
+        }
+        if data is not None:
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(self.server + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
+                raw: bytes = resp.read()
+        except urllib.error.HTTPError as err:
+            text = err.read().decode(errors="replace")
+            raise ApiError(method, path, err.code, text) from None
+        return json.loads(raw) if raw.strip() else None
+
+    def apply(
+        self, manifest: dict[str, Any] | str, *, namespace: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl apply -f -`` of one manifest (a dict, or YAML text with any documents)."""
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        args = ["apply", "-f", "-"]
+        if namespace is not None:
+            args += ["-n", namespace]
+        return self.kubectl(*args, input=text, check=check)
 
     # ----------------------------------------------------------------- audit log
 
@@ -402,8 +454,8 @@ class ControlPlane:
             text = self.audit_log.read_text(errors="replace")
         except FileNotFoundError:
             return
-        for line in text.splitlines():
-            line = line.strip()
+        for raw in text.splitlines():
+            line = raw.strip()
             if not line:
                 continue
             try:
@@ -493,10 +545,12 @@ class ControlPlane:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             self._check_alive()
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp:
-                    if json.loads(resp.read()).get("health") == "true":
-                        return
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp,
+            ):
+                if json.loads(resp.read()).get("health") == "true":
+                    return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"etcd not healthy in time\n{self.diagnostics()}")
             time.sleep(0.1)
@@ -604,6 +658,7 @@ __all__ = [
     "AUDITED_RESOURCES",
     "CRDS_DIR",
     "REPO_ROOT",
+    "ApiError",
     "ControlPlane",
     "ControlPlaneError",
     "KubectlError",

@@ -1,18 +1,15 @@
 """Real PostgreSQL for the integration tests, started by the test session itself.
 
-The session runs ``scripts/start-postgres.sh`` (installs/starts the server when needed) unless
-``TEST_DATABASE_URL`` points at a server already (a role allowed to CREATE DATABASE). Each test
-module gets its own throw-away database with the migrations applied, and each store test starts
-from an empty table: creating and dropping a database costs ~0.7 s here, emptying a table ~1 ms.
+``postgres_dsn`` (runs ``scripts/start-postgres.sh`` unless ``TEST_DATABASE_URL`` is set) and
+``make_database`` come from ``tests/conftest.py``. Here: each test module gets its own migrated
+throw-away database and each store test starts from an empty table, because creating and
+dropping a database costs ~0.7 s while emptying a small table costs ~1 ms.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,64 +17,22 @@ import pytest
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore, apply_migrations
 
-REPO = Path(__file__).resolve().parents[2]
-START_SCRIPT = REPO / "scripts" / "start-postgres.sh"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
+    """Mark every test that needs the server, so `-m "not postgres"` can skip them."""
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if "postgres_dsn" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> str:
-    """DSN of a role that may create databases; starts the local server if needed."""
-    explicit = os.environ.get("TEST_DATABASE_URL")
-    if explicit:
-        return explicit
-    result = subprocess.run(
-        ["bash", str(START_SCRIPT)], capture_output=True, text=True, timeout=600, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"start-postgres.sh failed ({result.returncode}):\n{result.stderr}")
-    last = result.stdout.strip().splitlines()[-1]
-    key, _, dsn = last.partition("=")
-    assert key == "DATABASE_URL", f"unexpected last line from start-postgres.sh: {last!r}"
-    return dsn
-
-
 def _with_database(dsn: str, database: str) -> str:
-    base, _, _ = dsn.partition("?")  # our DSNs carry no query part worth keeping
+    base, _, _ = dsn.partition("?")
     return f"{base.rsplit('/', 1)[0]}/{database}"
-
-
-DatabaseFactory = Callable[[], Awaitable[str]]
-
-
-@pytest.fixture
-async def make_database(postgres_dsn: str) -> AsyncIterator[DatabaseFactory]:
-    """Factory of fresh, empty databases (no migrations), all dropped after the test."""
-    admin = await asyncpg.connect(postgres_dsn)
-    created: list[str] = []
-
-    async def make() -> str:
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return _with_database(postgres_dsn, name)
-
-    try:
-        yield make
-    finally:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
 async def migrated_dsn(postgres_dsn: str) -> AsyncIterator[str]:
-    """One migrated database per test module."""
+    """One migrated database per test module, dropped at the module's end."""
     admin = await asyncpg.connect(postgres_dsn)
     name = f"test_{uuid.uuid4().hex[:12]}"
     await admin.execute(f'CREATE DATABASE "{name}"')

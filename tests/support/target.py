@@ -2,7 +2,8 @@
 
 It runs in its OWN thread with its own event loop, so it keeps answering while a test blocks its
 loop (``subprocess.run(["kubectl", ...])``, a synchronous sleep). Used by the probe's integration
-tests, the e2e tests, benchmarks and demos::
+tests, the e2e tests, benchmarks and demos. pytest puts ``tests/`` on sys.path (there is no
+``tests/__init__.py``), so tests import it as ``from support.target import TargetServer``::
 
     with TargetServer() as target:           # listens on 127.0.0.1:<free port>
         target.url                           # http://127.0.0.1:<port>/health
@@ -14,6 +15,7 @@ Modes (``set_mode``; unknown modes raise ValueError):
 - ``healthy``         200 ``ok``
 - ``failing``         503 ``down``
 - ``slow``            holds the request until the mode changes (or ``slow_seconds``), then 200
+- ``delay:<ms>``      200 ``ok`` after that many milliseconds
 - ``slow-body``       200 headers and ``o`` at once, the ``k`` only when ``slow`` would answer
 - ``unreachable``     stops listening (connections are refused) and drops open connections;
                       any other mode re-binds the SAME port
@@ -74,7 +76,7 @@ def validate_mode(mode: str) -> str:
         return mode
     if kind == "status" and arg.isdigit() and 100 <= int(arg) <= 599:
         return mode
-    if kind == "redirect" and arg.isdigit():
+    if kind in ("redirect", "delay") and arg.isdigit():
         return mode
     raise ValueError(f"unknown target mode {mode!r}")
 
@@ -97,7 +99,7 @@ class TargetServer:
         port: int = 0,
         path: str = "/health",
         mode: str = "healthy",
-        control_port: int | None = None,
+        control_port: int | None = None,  # 0: any free port; see control_url
         slow_seconds: float = 30.0,
         huge_bytes: int = 1 << 30,
     ) -> None:
@@ -125,7 +127,7 @@ class TargetServer:
     # -- lifecycle (caller's thread) ----------------------------------------------------------
 
     def start(self) -> TargetServer:
-        first = self._bind()  # bind here so .port is known (and taken) before we return
+        first = self._bind(self._port)  # bind here so .port is known (and taken) before we return
         self._port = first.getsockname()[1]
         self._thread = threading.Thread(
             target=asyncio.run, args=(self._serve(first),), name="target-server", daemon=True
@@ -220,10 +222,11 @@ class TargetServer:
 
     # -- server thread ------------------------------------------------------------------------
 
-    def _bind(self) -> socket.socket:
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, self._port))
+        sock.bind((HOST, port))
         return sock
 
     async def _serve(self, first: socket.socket) -> None:
@@ -269,7 +272,7 @@ class TargetServer:
             for connection in self._runner.server.connections:
                 connection.force_close()
         elif mode != "unreachable" and self._site is None:
-            await self._listen(self._bind())
+            await self._listen(self._bind(self._port))
         self._mode = mode
         if self._changed is not None:
             self._changed.set()  # releases requests held by "slow"
@@ -295,7 +298,9 @@ class TargetServer:
         app.router.add_post("/mode/{mode:.+}", switch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.TCPSite(runner, HOST, self._control_port).start()
+        sock = self._bind(self._control_port or 0)
+        self._control_port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
         return runner
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -310,6 +315,9 @@ class TargetServer:
             return web.Response(status=503, text="down")
         if mode == "slow":
             await self._hold(changed)
+            return web.Response(text="ok")
+        if kind == "delay":
+            await asyncio.sleep(int(arg) / 1000)
             return web.Response(text="ok")
         if mode == "slow-body":
             response = web.StreamResponse()
@@ -334,7 +342,7 @@ class TargetServer:
             return web.Response(text=arg)
         # "reset", or "unreachable" reached over a connection opened just before the switch.
         self._reset(request)
-        raise ConnectionResetError("target reset the connection on purpose")
+        return web.Response()  # goes nowhere: the connection is gone
 
     async def _record(self, request: web.Request, mode: str) -> None:
         body = await request.read()

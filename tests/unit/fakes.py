@@ -49,7 +49,9 @@ class ClockStop:
 class ScriptedProber:
     """Answers by the fake clock's time: ``down(t)`` says whether the target is failing."""
 
-    def __init__(self, clock: FakeClock, down: Callable[[datetime], bool], error: str = "HTTP 503") -> None:
+    def __init__(
+        self, clock: FakeClock, down: Callable[[datetime], bool], error: str = "HTTP 503"
+    ) -> None:
         self.clock = clock
         self.down = down
         self.error = error

@@ -5,10 +5,9 @@ from typing import Any
 
 from downtime_operator.domain.models import IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.ports import OpenIncidentExistsError
-
-from .fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
+from downtime_operator.services.retry_queue import OrderedRetryQueue
+from tests.unit.fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REF = MonitorRef(namespace="default", name="api")
@@ -23,7 +22,9 @@ SPEC: dict[str, Any] = {
 
 
 class World:
-    def __init__(self, down: Callable[[datetime], bool], spec: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, down: Callable[[datetime], bool], spec: dict[str, Any] | None = None
+    ) -> None:
         self.clock = FakeClock(T0)
         self.prober = ScriptedProber(self.clock, down)
         self.store = MemoryStore()
@@ -35,7 +36,10 @@ class World:
             resources=self.resources,
             clock=self.clock,
             store_writes=OrderedRetryQueue(
-                name="store", permanent=(OpenIncidentExistsError,), base_delay=0.001, max_delay=0.001
+                name="store",
+                permanent=(OpenIncidentExistsError,),
+                base_delay=0.001,
+                max_delay=0.001,
             ),
             kube_writes=OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001),
         )
@@ -80,7 +84,10 @@ async def test_outage_is_one_incident_with_exact_times() -> None:
     assert incident.error_message == "HTTP 503"
     cr = world.resources.incidents[incident.k8s_name]
     assert cr.status is IncidentStatus.RESOLVED
-    assert [reason for reason, _ in world.resources.events] == ["IncidentOpened", "IncidentResolved"]
+    assert [reason for reason, _ in world.resources.events] == [
+        "IncidentOpened",
+        "IncidentResolved",
+    ]
 
 
 async def test_escalation_raises_severity_in_store_and_resource() -> None:
@@ -97,18 +104,18 @@ async def test_store_outage_delays_writes_in_order_and_checks_go_on() -> None:
     world = World(outage(0, 100))
     world.store.available = False
 
-    async def restore() -> None:
-        while world.clock.now() < T0 + timedelta(seconds=150):
-            await asyncio.sleep(0)
-        world.store.available = True
+    def down_and_store_back_at_150(now: datetime) -> bool:
+        if now >= T0 + timedelta(seconds=150):
+            world.store.available = True
+        return outage(0, 100)(now)
 
-    restorer = asyncio.create_task(restore())
+    world.prober.down = down_and_store_back_at_150
     await world.run(seconds=300)
-    await restorer
     [incident] = world.store.rows.values()
     assert incident.status is IncidentStatus.RESOLVED
     assert [w.split()[0] for w in world.store.writes] == ["create", "update", "resolve"]
     assert world.deps.store_writes.failures > 0
+    assert len(world.prober.checks) == 14  # every check happened while the store was down
 
 
 async def test_restart_during_outage_continues_the_same_incident() -> None:

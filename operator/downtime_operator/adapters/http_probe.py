@@ -139,7 +139,7 @@ class HttpProber:
             status_code=response.status,
             latency_ms=latency * 1000,
             error=error,
-            body_excerpt=None if error is None else _excerpt(kept, response.charset),
+            body_excerpt=_excerpt(kept, response.charset) if error and kept else None,
         )
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:

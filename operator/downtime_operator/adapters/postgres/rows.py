@@ -186,7 +186,7 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-_TS = Updatable("${n}", _optional(lambda v: require_aware(v, "timestamp")))
+_TS = Updatable("${n}::timestamptz", _optional(lambda v: require_aware(v, "timestamp")))
 _PLAIN = Updatable("${n}", _as_is)
 _TEXT = Updatable("${n}", clean_text)
 _JSON = Updatable("${n}::text::jsonb", to_json_text)

@@ -28,7 +28,7 @@ SET status = 'resolved',
     ended_at = GREATEST($2, started_at),
     duration_seconds = GREATEST(EXTRACT(EPOCH FROM ($2 - started_at))::float8, 0),
     notes = CASE
-        WHEN $3::text IS NULL THEN notes
+        WHEN $3::text IS NULL OR $3::text = '' THEN notes
         WHEN notes IS NULL OR notes = '' THEN $3::text
         ELSE notes || E'\\n' || $3::text
     END
@@ -183,6 +183,8 @@ class PostgresIncidentStore:
         end = rows.require_aware(end, "end")
         if end < start:
             raise ValueError("end must not be before start")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         found = await self._pool.fetch(
             f"{_SELECT} WHERE {_OVERLAPS} ORDER BY started_at DESC, incident_id LIMIT $3",
             start,

@@ -1,0 +1,287 @@
+"""The operator as a process against the real control plane, real Postgres and real targets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+
+from tests.conftest import DatabaseFactory
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.operator_process import OperatorProcess
+from tests.support.target import TargetServer
+
+T = TypeVar("T")
+FAST = {"interval": "1s", "timeout": "500ms", "retryInterval": "1s", "failureThreshold": 2}
+
+
+def monitor(name: str, url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.gatewayz.ai/v1",
+        "kind": "HealthMonitor",
+        "metadata": {"name": name},
+        "spec": {"url": url, **FAST, **spec},
+    }
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], *, within: float, what: str
+) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+class Env:
+    """One test's world: its namespace, its database and its operator process."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, dsn: str, op: OperatorProcess) -> None:
+        self.cp = cp
+        self.namespace = namespace
+        self.dsn = dsn
+        self.op = op
+
+    def apply(self, body: dict[str, Any], namespace: str | None = None) -> None:
+        self.cp.apply(body, namespace=namespace or self.namespace)
+
+    def incidents(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cp.kubectl_json(
+            "get", "downtimeincidents", "-n", namespace or self.namespace
+        )["items"]
+        return items
+
+    def monitor_status(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        body = self.cp.kubectl_json("get", "healthmonitor", name, "-n", namespace or self.namespace)
+        status: dict[str, Any] = body.get("status") or {}
+        return status
+
+    async def rows(self) -> list[asyncpg.Record]:
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except (OSError, asyncpg.PostgresError):
+            return []
+        try:
+            return list(await conn.fetch("SELECT * FROM downtime_incidents ORDER BY started_at"))
+        except asyncpg.UndefinedTableError:
+            return []
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def env(
+    control_plane: ControlPlane,
+    namespace: str,
+    make_database: DatabaseFactory,
+    tmp_path: Path,
+) -> AsyncIterator[Env]:
+    dsn = await make_database()
+    op = OperatorProcess(
+        control_plane, database_url=dsn, namespaces=[namespace], log_path=tmp_path / "operator.log"
+    )
+    op.start()
+    try:
+        yield Env(control_plane, namespace, dsn, op)
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
+
+
+@pytest.fixture
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_healthy_monitor_reaches_up_and_opens_nothing(env: Env, target: TargetServer) -> None:
+    env.apply(monitor("healthy", target.url))
+    status = await eventually(
+        lambda: (
+            env.monitor_status("healthy").get("state") == "Up" and env.monitor_status("healthy")
+        ),
+        within=30,
+        what="state Up",
+    )
+    assert status["lastCheck"]["ok"] is True
+    assert status["lastCheck"]["statusCode"] == 200
+    await asyncio.sleep(3)
+    assert env.incidents() == []
+    assert await env.rows() == []
+    assert env.op.alive
+
+
+async def test_outage_is_one_incident_in_both_places_and_resolves(
+    env: Env, target: TargetServer
+) -> None:
+    env.apply(monitor("api", target.url))
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=30, what="Up")
+    went_down = time.time()
+    target.set_mode("failing")
+    [incident] = await eventually(env.incidents, within=20, what="a DowntimeIncident")
+    first_failure = min(t for t in target.request_times if t >= went_down)
+    started = parse_time(incident["spec"]["startedAt"]).timestamp()
+    assert abs(started - first_failure) < 0.3, (started, first_failure)
+    assert incident["status"]["status"] == "ongoing"
+    assert incident["status"]["errorMessage"].startswith("HTTP 503")
+    assert incident["status"]["httpStatusCode"] == 503
+    [row] = await eventually(env.rows, within=20, what="the Postgres row")
+    assert str(row["incident_id"]) == incident["spec"]["incidentId"]
+    assert row["status"] == "ongoing"
+    table = env.cp.kubectl("get", "downtimeincidents", "-n", env.namespace).stdout
+    for column in ("MONITOR", "STATUS", "SEVERITY", "STARTED", "DURATION", "ERROR", "LOGS", "AGE"):
+        assert column in table
+    assert "api" in table and "ongoing" in table
+    assert env.monitor_status("api")["currentIncident"] == incident["metadata"]["name"]
+
+    await asyncio.sleep(4)
+    came_back = time.time()
+    target.set_mode("healthy")
+    real_outage = came_back - first_failure
+
+    def resolved() -> dict[str, Any] | None:
+        items = env.incidents()
+        return items[0] if items and items[0]["status"]["status"] == "resolved" else None
+
+    done = await eventually(resolved, within=20, what="resolution on the CR")
+    assert len(env.incidents()) == 1
+    assert abs(done["status"]["durationSeconds"] - real_outage) <= 1.0 + 0.3
+    [row] = await eventually(lambda: _resolved_rows(env), within=20, what="resolution in Postgres")
+    assert row["duration_seconds"] == pytest.approx(done["status"]["durationSeconds"], abs=0.01)
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=10, what="Up")
+    events = env.cp.kubectl("get", "events", "-n", env.namespace).stdout
+    assert "IncidentOpened" in events and "IncidentResolved" in events
+
+
+async def _resolved_rows(env: Env) -> list[asyncpg.Record]:
+    rows = await env.rows()
+    return rows if rows and all(r["status"] == "resolved" for r in rows) else []
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "status_code"),
+    [
+        ("failing", "HTTP 503", 503),
+        ("slow", "timeout after 500ms", None),
+        ("unreachable", "connection refused", None),
+    ],
+)
+async def test_each_failure_kind_opens_an_incident_with_its_reason(
+    env: Env, target: TargetServer, mode: str, error: str, status_code: int | None
+) -> None:
+    target.set_mode(mode)
+    env.apply(monitor("kind", target.url))
+    [incident] = await eventually(env.incidents, within=30, what=f"an incident for {mode}")
+    assert incident["status"]["errorMessage"].startswith(error)
+    assert incident["status"].get("httpStatusCode") == status_code
+    [row] = await eventually(env.rows, within=20, what="the row")
+    assert row["error_message"].startswith(error)
+    assert row["http_status_code"] == status_code
+
+
+async def test_flapping_below_the_threshold_opens_nothing(env: Env, target: TargetServer) -> None:
+    env.apply(monitor("flappy", target.url, failureThreshold=3))
+    await eventually(
+        lambda: env.monitor_status("flappy").get("state") == "Up", within=30, what="Up"
+    )
+    for _ in range(6):
+        target.set_mode("failing")
+        await asyncio.sleep(1.5)
+        target.set_mode("healthy")
+        await asyncio.sleep(1.6)
+    assert env.incidents() == []
+    assert await env.rows() == []
+
+
+async def test_kill_9_during_an_outage_keeps_one_incident(env: Env, target: TargetServer) -> None:
+    env.apply(monitor("crashy", target.url))
+    await eventually(
+        lambda: env.monitor_status("crashy").get("state") == "Up", within=30, what="Up"
+    )
+    target.set_mode("failing")
+    [before] = await eventually(env.rows, within=20, what="the row")
+    env.op.kill9()
+    await asyncio.sleep(2)
+    env.op.start()
+    await asyncio.sleep(6)
+    assert len(env.incidents()) == 1
+    assert len(await env.rows()) == 1
+    target.set_mode("healthy")
+    [row] = await eventually(lambda: _resolved_rows(env), within=30, what="resolution")
+    assert row["incident_id"] == before["incident_id"]
+    [incident] = env.incidents()
+    assert incident["status"]["status"] == "resolved"
+
+
+async def test_two_namespaces_are_independent_and_deletion_stops_checks(
+    env: Env, target: TargetServer, control_plane: ControlPlane, make_namespace: Callable[[], str]
+) -> None:
+    other = make_namespace()
+    env.op.stop()
+    env.op.env["WATCH_NAMESPACES"] = f"{env.namespace},{other}"
+    env.op.start()
+    with TargetServer() as second:
+        env.apply(monitor("one", target.url))
+        env.apply(monitor("two", second.url), namespace=other)
+        await eventually(
+            lambda: env.monitor_status("one").get("state") == "Up", within=30, what="one Up"
+        )
+        await eventually(
+            lambda: env.monitor_status("two", other).get("state") == "Up", within=30, what="two Up"
+        )
+        second.set_mode("failing")
+        await eventually(lambda: env.incidents(other), within=20, what="incident in the other ns")
+        assert env.incidents() == []
+        assert env.monitor_status("one")["state"] == "Up"
+        control_plane.kubectl("delete", "healthmonitor", "two", "-n", other, "--wait=false")
+        await eventually(
+            lambda: _resolved_rows(env), within=30, what="the deleted monitor's incident resolved"
+        )
+        [row] = await env.rows()
+        assert "deleted" in row["notes"]
+        await asyncio.sleep(2)
+        seen = second.requests
+        await asyncio.sleep(4)
+        assert second.requests == seen
+        assert target.requests > 0
+
+
+async def test_escalation_raises_severity_in_both_places(env: Env, target: TargetServer) -> None:
+    target.set_mode("failing")
+    env.apply(
+        monitor(
+            "esc",
+            target.url,
+            severity="medium",
+            escalation=[{"after": "4s", "severity": "critical"}],
+        )
+    )
+    [incident] = await eventually(env.incidents, within=30, what="incident")
+    assert incident["status"]["severity"] == "medium"
+
+    async def critical_row() -> list[asyncpg.Record]:
+        rows = await env.rows()
+        return rows if rows and rows[0]["severity"] == "critical" else []
+
+    await eventually(critical_row, within=30, what="critical severity in Postgres")
+    await eventually(
+        lambda: env.incidents()[0]["status"]["severity"] == "critical",
+        within=10,
+        what="critical CR",
+    )
