@@ -41,19 +41,29 @@ def with_database(dsn: str, database: str) -> str:
 
 @pytest.fixture
 async def make_database(postgres_dsn: str) -> AsyncIterator[DatabaseFactory]:
-    """Factory of fresh, empty databases (no migrations), all dropped after the test."""
-    admin = await asyncpg.connect(postgres_dsn)
+    """Factory of fresh, empty databases (no migrations), all dropped after the test.
+
+    The drop uses a new connection: a test may have restarted the server in between.
+    """
     created: list[str] = []
 
     async def make() -> str:
         name = f"test_{uuid.uuid4().hex[:12]}"
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
         created.append(name)
         return with_database(postgres_dsn, name)
 
     try:
         yield make
     finally:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        if created:
+            admin = await asyncpg.connect(postgres_dsn)
+            try:
+                for name in created:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()

@@ -27,10 +27,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import DatabaseFactory
+from tests.e2e.harness import Env
+from tests.e2e.operator_process import OperatorProcess
+from tests.support.target import TargetServer
 
 from .controlplane import ApiError, ControlPlane
 
@@ -132,3 +137,29 @@ def delete_namespace(cp: ControlPlane, name: str) -> None:
     except ApiError as err:
         if err.status != 404:
             raise
+
+
+@pytest.fixture
+async def env(
+    control_plane: ControlPlane,
+    namespace: str,
+    make_database: DatabaseFactory,
+    tmp_path: Path,
+) -> AsyncIterator[Env]:
+    """The operator as a process, watching this test's namespace, over a fresh database."""
+    dsn = await make_database()
+    op = OperatorProcess(
+        control_plane, database_url=dsn, namespaces=[namespace], log_path=tmp_path / "operator.log"
+    )
+    op.start()
+    try:
+        yield Env(control_plane, namespace, dsn, op)
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
+
+
+@pytest.fixture
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import IO
 
@@ -81,15 +80,3 @@ class OperatorProcess:
 
     def log_tail(self, lines: int = 80) -> str:
         return tail(self.log_path, lines)
-
-
-def wait_for(predicate, *, timeout: float, interval: float = 0.25, message: str = "") -> object:  # type: ignore[no-untyped-def]
-    """Poll until ``predicate()`` is truthy; returns its value or fails with ``message``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
-        time.sleep(interval)

@@ -4,110 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.conftest import DatabaseFactory
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.harness import Env, eventually, monitor, parse_time, resolved_rows
 from tests.support.target import TargetServer
-
-T = TypeVar("T")
-FAST = {"interval": "1s", "timeout": "500ms", "retryInterval": "1s", "failureThreshold": 2}
-
-
-def monitor(name: str, url: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "monitoring.gatewayz.ai/v1",
-        "kind": "HealthMonitor",
-        "metadata": {"name": name},
-        "spec": {"url": url, **FAST, **spec},
-    }
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None] | T | None], *, within: float, what: str
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.25)
-
-
-class Env:
-    """One test's world: its namespace, its database and its operator process."""
-
-    def __init__(self, cp: ControlPlane, namespace: str, dsn: str, op: OperatorProcess) -> None:
-        self.cp = cp
-        self.namespace = namespace
-        self.dsn = dsn
-        self.op = op
-
-    def apply(self, body: dict[str, Any], namespace: str | None = None) -> None:
-        self.cp.apply(body, namespace=namespace or self.namespace)
-
-    def incidents(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.cp.kubectl_json(
-            "get", "downtimeincidents", "-n", namespace or self.namespace
-        )["items"]
-        return items
-
-    def monitor_status(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        body = self.cp.kubectl_json("get", "healthmonitor", name, "-n", namespace or self.namespace)
-        status: dict[str, Any] = body.get("status") or {}
-        return status
-
-    async def rows(self) -> list[asyncpg.Record]:
-        try:
-            conn = await asyncpg.connect(self.dsn)
-        except (OSError, asyncpg.PostgresError):
-            return []
-        try:
-            return list(await conn.fetch("SELECT * FROM downtime_incidents ORDER BY started_at"))
-        except asyncpg.UndefinedTableError:
-            return []
-        finally:
-            await conn.close()
-
-
-@pytest.fixture
-async def env(
-    control_plane: ControlPlane,
-    namespace: str,
-    make_database: DatabaseFactory,
-    tmp_path: Path,
-) -> AsyncIterator[Env]:
-    dsn = await make_database()
-    op = OperatorProcess(
-        control_plane, database_url=dsn, namespaces=[namespace], log_path=tmp_path / "operator.log"
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, dsn, op)
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
-
-
-@pytest.fixture
-def target() -> Iterator[TargetServer]:
-    with TargetServer() as server:
-        yield server
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def test_healthy_monitor_reaches_up_and_opens_nothing(env: Env, target: TargetServer) -> None:
@@ -162,16 +67,11 @@ async def test_outage_is_one_incident_in_both_places_and_resolves(
     done = await eventually(resolved, within=20, what="resolution on the CR")
     assert len(env.incidents()) == 1
     assert abs(done["status"]["durationSeconds"] - real_outage) <= 1.0 + 0.3
-    [row] = await eventually(lambda: _resolved_rows(env), within=20, what="resolution in Postgres")
+    [row] = await eventually(lambda: resolved_rows(env), within=20, what="resolution in Postgres")
     assert row["duration_seconds"] == pytest.approx(done["status"]["durationSeconds"], abs=0.01)
     await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=10, what="Up")
     events = env.cp.kubectl("get", "events", "-n", env.namespace).stdout
     assert "IncidentOpened" in events and "IncidentResolved" in events
-
-
-async def _resolved_rows(env: Env) -> list[asyncpg.Record]:
-    rows = await env.rows()
-    return rows if rows and all(r["status"] == "resolved" for r in rows) else []
 
 
 @pytest.mark.parametrize(
@@ -223,7 +123,7 @@ async def test_kill_9_during_an_outage_keeps_one_incident(env: Env, target: Targ
     assert len(env.incidents()) == 1
     assert len(await env.rows()) == 1
     target.set_mode("healthy")
-    [row] = await eventually(lambda: _resolved_rows(env), within=30, what="resolution")
+    [row] = await eventually(lambda: resolved_rows(env), within=30, what="resolution")
     assert row["incident_id"] == before["incident_id"]
     [incident] = env.incidents()
     assert incident["status"]["status"] == "resolved"
@@ -251,7 +151,7 @@ async def test_two_namespaces_are_independent_and_deletion_stops_checks(
         assert env.monitor_status("one")["state"] == "Up"
         control_plane.kubectl("delete", "healthmonitor", "two", "-n", other, "--wait=false")
         await eventually(
-            lambda: _resolved_rows(env), within=30, what="the deleted monitor's incident resolved"
+            lambda: resolved_rows(env), within=30, what="the deleted monitor's incident resolved"
         )
         [row] = await env.rows()
         assert "deleted" in row["notes"]

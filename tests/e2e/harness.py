@@ -1,0 +1,86 @@
+"""Helpers for e2e tests that run the operator: manifests, polling, the test's world."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.operator_process import OperatorProcess
+
+T = TypeVar("T")
+FAST = {"interval": "1s", "timeout": "500ms", "retryInterval": "1s", "failureThreshold": 2}
+
+
+def monitor(name: str, url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.gatewayz.ai/v1",
+        "kind": "HealthMonitor",
+        "metadata": {"name": name},
+        "spec": {"url": url, **FAST, **spec},
+    }
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], *, within: float, what: str
+) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+class Env:
+    """One test's world: its namespace, its database and its operator process."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, dsn: str, op: OperatorProcess) -> None:
+        self.cp = cp
+        self.namespace = namespace
+        self.dsn = dsn
+        self.op = op
+
+    def apply(self, body: dict[str, Any], namespace: str | None = None) -> None:
+        self.cp.apply(body, namespace=namespace or self.namespace)
+
+    def incidents(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cp.kubectl_json(
+            "get", "downtimeincidents", "-n", namespace or self.namespace
+        )["items"]
+        return items
+
+    def monitor_status(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        body = self.cp.kubectl_json("get", "healthmonitor", name, "-n", namespace or self.namespace)
+        status: dict[str, Any] = body.get("status") or {}
+        return status
+
+    async def rows(self) -> list[asyncpg.Record]:
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except (OSError, asyncpg.PostgresError):
+            return []
+        try:
+            return list(await conn.fetch("SELECT * FROM downtime_incidents ORDER BY started_at"))
+        except asyncpg.UndefinedTableError:
+            return []
+        finally:
+            await conn.close()
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def resolved_rows(env: Env) -> list[asyncpg.Record]:
+    rows = await env.rows()
+    return rows if rows and all(r["status"] == "resolved" for r in rows) else []
