@@ -26,6 +26,8 @@ async def test_healthy_monitor_reaches_up_and_opens_nothing(env: Env, target: Ta
     )
     assert status["lastCheck"]["ok"] is True
     assert status["lastCheck"]["statusCode"] == 200
+    assert status["uptime"] == {"h24": 100.0, "d7": 100.0, "d30": 100.0}
+    assert "UPTIME-30D" in env.cp.kubectl("get", "hm", "-n", env.namespace).stdout
     await asyncio.sleep(3)
     assert env.incidents() == []
     assert await env.rows() == []

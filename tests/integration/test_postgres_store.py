@@ -436,3 +436,17 @@ async def test_cleanup_deletes_only_old_resolved_incidents(store: PostgresIncide
     assert ids(deleted) == [old_critical.incident_id]
     remaining = {i.incident_id for i in await store.get_recent_incidents()}
     assert remaining == {old_ongoing.incident_id, recent.incident_id, long_outage.incident_id}
+
+
+async def test_monitor_downtime_is_clipped_to_the_window(store: PostgresIncidentStore) -> None:
+    hour = timedelta(hours=1)
+    await store.create_incident(make_incident(started_at=T0 - 2 * hour, ended_at=T0 - hour))
+    await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
+    await store.create_incident(make_incident(started_at=T0 + 3 * hour))
+    await store.create_incident(make_incident("other", started_at=T0, ended_at=T0 + hour))
+    seconds = await store.monitor_downtime_seconds(
+        MonitorRef(namespace="default", name="api"),
+        since=T0 - 90 * timedelta(minutes=1),
+        until=T0 + 3 * hour + 10 * timedelta(minutes=1),
+    )
+    assert seconds == (30 + 60 + 10) * 60

@@ -115,6 +115,18 @@ class MemoryStore:
         self._check()
         return next((r for r in self.rows.values() if r.monitor == monitor and r.is_open), None)
 
+    async def monitor_downtime_seconds(
+        self, monitor: MonitorRef, *, since: datetime, until: datetime
+    ) -> float:
+        self._check()
+        total = 0.0
+        for row in self.rows.values():
+            if row.monitor != monitor:
+                continue
+            end = min(row.ended_at or until, until)
+            total += max(0.0, (end - max(row.started_at, since)).total_seconds())
+        return total
+
     async def get_ongoing_incidents(self) -> list[Incident]:
         self._check()
         return [r for r in self.rows.values() if r.is_open]

@@ -54,15 +54,24 @@ class StatusSync:
     transition_time: datetime | None = None
     last_check_written_at: datetime | None = None
 
-    def patch_for(
-        self, facts: StatusFacts, *, last_check: CheckResult | None, now: datetime
-    ) -> dict[str, Any] | None:
-        """The status patch to send now, or None when nothing is worth a request."""
-        facts_changed = facts != self.written
-        last_check_due = last_check is not None and (
+    def periodic_due(self, now: datetime) -> bool:
+        """Whether lastCheck (and uptime) may be refreshed now."""
+        return (
             self.last_check_written_at is None
             or now - self.last_check_written_at >= self.sync_period
         )
+
+    def patch_for(
+        self,
+        facts: StatusFacts,
+        *,
+        last_check: CheckResult | None,
+        now: datetime,
+        uptime: dict[str, float] | None = None,
+    ) -> dict[str, Any] | None:
+        """The status patch to send now, or None when nothing is worth a request."""
+        facts_changed = facts != self.written
+        last_check_due = last_check is not None and self.periodic_due(now)
         if not facts_changed and not last_check_due:
             return None
         if self.written is None or facts.state != self.written.state:
@@ -79,9 +88,13 @@ class StatusSync:
             patch["lastTransitionTime"] = _iso(self.transition_time)
         if facts.observed_generation is not None:
             patch["observedGeneration"] = facts.observed_generation
-        if last_check is not None:
+        if last_check is not None and last_check_due:
             patch["lastCheck"] = last_check_view(last_check)
             self.last_check_written_at = now
+        elif last_check is not None:
+            patch["lastCheck"] = last_check_view(last_check)
+        if uptime is not None:
+            patch["uptime"] = uptime
         self.written = facts
         return patch
 
@@ -102,3 +115,12 @@ def _condition_view(condition: Condition, now: datetime, generation: int | None)
     if generation is not None:
         view["observedGeneration"] = generation
     return view
+
+
+UPTIME_WINDOWS = {"h24": timedelta(hours=24), "d7": timedelta(days=7), "d30": timedelta(days=30)}
+
+
+def uptime_percent(*, downtime_seconds: float, window: timedelta) -> float:
+    """Share of the window not spent in incidents, as a percentage with 3 decimals."""
+    seconds = window.total_seconds()
+    return round(max(0.0, 100.0 * (1.0 - downtime_seconds / seconds)), 3)

@@ -28,7 +28,13 @@ from downtime_operator.domain.models import (
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
-from downtime_operator.domain.status import Condition, StatusFacts, StatusSync
+from downtime_operator.domain.status import (
+    UPTIME_WINDOWS,
+    Condition,
+    StatusFacts,
+    StatusSync,
+    uptime_percent,
+)
 from downtime_operator.services.ports import (
     Clock,
     IncidentResources,
@@ -315,8 +321,27 @@ class MonitorRunner:
         )
         await self._write_status(facts, last_check=last_check)
 
+    async def _uptime(self, now: datetime) -> dict[str, float] | None:
+        try:
+            return {
+                key: uptime_percent(
+                    downtime_seconds=await self._deps.store.monitor_downtime_seconds(
+                        self.ref, since=now - window, until=now
+                    ),
+                    window=window,
+                )
+                for key, window in UPTIME_WINDOWS.items()
+            }
+        except Exception as exc:
+            logger.warning("%s: uptime not computed: %s", self.ref, exc)
+            return None
+
     async def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
-        patch = self._status.patch_for(facts, last_check=last_check, now=self._deps.clock.now())
+        now = self._deps.clock.now()
+        uptime = None
+        if last_check is not None and self._status.periodic_due(now):
+            uptime = await self._uptime(now)
+        patch = self._status.patch_for(facts, last_check=last_check, now=now, uptime=uptime)
         if patch is None:
             return
         try:

@@ -61,6 +61,12 @@ class IncidentStore(Protocol):
 
     async def get_ongoing_incidents(self) -> list[Incident]: ...
 
+    async def monitor_downtime_seconds(
+        self, monitor: MonitorRef, *, since: datetime, until: datetime
+    ) -> float:
+        """Seconds of ``[since, until)`` the monitor spent in incidents, for its uptime."""
+        ...
+
     async def get_recent_incidents(
         self,
         *,

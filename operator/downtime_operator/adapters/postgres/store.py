@@ -193,6 +193,28 @@ class PostgresIncidentStore:
         )
         return [rows.incident_from_row(r) for r in found]
 
+    async def monitor_downtime_seconds(
+        self, monitor: MonitorRef, *, since: datetime, until: datetime
+    ) -> float:
+        """Seconds of ``[since, until)`` that the monitor spent in incidents (for uptime).
+
+        One monitor's incidents never overlap (one open at a time), so clipped durations add up.
+        """
+        value = await self._pool.fetchval(
+            """
+            SELECT COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM
+                LEAST(COALESCE(ended_at, $4), $4) - GREATEST(started_at, $3)))), 0)
+            FROM downtime_incidents
+            WHERE monitor_namespace = $1 AND monitor_name = $2
+              AND started_at < $4 AND COALESCE(ended_at, $4) > $3
+            """,
+            monitor.namespace,
+            monitor.name,
+            rows.require_aware(since, "since"),
+            rows.require_aware(until, "until"),
+        )
+        return float(value)
+
     async def get_incident_statistics(
         self, days: int = 30, *, now: datetime | None = None
     ) -> dict[str, Any]:

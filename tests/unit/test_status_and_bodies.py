@@ -1,0 +1,102 @@
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from downtime_operator.adapters.kube.bodies import event_body, incident_body, incident_status
+from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
+from downtime_operator.domain.models import (
+    CheckResult,
+    Incident,
+    IncidentStatus,
+    MonitorRef,
+    MonitorState,
+    Severity,
+)
+from downtime_operator.domain.status import StatusFacts, StatusSync, uptime_percent
+
+T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+REF = MonitorRef(namespace="shop", name="api")
+UP = StatusFacts(
+    state=MonitorState.UP, consecutive_failures=0, current_incident=None, observed_generation=1
+)
+
+
+def ok(at: datetime) -> CheckResult:
+    return CheckResult(at=at, ok=True, status_code=200, latency_ms=4.2)
+
+
+def test_status_is_written_on_change_and_last_check_once_per_period() -> None:
+    sync = StatusSync(sync_period=timedelta(seconds=60))
+    first = sync.patch_for(UP, last_check=ok(T0), now=T0)
+    assert first is not None and first["state"] == "Up" and first["lastCheck"]["ok"] is True
+    writes = [
+        sync.patch_for(UP, last_check=ok(T0 + timedelta(seconds=s)), now=T0 + timedelta(seconds=s))
+        for s in range(1, 121)
+    ]
+    assert sum(w is not None for w in writes) == 2
+    down = StatusFacts(
+        state=MonitorState.DOWN,
+        consecutive_failures=2,
+        current_incident="api-x",
+        observed_generation=1,
+    )
+    patch = sync.patch_for(down, last_check=None, now=T0 + timedelta(seconds=121))
+    assert patch is not None and patch["state"] == "Down" and patch["currentIncident"] == "api-x"
+    assert patch["lastTransitionTime"].startswith("2026-05-01T12:02:01")
+
+
+def test_forget_resends_everything() -> None:
+    sync = StatusSync(sync_period=timedelta(seconds=60))
+    assert sync.patch_for(UP, last_check=ok(T0), now=T0) is not None
+    sync.forget()
+    assert sync.patch_for(UP, last_check=ok(T0), now=T0) is not None
+
+
+def test_uptime_percent() -> None:
+    assert uptime_percent(downtime_seconds=864, window=timedelta(days=1)) == 99.0
+    assert uptime_percent(downtime_seconds=10**9, window=timedelta(days=1)) == 0.0
+
+
+def incident() -> Incident:
+    return Incident(
+        incident_id=UUID("12345678-1234-5678-1234-567812345678"),
+        monitor=REF,
+        k8s_name="api-20260501-120000",
+        health_endpoint="http://api/health",
+        environment="production",
+        started_at=T0,
+        detected_at=T0 + timedelta(seconds=20),
+        severity=Severity.HIGH,
+        error_message="HTTP 503",
+        http_status_code=503,
+        failed_checks=3,
+    )
+
+
+def test_incident_body_has_label_owner_and_immutable_facts() -> None:
+    body = incident_body(incident(), monitor_uid="uid-1")
+    assert body["metadata"]["labels"] == {"monitoring.gatewayz.ai/monitor": "api"}
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert body["spec"]["startedAt"] == "2026-05-01T12:00:00.000000Z"
+    assert body["spec"]["incidentId"] == "12345678-1234-5678-1234-567812345678"
+    assert "ownerReferences" not in incident_body(incident(), monitor_uid=None)["metadata"]
+
+
+def test_incident_status_drops_unknowns_and_round_trips() -> None:
+    resolved = incident()
+    resolved.status = IncidentStatus.RESOLVED
+    resolved.ended_at = T0 + timedelta(seconds=90)
+    resolved.duration_seconds = 90.0
+    status = incident_status(resolved)
+    assert status["status"] == "resolved" and status["durationSeconds"] == 90.0
+    assert "notes" not in status
+    back = incident_from_resource({**incident_body(resolved, monitor_uid=None), "status": status})
+    assert back == resolved
+
+
+def test_event_body_names_the_monitor() -> None:
+    body = event_body(
+        monitor=REF, monitor_uid="u", reason="IncidentOpened", message="m", warning=True, now=T0
+    )
+    assert body["involvedObject"]["kind"] == "HealthMonitor"
+    assert body["type"] == "Warning"
+    assert body["metadata"]["generateName"] == "api."
