@@ -103,3 +103,26 @@ class StopSignal(Protocol):
     def is_set(self) -> bool: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+class IncidentLogs(Protocol):
+    """Captured logs of incidents, as the admin API serves them (implemented with log capture)."""
+
+    async def get_filtered_logs(
+        self,
+        incident_id: UUID,
+        *,
+        level: str | None = None,
+        logger_name: str | None = None,
+        search: str | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """Entries {timestamp, level, logger, message, labels}; None for an unknown incident."""
+        ...
+
+    async def get_analysis(self, incident_id: UUID) -> dict[str, Any] | None:
+        """{total_logs, error_count, warning_count, error_types, top_errors}; None if unknown."""
+        ...
+
+    async def capture_now(self, incident_id: UUID) -> dict[str, Any] | None:
+        """Run a capture now; the resulting capture state ({state, lines, ...}); None if unknown."""
+        ...
