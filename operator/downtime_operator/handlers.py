@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import kopf
 
@@ -57,6 +58,25 @@ def register(
         engine: MonitorEngine | None = memo.get("engine")
         if engine is not None:
             await engine.close()
+
+    @kopf.on.field(GROUP, VERSION, "downtimeincidents", field="status.status", registry=registry)
+    async def incident_status_changed(
+        *, new: Any, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        # A human resolved the incident through the admin API (maybe in another process):
+        # the monitor's runner must stop treating it as open.
+        if new != "resolved":
+            return
+        engine: MonitorEngine | None = memo.get("engine")
+        monitor_ref = spec.get("monitorRef") or {}
+        if engine is None or not monitor_ref.get("name"):
+            return
+        ref = MonitorRef(
+            namespace=monitor_ref.get("namespace") or namespace or "", name=monitor_ref["name"]
+        )
+        runner = engine.runners.get(ref)
+        if runner is not None:
+            runner.resolved_elsewhere(UUID(str(spec["incidentId"])))
 
     @kopf.daemon(
         GROUP,

@@ -187,3 +187,40 @@ async def test_escalation_raises_severity_in_both_places(env: Env, target: Targe
         within=10,
         what="critical CR",
     )
+
+
+async def test_a_manual_resolve_lets_a_later_failure_open_a_new_incident(
+    env: Env, target: TargetServer
+) -> None:
+    """What the admin API does on resolve (row + CR status), seen by the running operator."""
+    target.set_mode("failing")
+    env.apply(monitor("manual", target.url))
+    [incident] = await eventually(env.incidents, within=30, what="the first incident")
+    [row] = await eventually(env.rows, within=20, what="its row")
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        await conn.execute(
+            "UPDATE downtime_incidents SET status = 'resolved', ended_at = now(),"
+            " duration_seconds = EXTRACT(EPOCH FROM now() - started_at) WHERE incident_id = $1",
+            row["incident_id"],
+        )
+    finally:
+        await conn.close()
+    name = incident["metadata"]["name"]
+    env.cp.api(
+        "PATCH",
+        f"/apis/monitoring.gatewayz.ai/v1/namespaces/{env.namespace}/downtimeincidents/{name}/status",
+        {"status": {"status": "resolved", "notes": "resolved by hand"}},
+        content_type="application/merge-patch+json",
+    )
+    items = await eventually(
+        lambda: len(env.incidents()) == 2 and env.incidents(), within=30, what="a second incident"
+    )
+    assert sorted(i["status"]["status"] for i in items) == ["ongoing", "resolved"]
+    rows = await eventually(lambda: _two(env), within=20, what="a second row")
+    assert sorted(r["status"] for r in rows) == ["ongoing", "resolved"]
+
+
+async def _two(env: Env) -> list[asyncpg.Record]:
+    rows = await env.rows()
+    return rows if len(rows) == 2 else []

@@ -170,3 +170,16 @@ async def test_paused_monitor_does_not_check() -> None:
     await world.run(seconds=600)
     assert world.prober.checks == []
     assert world.resources.status_patches[-1]["state"] == "Paused"
+
+
+async def test_a_failure_after_a_manual_resolve_opens_a_new_incident() -> None:
+    world = World(outage(0, 1000))
+    runner = await world.run(seconds=60)
+    [first] = world.store.rows.values()
+    await world.store.resolve_incident(first.incident_id, ended_at=world.clock.now(), notes="by hand")
+    runner.resolved_elsewhere(first.incident_id)
+    await world.run(seconds=60, runner=runner)
+    assert len(world.store.rows) == 2
+    second = next(i for i in world.store.rows.values() if i.incident_id != first.incident_id)
+    assert second.is_open
+    assert second.started_at > first.started_at

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
 from downtime_operator.domain.models import (
@@ -129,6 +129,21 @@ class MonitorRunner:
                 ended_at=self._deps.clock.now(),
                 notes="resolved because the HealthMonitor was deleted",
                 reason="IncidentResolvedMonitorDeleted",
+            )
+
+    def resolved_elsewhere(self, incident_id: UUID) -> None:
+        """Someone resolved our open incident (the admin API): forget it, write nothing.
+
+        The failing streak is forgotten too, so a failure after a manual resolve starts a new
+        streak and, past the threshold, a new incident, as DESIGN §4 says.
+        """
+        if self.incident is None or self.incident.incident_id != incident_id:
+            return
+        self.incident = None
+        if self.detector is not None:
+            self.detector = Detector(
+                failure_threshold=self.detector.failure_threshold,
+                success_threshold=self.detector.success_threshold,
             )
 
     def _detector_for(self, spec: MonitorSpec) -> Detector:
