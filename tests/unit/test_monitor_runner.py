@@ -176,7 +176,8 @@ async def test_a_failure_after_a_manual_resolve_opens_a_new_incident() -> None:
     world = World(outage(0, 1000))
     runner = await world.run(seconds=60)
     [first] = world.store.rows.values()
-    await world.store.resolve_incident(first.incident_id, ended_at=world.clock.now(), notes="by hand")
+    now = world.clock.now()
+    await world.store.resolve_incident(first.incident_id, ended_at=now, notes="by hand")
     runner.resolved_elsewhere(first.incident_id)
     await world.run(seconds=60, runner=runner)
     assert len(world.store.rows) == 2
