@@ -20,6 +20,7 @@ echo "== static checks"
 "$VENV/bin/ruff" check operator tests bench
 "$VENV/bin/ruff" format --check operator tests bench
 "$VENV/bin/mypy"
+"$VENV/bin/mypy" --strict bench
 "$VENV/bin/lint-imports"
 
 echo "== tests"

@@ -46,7 +46,7 @@ class HttpProber:
         keep_body_bytes: int = 64 * 1024,
         max_body_bytes: int = 1024 * 1024,
         limit: int = 1000,
-        limit_per_host: int = 100,
+        limit_per_host: int = 1000,
         dns_cache_seconds: int = 60,
     ) -> None:
         self._clock = clock

@@ -81,6 +81,7 @@ class MonitorRunner:
         self.incident: Incident | None = None
         self._status = StatusSync(sync_period=deps.status_sync_period)
         self._reported_invalid: str | None = None
+        self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
 
     async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
         """Check until stopped. A spec change is picked up at the next check."""
@@ -90,7 +91,7 @@ class MonitorRunner:
         while not stop.is_set():
             snapshot = read_spec()
             try:
-                spec = parse_monitor_spec(snapshot.spec)
+                spec = self._parsed(snapshot.spec)
             except InvalidSpecError as exc:
                 await self._report_invalid(exc, snapshot.generation)
                 await stop.sleep(self._deps.invalid_spec_retry)
@@ -111,6 +112,12 @@ class MonitorRunner:
             delay = detector.next_delay(interval=spec.interval, retry_interval=spec.retry_interval)
             scheduled = max(scheduled + delay, clock.now())
             await stop.sleep((scheduled - clock.now()).total_seconds())
+
+    def _parsed(self, raw: Mapping[str, Any]) -> MonitorSpec:
+        """Validation costs more than a loopback check: parse again only when the spec changed."""
+        if self._spec_cache is None or self._spec_cache[0] != raw:
+            self._spec_cache = (dict(raw), parse_monitor_spec(raw))
+        return self._spec_cache[1]
 
     def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
         """Feed one check result; queue whatever it implies."""
