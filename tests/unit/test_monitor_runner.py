@@ -3,7 +3,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from downtime_operator.domain.models import IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.ports import OpenIncidentExistsError
 from downtime_operator.services.retry_queue import OrderedRetryQueue
@@ -184,3 +184,20 @@ async def test_a_failure_after_a_manual_resolve_opens_a_new_incident() -> None:
     second = next(i for i in world.store.rows.values() if i.incident_id != first.incident_id)
     assert second.is_open
     assert second.started_at > first.started_at
+
+
+async def test_api_server_errors_are_retried_and_nothing_is_lost() -> None:
+    world = World(outage(0, 100))
+    original = world.resources.upsert_incident
+    failures = iter([True, True, True])
+
+    async def flaky_upsert(incident: Incident) -> None:
+        if next(failures, False):
+            raise RuntimeError("500 Internal Server Error")
+        await original(incident)
+
+    world.resources.upsert_incident = flaky_upsert  # type: ignore[method-assign]
+    await world.run(seconds=300)
+    [incident] = world.resources.incidents.values()
+    assert incident.status is IncidentStatus.RESOLVED
+    assert world.deps.kube_writes.failures == 3
