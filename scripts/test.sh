@@ -15,6 +15,7 @@ echo "== PostgreSQL"
 eval "$(bash scripts/start-postgres.sh | grep '^DATABASE_URL=' | sed 's/^/export /')"
 echo "== control plane binaries"
 eval "$(bash scripts/build-control-plane.sh | grep -E '^(KUBE_APISERVER|ETCD)=' | sed 's/^/export /')"
+eval "$(bash scripts/build-helm.sh | grep '^HELM=' | sed 's/^/export /')"
 
 echo "== static checks"
 "$VENV/bin/ruff" check operator tests bench

@@ -1,4 +1,4 @@
-"""``downtime-operator run|migrate``: the command line, validated before anything starts."""
+"""``downtime-operator run|migrate|api``: the command line, validated before anything starts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from downtime_operator.settings import SettingsError, load_operator_settings
-from downtime_operator.wiring import migrate, run_operator
+from downtime_operator.settings import SettingsError, load_api_settings, load_operator_settings
+from downtime_operator.standalone import add_standalone_commands
+from downtime_operator.wiring import migrate, run_api, run_operator
 
 EXIT_USAGE = 2
 
@@ -20,13 +21,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the Kubernetes operator")
     commands.add_parser("migrate", help="apply the PostgreSQL migrations and exit")
+    commands.add_parser("api", help="run the admin HTTP API alone")
+    add_standalone_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "standalone", None) is not None:  # monitor, cleanup: their own settings
+        return int(args.standalone(args, env=os.environ))
     try:
         settings = load_operator_settings(os.environ)
+        api = load_api_settings(os.environ) if args.command in ("run", "api") else None
     except SettingsError as exc:
         print(f"downtime-operator: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -40,7 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
         )
         return 0
-    asyncio.run(run_operator(settings))
+    if args.command == "api":
+        assert api is not None
+        if not api.keys:
+            print(
+                "downtime-operator: api needs ADMIN_API_KEYS or ADMIN_API_KEYS_FILE",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        asyncio.run(run_api(settings, api))
+        return 0
+    asyncio.run(run_operator(settings, api))
     return 0
 
 

@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import kopf
 
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
+from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.adapters.metrics import OperatorMetrics
+from downtime_operator.adapters.metrics_server import metrics_app
+from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.adapters.postgres.migrations import apply_migrations
+from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
+from downtime_operator.api import RateLimit, create_app
+from downtime_operator.api.server import serving
 from downtime_operator.handlers import register
 from downtime_operator.services.engine import MonitorEngine
+from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.monitor_runner import RunnerDeps
-from downtime_operator.services.ports import OpenIncidentExistsError
+from downtime_operator.services.ports import IncidentLogs, OpenIncidentExistsError
+from downtime_operator.services.retention import RetentionService
 from downtime_operator.services.retry_queue import OrderedRetryQueue
-from downtime_operator.settings import OperatorSettings
+from downtime_operator.services.stop import EventStopSignal
+from downtime_operator.settings import ApiSettings, OperatorSettings
 
 logger = logging.getLogger(__name__)
 
 
-async def build_engine(settings: OperatorSettings) -> MonitorEngine:
+async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
     clock = SystemClock()
     store = await PostgresIncidentStore.connect(settings.database_url, min_size=0)
     prober = HttpProber(clock=clock)
@@ -33,6 +52,10 @@ async def build_engine(settings: OperatorSettings) -> MonitorEngine:
     # Postgres may be down at start: the schema goes first in the queue, and every write after
     # it waits (in order) until it has been applied.
     store_writes.submit("apply migrations", lambda: _migrate(store))
+    loki = _loki_client(settings)
+    if loki is not None:
+        await loki.start()
+    captures = PostgresLogCaptures(store.pool)
     deps = RunnerDeps(
         prober=prober,
         store=store,
@@ -41,10 +64,63 @@ async def build_engine(settings: OperatorSettings) -> MonitorEngine:
         store_writes=store_writes,
         kube_writes=OrderedRetryQueue(name="kubernetes"),
         status_sync_period=settings.status_sync_period,
+        observer=metrics.check_observed,
+        incident_observer=metrics.incident_changed,
+        captures=captures,
+        loki_configured=loki is not None,
     )
-    engine = MonitorEngine(deps=deps, closers=(prober.close, store.close))
+    log_capture = LogCaptureService(
+        LogCaptureDeps(
+            store=captures,
+            files=LocalLogFiles(directory=settings.log_files_dir),
+            status=resources,
+            kube_writes=deps.kube_writes,
+            clock=clock,
+            source=loki,
+        )
+    )
+    stop_retention = _start_retention(settings, store=store, resources=resources, clock=clock)
+    closers = (stop_retention, prober.close, *((loki.close,) if loki else ()), store.close)
+    engine = MonitorEngine(deps=deps, closers=closers, log_capture=log_capture)
     engine.start()
+    # Captures read columns the migrations add: start them once the schema is in place.
+    store_writes.submit("start log capture", engine.start_log_capture)
     return engine
+
+
+def _loki_client(settings: OperatorSettings) -> LokiClient | None:
+    if not settings.loki_enabled or settings.loki_query_url is None:
+        return None
+    return LokiClient(
+        url=settings.loki_query_url,
+        username=settings.loki_username,
+        api_key=settings.loki_api_key.get_secret_value() if settings.loki_api_key else None,
+        tenant_id=settings.loki_tenant_id,
+    )
+
+
+def _start_retention(
+    settings: OperatorSettings,
+    *,
+    store: PostgresIncidentStore,
+    resources: KubeResources,
+    clock: SystemClock,
+) -> Callable[[], Awaitable[None]]:
+    """Run retention daily (rows, their CRs and log files together); return its stopper."""
+    retention = RetentionService(
+        store=store, resources=resources, log_files=LocalLogFiles(), clock=clock
+    )
+    stop = EventStopSignal()
+    task = asyncio.create_task(
+        retention.run_daily(stop=stop, days=settings.retention_days, keep_critical=True),
+        name="retention",
+    )
+
+    async def stop_and_wait() -> None:
+        stop.set()
+        await task
+
+    return stop_and_wait
 
 
 async def _migrate(store: PostgresIncidentStore) -> None:
@@ -53,32 +129,116 @@ async def _migrate(store: PostgresIncidentStore) -> None:
         logger.info("applied migrations: %s", ", ".join(applied))
 
 
-def _configure_kopf(settings: kopf.OperatorSettings) -> None:
+def _configure_kopf(settings: kopf.OperatorSettings, *, peering_lifetime: int) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # The CRDs are installed before the operator (the chart's crds/) and namespaces are named
+    # exactly, so kopf need not list/watch CRDs or namespaces: least privilege (the chart's RBAC
+    # grants neither), and no warnings about it. A CRD added later is seen after a restart.
+    settings.scanning.disabled = True
+    # A standby replica takes over at most this long after the active one died.
+    settings.peering.lifetime = peering_lifetime
 
 
-def operator_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+def operator_registry(
+    settings: OperatorSettings, *, metrics: OperatorMetrics
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     async def factory() -> MonitorEngine:
-        return await build_engine(settings)
+        return await build_engine(settings, metrics=metrics)
 
-    register(registry, engine_factory=factory, configure=_configure_kopf)
+    configure = functools.partial(_configure_kopf, peering_lifetime=settings.peering_lifetime)
+    register(registry, engine_factory=factory, configure=configure)
     return registry
 
 
-async def run_operator(settings: OperatorSettings) -> None:
-    registry = operator_registry(settings)
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not settings.watch_namespaces,
-        namespaces=list(settings.watch_namespaces),
-        standalone=settings.peering is None,
-        peering_name=settings.peering,
-        memo=kopf.Memo(),
-    )
+async def run_operator(settings: OperatorSettings, api: ApiSettings | None = None) -> None:
+    """The operator; with ``api`` (when it has keys, or API_ENABLED) the admin API beside it."""
+    metrics = OperatorMetrics()
+    registry = operator_registry(settings, metrics=metrics)
+    memo = kopf.Memo()
+    # kopf freezes all replicas that share the highest priority, so each picks its own.
+    priority = settings.peering_priority
+    if priority is None and settings.peering is not None:
+        priority = secrets.randbelow(2**31)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_port is not None:
+            app = metrics_app(metrics_text=metrics.text, ready=lambda: "engine" in memo)
+            await stack.enter_async_context(
+                serving(app, host=settings.metrics_host, port=settings.metrics_port)
+            )
+        if api is not None and api.serve:
+            await stack.enter_async_context(
+                admin_api(settings, api, logs=None, metrics_text=metrics.text)
+            )
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not settings.watch_namespaces,
+            namespaces=list(settings.watch_namespaces),
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            priority=priority,
+            memo=memo,
+        )
+
+
+@contextlib.asynccontextmanager
+async def admin_api(
+    settings: OperatorSettings,
+    api: ApiSettings,
+    *,
+    logs: IncidentLogs | None,
+    metrics_text: Callable[[], bytes] | None = None,
+) -> AsyncIterator[int]:
+    """Serve the admin API (yields its port) over a pool of its own.
+
+    Its own pool, so that people reading incidents never wait behind the runners' writes, and
+    its own Kubernetes write queue for the CRs and Events of manual resolves. ``logs`` is the
+    log-capture service when this process has one; its routes answer 503 without it.
+    """
+    if not api.keys:
+        logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
+    clock = SystemClock()
+    pool = await connect_pool(settings.database_url)
+    try:
+        queries = PostgresIncidentQueries(pool)
+        admin = IncidentAdmin(
+            transitions=queries,
+            resources=KubeResources(load_api_client(settings.kubeconfig)),
+            clock=clock,
+            kube_writes=OrderedRetryQueue(name="kubernetes (admin API)"),
+        )
+        app = create_app(
+            queries=queries,
+            admin=admin,
+            audit=PostgresAuditLog(pool),
+            logs=logs,
+            keys={name: key.get_secret_value() for name, key in api.keys.items()},
+            clock=clock,
+            key_limit=RateLimit(rate=api.key_rate, burst=api.key_burst),
+            address_limit=RateLimit(rate=api.address_rate, burst=api.address_burst),
+            allowed_networks=api.allowed_cidrs,
+            metrics_text=metrics_text,
+        )
+        async with serving(app, host=api.host, port=api.port) as port:
+            yield port
+    finally:
+        await pool.close()
+
+
+async def run_api(settings: OperatorSettings, api: ApiSettings) -> None:
+    """``downtime-operator api``: the admin API alone, until SIGTERM or SIGINT."""
+    applied = await migrate(settings)  # the audit table must exist before the first POST
+    if applied:
+        logger.info("applied migrations: %s", ", ".join(applied))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with admin_api(settings, api, logs=None):
+        await stop.wait()
 
 
 async def migrate(settings: OperatorSettings) -> list[str]:

@@ -59,6 +59,11 @@ class Env:
         )["items"]
         return items
 
+    def opened_incidents(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The incidents, once each has its status (the CR is created, then its status written)."""
+        items = self.incidents(namespace)
+        return items if items and all("status" in item for item in items) else []
+
     def monitor_status(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         body = self.cp.kubectl_json("get", "healthmonitor", name, "-n", namespace or self.namespace)
         status: dict[str, Any] = body.get("status") or {}

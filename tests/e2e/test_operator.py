@@ -41,7 +41,7 @@ async def test_outage_is_one_incident_in_both_places_and_resolves(
     await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=30, what="Up")
     went_down = time.time()
     target.set_mode("failing")
-    [incident] = await eventually(env.incidents, within=20, what="a DowntimeIncident")
+    [incident] = await eventually(env.opened_incidents, within=20, what="a DowntimeIncident")
     first_failure = min(t for t in target.request_times if t >= went_down)
     started = parse_time(incident["spec"]["startedAt"]).timestamp()
     assert abs(started - first_failure) < 0.3, (started, first_failure)
@@ -89,7 +89,7 @@ async def test_each_failure_kind_opens_an_incident_with_its_reason(
 ) -> None:
     target.set_mode(mode)
     env.apply(monitor("kind", target.url))
-    [incident] = await eventually(env.incidents, within=30, what=f"an incident for {mode}")
+    [incident] = await eventually(env.opened_incidents, within=30, what=f"an incident for {mode}")
     assert incident["status"]["errorMessage"].startswith(error)
     assert incident["status"].get("httpStatusCode") == status_code
     [row] = await eventually(env.rows, within=20, what="the row")
@@ -148,7 +148,9 @@ async def test_two_namespaces_are_independent_and_deletion_stops_checks(
             lambda: env.monitor_status("two", other).get("state") == "Up", within=30, what="two Up"
         )
         second.set_mode("failing")
-        await eventually(lambda: env.incidents(other), within=20, what="incident in the other ns")
+        await eventually(
+            lambda: env.opened_incidents(other), within=20, what="incident in the other ns"
+        )
         assert env.incidents() == []
         assert env.monitor_status("one")["state"] == "Up"
         control_plane.kubectl("delete", "healthmonitor", "two", "-n", other, "--wait=false")
@@ -174,7 +176,7 @@ async def test_escalation_raises_severity_in_both_places(env: Env, target: Targe
             escalation=[{"after": "4s", "severity": "critical"}],
         )
     )
-    [incident] = await eventually(env.incidents, within=30, what="incident")
+    [incident] = await eventually(env.opened_incidents, within=30, what="incident")
     assert incident["status"]["severity"] == "medium"
 
     async def critical_row() -> list[asyncpg.Record]:
@@ -195,7 +197,7 @@ async def test_a_manual_resolve_lets_a_later_failure_open_a_new_incident(
     """What the admin API does on resolve (row + CR status), seen by the running operator."""
     target.set_mode("failing")
     env.apply(monitor("manual", target.url))
-    [incident] = await eventually(env.incidents, within=30, what="the first incident")
+    [incident] = await eventually(env.opened_incidents, within=30, what="the first incident")
     [row] = await eventually(env.rows, within=20, what="its row")
     conn = await asyncpg.connect(env.dsn)
     try:

@@ -201,3 +201,20 @@ async def test_api_server_errors_are_retried_and_nothing_is_lost() -> None:
     [incident] = world.resources.incidents.values()
     assert incident.status is IncidentStatus.RESOLVED
     assert world.deps.kube_writes.failures == 3
+
+
+async def test_a_paused_replica_forgets_an_incident_the_other_one_resolved() -> None:
+    world = World(outage(0, 100))
+    runner = await world.run(seconds=50)
+    [incident] = world.store.rows.values()
+    assert runner.incident is not None
+    # The other replica saw the recovery and resolved it while this one was paused.
+    now = world.clock.now() + timedelta(seconds=100)
+    await world.store.resolve_incident(incident.incident_id, ended_at=now)
+    resolved = world.store.rows[incident.incident_id]
+    await world.resources.upsert_incident(resolved)
+    world.clock.current = now
+    await world.run(seconds=60, runner=runner)
+    assert runner.incident is None
+    assert len(world.store.rows) == 1
+    assert len(world.resources.events) == 1  # only the opening; no second resolution

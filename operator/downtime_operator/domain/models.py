@@ -41,6 +41,15 @@ class LogStorage(enum.StrEnum):
     FILE = "file"
 
 
+class LogCaptureState(enum.StrEnum):
+    """How far an incident's log capture got (``logs_capture_status``, CR ``status.logs.state``)."""
+
+    PENDING = "pending"
+    CAPTURED = "captured"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
 @dataclass(frozen=True, kw_only=True)
 class MonitorRef:
     namespace: str
@@ -124,6 +133,8 @@ class Incident:
     response_body: str | None = None
     failed_checks: int = 0
     notes: str | None = None
+    logs_state: LogCaptureState | None = None
+    """None until a log capture is planned (and for incidents from before log capture)."""
 
     @property
     def is_open(self) -> bool:

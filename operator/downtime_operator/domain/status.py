@@ -72,7 +72,7 @@ class StatusSync:
         """The status patch to send now, or None when nothing is worth a request."""
         facts_changed = facts != self.written
         last_check_due = last_check is not None and self.periodic_due(now)
-        if not facts_changed and not last_check_due:
+        if not facts_changed and not last_check_due and uptime is None:
             return None
         if self.written is None or facts.state != self.written.state:
             self.transition_time = now

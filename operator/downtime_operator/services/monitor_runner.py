@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
+from downtime_operator.domain.log_capture import plan_capture, state_at_resolution
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
     IncidentStatus,
+    LogCaptureState,
     MonitorRef,
     MonitorSpec,
     MonitorState,
@@ -39,6 +42,7 @@ from downtime_operator.services.ports import (
     Clock,
     IncidentResources,
     IncidentStore,
+    LogCaptureStore,
     OpenIncidentExistsError,
     Prober,
     StopSignal,
@@ -47,8 +51,23 @@ from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 logger = logging.getLogger(__name__)
 
+UPTIME_QUERY_TIMEOUT = 2.0
+
 CheckObserver = Callable[[MonitorRef, CheckResult, float], None]
 """Called after every check with the scheduling lag in seconds (metrics, benchmarks)."""
+
+
+class IncidentChange(enum.StrEnum):
+    OPENED = "opened"
+    RESUMED = "resumed"
+    """An incident opened before a restart (or by another replica) that this runner carries on."""
+    RESOLVED = "resolved"
+    RELEASED = "released"
+    """Resolved elsewhere (the admin API): no longer ours, and its end is not known here."""
+
+
+IncidentObserver = Callable[[IncidentChange, Incident], None]
+"""Told of every change to the runner's open incident, with a copy of it (metrics)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +90,10 @@ class RunnerDeps:
     reload_timeout: float = 10.0
     invalid_spec_retry: float = 30.0
     observer: CheckObserver | None = None
+    incident_observer: IncidentObserver | None = None
+    captures: LogCaptureStore | None = None
+    """Where log captures are planned; None: this store keeps none (incidents get no logs)."""
+    loki_configured: bool = False
 
 
 class MonitorRunner:
@@ -82,6 +105,7 @@ class MonitorRunner:
         self._status = StatusSync(sync_period=deps.status_sync_period)
         self._reported_invalid: str | None = None
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
+        self._uptime_missing = False
 
     async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
         """Check until stopped. A spec change is picked up at the next check."""
@@ -146,6 +170,7 @@ class MonitorRunner:
         """
         if self.incident is None or self.incident.incident_id != incident_id:
             return
+        self._tell(IncidentChange.RELEASED, self.incident)
         self.incident = None
         if self.detector is not None:
             self.detector = Detector(
@@ -164,20 +189,30 @@ class MonitorRunner:
         return self.detector
 
     async def _reload(self, snapshot: SpecSnapshot) -> None:
-        """Continue an outage that was open before a restart instead of opening a second one."""
+        """Continue an outage that was open before a restart instead of opening a second one.
+
+        The store is the truth when it answers. A runner that restarts in the same process (a
+        replica paused by peering while the other one worked) drops what it remembered unless
+        its incident is still open in the CRs (its row may still be queued).
+        """
         incident: Incident | None = None
         try:
             async with asyncio.timeout(self._deps.reload_timeout):
                 incident = await self._deps.store.get_open_incident(self.ref)
+            store_answered = True
         except Exception as exc:
+            store_answered = False
             logger.warning(
                 "%s: store unavailable at start (%s); reloading from the CRs", self.ref, exc
             )
+        if incident is None and (not store_answered or self.incident is not None):
             try:
                 incident = await self._deps.resources.find_open_incident(self.ref)
             except Exception as kube_exc:
                 logger.warning("%s: no open incident reloaded: %s", self.ref, kube_exc)
         if incident is None:
+            self.incident = None
+            self.detector = None
             return
         try:
             spec = parse_monitor_spec(snapshot.spec)
@@ -192,6 +227,11 @@ class MonitorRunner:
             failed_checks=incident.failed_checks,
         )
         logger.info("%s: continuing open incident %s", self.ref, incident.incident_id)
+        self._tell(IncidentChange.RESUMED, incident)
+
+    def _tell(self, change: IncidentChange, incident: Incident) -> None:
+        if self._deps.incident_observer is not None:
+            self._deps.incident_observer(change, dataclasses.replace(incident))
 
     def _open(self, spec: MonitorSpec, opened: Opened) -> None:
         failure = opened.last_failure
@@ -216,16 +256,36 @@ class MonitorRunner:
             failed_checks=opened.failed_checks,
         )
         self.incident = incident
+        self._tell(IncidentChange.OPENED, incident)
         snapshot = dataclasses.replace(incident)
         self._deps.store_writes.submit(
             f"create incident {incident.incident_id}",
             lambda: self._create_in_store(snapshot),
             on_permanent=self._duplicate_suppressed,
         )
+        self._plan_log_capture(spec, incident)
         self._publish(
             incident,
             reason="IncidentOpened",
             message=f"Outage detected: {failure.error} (incident {incident.k8s_name})",
+            logs_state_changed=True,
+        )
+
+    def _plan_log_capture(self, spec: MonitorSpec, incident: Incident) -> None:
+        """Plan the logs around this outage; the first capture is due at once (DESIGN §6).
+
+        Queued after the create, in the same ordered queue, so the plan always finds its row.
+        """
+        captures = self._deps.captures
+        if captures is None:
+            return
+        plan = plan_capture(spec.log_capture, loki_configured=self._deps.loki_configured)
+        incident.logs_state = LogCaptureState.PENDING if plan.enabled else LogCaptureState.DISABLED
+        incident_id = incident.incident_id
+        due_at = incident.detected_at
+        self._deps.store_writes.submit(
+            f"plan log capture of incident {incident_id}",
+            lambda: captures.schedule_log_capture(incident_id, plan=plan, due_at=due_at),
         )
 
     async def _create_in_store(self, incident: Incident) -> None:
@@ -271,6 +331,8 @@ class MonitorRunner:
         incident.duration_seconds = max(0.0, (ended_at - incident.started_at).total_seconds())
         if notes:
             incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
+        # The store makes the final capture due when it resolves; show it as pending meanwhile.
+        incident.logs_state = state_at_resolution(incident.logs_state)
         incident_id = incident.incident_id
         failed_checks = incident.failed_checks
 
@@ -286,14 +348,28 @@ class MonitorRunner:
                 f"Incident {incident.k8s_name} resolved after "
                 f"{incident.duration_seconds:.0f}s" + (f": {notes}" if notes else "")
             ),
+            logs_state_changed=True,
         )
+        self._tell(IncidentChange.RESOLVED, incident)
         self.incident = None
 
     def _publish(
-        self, incident: Incident, *, reason: str, message: str, warning: bool = False
+        self,
+        incident: Incident,
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
+        logs_state_changed: bool = False,
     ) -> None:
-        """Mirror the incident to its CR and post an Event, through the ordered kube queue."""
-        snapshot = dataclasses.replace(incident)
+        """Mirror the incident to its CR and post an Event, through the ordered kube queue.
+
+        ``status.logs.state`` is sent only when this runner changed it (open, resolve): in
+        between, the capture service moves it on, and this runner's copy would be stale.
+        """
+        snapshot = dataclasses.replace(
+            incident, logs_state=incident.logs_state if logs_state_changed else None
+        )
         resources = self._deps.resources
         self._deps.kube_writes.submit(
             f"upsert DowntimeIncident {snapshot.k8s_name}",
@@ -344,25 +420,33 @@ class MonitorRunner:
         await self._write_status(facts, last_check=last_check)
 
     async def _uptime(self, now: datetime) -> dict[str, float] | None:
+        # Bounded: a store that hangs must not hold up the checks.
         try:
-            return {
-                key: uptime_percent(
-                    downtime_seconds=await self._deps.store.monitor_downtime_seconds(
-                        self.ref, since=now - window, until=now
-                    ),
-                    window=window,
-                )
-                for key, window in UPTIME_WINDOWS.items()
-            }
+            async with asyncio.timeout(UPTIME_QUERY_TIMEOUT):
+                return await self._uptime_from_store(now)
         except Exception as exc:
             logger.warning("%s: uptime not computed: %s", self.ref, exc)
             return None
 
+    async def _uptime_from_store(self, now: datetime) -> dict[str, float]:
+        return {
+            key: uptime_percent(
+                downtime_seconds=await self._deps.store.monitor_downtime_seconds(
+                    self.ref, since=now - window, until=now
+                ),
+                window=window,
+            )
+            for key, window in UPTIME_WINDOWS.items()
+        }
+
     async def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
         now = self._deps.clock.now()
         uptime = None
-        if last_check is not None and self._status.periodic_due(now):
+        # Uptime that could not be computed (the store was down, or not migrated yet at start)
+        # is retried at the next check rather than a whole sync period later.
+        if last_check is not None and (self._uptime_missing or self._status.periodic_due(now)):
             uptime = await self._uptime(now)
+            self._uptime_missing = uptime is None
         patch = self._status.patch_for(facts, last_check=last_check, now=now, uptime=uptime)
         if patch is None:
             return

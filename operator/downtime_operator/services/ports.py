@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from downtime_operator.domain.log_capture import (
+    CapturePlan,
+    CaptureResult,
+    LogQuery,
+    PendingCapture,
+    StoredCapture,
+)
+from downtime_operator.domain.log_entries import LogBatch
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
@@ -96,6 +105,10 @@ class IncidentResources(Protocol):
         self, monitor: MonitorRef, *, reason: str, message: str, warning: bool = False
     ) -> None: ...
 
+    async def delete_incident(self, incident: Incident) -> None:
+        """Delete the incident's DowntimeIncident (retention); one already gone is no error."""
+        ...
+
 
 class StopSignal(Protocol):
     """Tells a long-running loop to finish; ``sleep`` returns early when it is set."""
@@ -125,4 +138,125 @@ class IncidentLogs(Protocol):
 
     async def capture_now(self, incident_id: UUID) -> dict[str, Any] | None:
         """Run a capture now; the resulting capture state ({state, lines, ...}); None if unknown."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpiredIncident:
+    """A resolved incident past retention, with the captured-log file its row points at."""
+
+    incident: Incident
+    logs_file_path: str | None = None
+
+
+class RetentionStore(Protocol):
+    """What retention needs from the store: what has expired, then each row deleted last.
+
+    Deleting rows one by one, after their CR and log file are gone, makes the row the to-do
+    list: a run that fails half-way leaves rows that the next run finishes, never orphans.
+    """
+
+    async def find_expired_incidents(
+        self, *, days: int, keep_critical: bool, now: datetime
+    ) -> list[ExpiredIncident]:
+        """Resolved incidents that ended more than ``days`` before ``now``, oldest first."""
+        ...
+
+    async def delete_resolved_incident(self, incident_id: UUID) -> bool:
+        """Delete the row if it is still resolved; False if it is gone or open again."""
+        ...
+
+
+class LogFiles(Protocol):
+    """Captured-log files that incidents point at (``logs_file_path``)."""
+
+    async def remove(self, path: str) -> bool:
+        """Delete the file; False when it was already gone (not an error)."""
+        ...
+
+
+class LogSourceError(Exception):
+    """Logs could not be fetched; the message (e.g. Loki's own error text) is the capture error."""
+
+
+class LogSource(Protocol):
+    """Where application logs come from (Grafana Loki)."""
+
+    async def fetch(self, query: LogQuery) -> LogBatch:
+        """The window's earliest ``max_lines`` entries; raises LogSourceError when it cannot."""
+        ...
+
+
+class LogCaptureStore(Protocol):
+    """Capture plans and results, kept with the incident so a restarted operator finishes them.
+
+    Resolving an incident (``IncidentStore.resolve_incident``) makes a planned capture pending
+    again, due ``after`` past the end: whoever resolves it, the final capture follows.
+    """
+
+    async def schedule_log_capture(
+        self, incident_id: UUID, *, plan: CapturePlan, due_at: datetime
+    ) -> None:
+        """Store the plan: pending and due at ``due_at``, or disabled with the plan's reason.
+
+        Only an incident without a plan gets one, so a retried write cannot undo a capture.
+        """
+        ...
+
+    async def claim_due_log_capture(
+        self, *, now: datetime, lease_until: datetime
+    ) -> PendingCapture | None:
+        """Take the most overdue pending capture no one else holds, until ``lease_until``.
+
+        The lease keeps two operator replicas from running the same capture; when a claimer
+        dies, the lease runs out and another one takes the capture.
+        """
+        ...
+
+    async def record_log_capture(
+        self,
+        incident_id: UUID,
+        *,
+        result: CaptureResult,
+        due_at: datetime | None,
+        file_path: str | None = None,
+    ) -> bool:
+        """Record a run's result; False when it no longer applies (nothing is written).
+
+        With ``due_at`` (a scheduled run) it applies only while that capture is still pending
+        with that due time, so each due capture is recorded once, and a run overtaken by a newer
+        schedule (the incident resolved meanwhile) is dropped. Without it (a manual run) it
+        always applies, and a capture scheduled for later stays pending. A failed or disabled
+        run keeps the entries an earlier run stored.
+        """
+        ...
+
+    async def release_log_capture(self, incident_id: UUID, *, due_at: datetime) -> None:
+        """Give a claimed capture back (shutdown mid-capture), so it need not wait for the lease."""
+        ...
+
+    async def get_log_capture(self, incident_id: UUID) -> StoredCapture | None:
+        """The incident's stored capture; None for an unknown incident."""
+        ...
+
+
+class CaptureFiles(Protocol):
+    """Captures too large for the row, one JSON file per incident."""
+
+    async def write(self, incident_id: UUID, records: list[dict[str, Any]]) -> str:
+        """Write a new file for the incident (never the one in use); return its path."""
+        ...
+
+    async def read(self, path: str) -> list[dict[str, Any]]: ...
+
+    async def remove(self, path: str) -> bool:
+        """Delete the file; False when it was already gone (not an error)."""
+        ...
+
+
+class IncidentLogStatus(Protocol):
+    """Where a capture's outcome is shown: the DowntimeIncident's ``status.logs``/``analysis``."""
+
+    async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+        """Show the result; an incident resource that no longer exists is no error."""
         ...

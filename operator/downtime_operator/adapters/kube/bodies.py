@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from downtime_operator.domain.log_capture import CaptureResult, capture_view
 from downtime_operator.domain.models import Incident, MonitorRef
 
 GROUP = "monitoring.gatewayz.ai"
@@ -70,8 +71,30 @@ def incident_status(incident: Incident) -> dict[str, Any]:
             round(incident.duration_seconds, 3) if incident.duration_seconds is not None else None
         ),
         "notes": incident.notes,
+        # Only the state: lines, window and analysis are the capture service's to write, and
+        # a merge patch leaves them in place.
+        "logs": {"state": incident.logs_state.value} if incident.logs_state else None,
     }
     return {key: value for key, value in status.items() if value is not None}
+
+
+TOP_ERRORS_SHOWN = 3
+_TOP_ERROR_CHARS = 256
+
+
+def log_capture_status(result: CaptureResult) -> dict[str, Any]:
+    """``status.logs`` and, for a captured run, ``status.analysis`` (counts and top 3 errors)."""
+    status: dict[str, Any] = {"logs": capture_view(result)}
+    if result.analysis is not None:
+        status["analysis"] = {
+            "errorCount": result.analysis.error_count,
+            "warningCount": result.analysis.warning_count,
+            "topErrors": [
+                {"message": message[:_TOP_ERROR_CHARS], "count": count}
+                for message, count in result.analysis.top_errors[:TOP_ERRORS_SHOWN]
+            ],
+        }
+    return status
 
 
 def event_body(

@@ -7,7 +7,13 @@ from typing import Any
 from uuid import UUID
 
 from downtime_operator.adapters.kube.bodies import parse_iso
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import (
+    Incident,
+    IncidentStatus,
+    LogCaptureState,
+    MonitorRef,
+    Severity,
+)
 
 
 def incident_from_resource(body: Mapping[str, Any]) -> Incident:
@@ -15,6 +21,7 @@ def incident_from_resource(body: Mapping[str, Any]) -> Incident:
     status = body.get("status") or {}
     ref = spec["monitorRef"]
     ended = status.get("endedAt")
+    logs = status.get("logs") or {}
     return Incident(
         incident_id=UUID(spec["incidentId"]),
         monitor=MonitorRef(namespace=ref["namespace"], name=ref["name"]),
@@ -31,4 +38,5 @@ def incident_from_resource(body: Mapping[str, Any]) -> Incident:
         http_status_code=status.get("httpStatusCode"),
         failed_checks=status.get("failedChecks", 0),
         notes=status.get("notes"),
+        logs_state=LogCaptureState(logs["state"]) if logs.get("state") else None,
     )

@@ -25,8 +25,10 @@ from downtime_operator.adapters.kube.bodies import (
     event_body,
     incident_body,
     incident_status,
+    log_capture_status,
 )
 from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
+from downtime_operator.domain.log_capture import CaptureResult
 from downtime_operator.domain.models import Incident, MonitorRef
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,38 @@ class KubeResources:
             incident.k8s_name,
             {"status": incident_status(incident)},
         )
+
+    async def delete_incident(self, incident: Incident) -> None:
+        try:
+            await self._call(
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                incident.monitor.namespace,
+                INCIDENTS,
+                incident.k8s_name,
+            )
+        except ApiException as exc:
+            # Already gone (deleted with its monitor, or by an earlier retention run).
+            if exc.status != HTTP_NOT_FOUND:
+                raise
+
+    async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+        try:
+            await self._call(
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                incident.monitor.namespace,
+                INCIDENTS,
+                incident.k8s_name,
+                {"status": log_capture_status(result)},
+            )
+        except ApiException as exc:
+            # Deleted (by a user, or with its monitor): the row in Postgres still has it all.
+            if exc.status != HTTP_NOT_FOUND:
+                raise
+            logger.info("DowntimeIncident %s is gone; capture state not shown", incident.k8s_name)
 
     async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
         listing = await self._call(

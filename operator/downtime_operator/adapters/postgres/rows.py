@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import (
+    Incident,
+    IncidentStatus,
+    LogCaptureState,
+    MonitorRef,
+    Severity,
+)
 
 RESPONSE_BODY_MAX_CHARS = 4096
 """The seed stores a truncated body: enough to see the error page, not a whole HTML dump."""
@@ -27,15 +33,14 @@ LOG_CAPTURE_STATES = frozenset({"pending", "captured", "failed", "disabled"})
 INCIDENT_COLUMNS = (
     "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
     " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
-    " http_status_code, response_body, failed_checks, notes"
+    " http_status_code, response_body, failed_checks, notes, logs_capture_status"
 )
 """What an ``Incident`` needs; the bulky JSONB columns (captured logs) are left out on purpose."""
 
 JSON_COLUMNS = ("logs_captured", "metrics_snapshot", "server_info", "log_analysis")
 
 DETAIL_COLUMNS = (
-    INCIDENT_COLUMNS
-    + ", logs_file_path, created_at, updated_at, logs_capture_status, logs_capture_due_at,"
+    INCIDENT_COLUMNS + ", logs_file_path, created_at, updated_at, logs_capture_due_at,"
     " logs_count, logs_truncated, logs_capture_error, "
     # Read JSONB as text and decode here, so results do not depend on a pool's type codecs.
      + ", ".join(f"{c}::text AS {c}" for c in JSON_COLUMNS)
@@ -110,6 +115,9 @@ def incident_from_row(row: Mapping[str, Any]) -> Incident:
         response_body=row["response_body"],
         failed_checks=row["failed_checks"],
         notes=row["notes"],
+        logs_state=(
+            LogCaptureState(row["logs_capture_status"]) if row["logs_capture_status"] else None
+        ),
     )
 
 

@@ -16,8 +16,9 @@ from uuid import UUID
 import asyncpg
 
 from downtime_operator.adapters.postgres import rows
+from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.services.ports import OpenIncidentExistsError
+from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {rows.INCIDENT_COLUMNS} FROM downtime_incidents"
 
@@ -31,7 +32,8 @@ SET status = 'resolved',
         WHEN $3::text IS NULL OR $3::text = '' THEN notes
         WHEN notes IS NULL OR notes = '' THEN $3::text
         ELSE notes || E'\\n' || $3::text
-    END
+    END,
+    {final_capture_on_resolve("$2")}
 WHERE incident_id = $1 AND status <> 'resolved'
 RETURNING {rows.INCIDENT_COLUMNS}
 """
@@ -258,6 +260,37 @@ class PostgresIncidentStore:
         cutoff = _utc_now(now) - timedelta(days=days)
         found = await self._pool.fetch(_CLEANUP_SQL, cutoff, keep_critical)
         return [rows.incident_from_row(r) for r in found]
+
+    async def find_expired_incidents(
+        self, *, days: int, keep_critical: bool, now: datetime
+    ) -> list[ExpiredIncident]:
+        """What ``cleanup_old_incidents`` would delete, for the retention service (RetentionStore).
+
+        It removes each one's CR and log file before ``delete_resolved_incident``.
+        """
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days}")
+        cutoff = rows.require_aware(now, "now") - timedelta(days=days)
+        found = await self._pool.fetch(
+            f"SELECT {rows.INCIDENT_COLUMNS}, logs_file_path FROM downtime_incidents"
+            " WHERE status = 'resolved' AND ended_at < $1"
+            " AND (NOT $2::bool OR severity <> 'critical')"
+            " ORDER BY ended_at, incident_id",
+            cutoff,
+            keep_critical,
+        )
+        return [
+            ExpiredIncident(incident=rows.incident_from_row(r), logs_file_path=r["logs_file_path"])
+            for r in found
+        ]
+
+    async def delete_resolved_incident(self, incident_id: UUID) -> bool:
+        deleted = await self._pool.fetchval(
+            "DELETE FROM downtime_incidents WHERE incident_id = $1 AND status = 'resolved'"
+            " RETURNING true",
+            incident_id,
+        )
+        return bool(deleted)
 
     async def get_incident_details(self, incident_id: UUID) -> dict[str, Any] | None:
         """Every column of one incident (captured logs, analysis, capture state) for the API."""

@@ -1,0 +1,86 @@
+"""Prometheus metrics of DESIGN §8, fed by the runners' check and incident observers.
+
+Each process builds its own registry (not prometheus_client's global default one), so nothing is
+shared between tests or between an operator and an admin API living in the same process unless
+the wiring passes the registry on.
+
+Counters count what this process saw since it started (Prometheus' ``increase()`` handles the
+reset on restart). With peering only the active replica checks, so only it moves the counters;
+sum over replicas in queries. ``severity`` on ``downtime_incidents_total`` is the severity at
+detection: an escalation later does not move an incident to another series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from downtime_operator.domain.models import CheckResult, Incident, MonitorRef
+from downtime_operator.services.monitor_runner import IncidentChange
+
+PREFIX = "gatewayz_"
+CHECK_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Health endpoints answer in milliseconds when fine; the top buckets catch timeouts (<= 30s)."""
+
+
+def monitor_label(ref: MonitorRef) -> str:
+    """``namespace/name``: monitor names repeat across namespaces."""
+    return str(ref)
+
+
+class OperatorMetrics:
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._incidents = Counter(
+            f"{PREFIX}downtime_incidents",
+            "Incidents opened (detected), by severity at detection and monitor.",
+            ["severity", "monitor"],
+            registry=self.registry,
+        )
+        self._downtime = Counter(
+            f"{PREFIX}downtime_duration_seconds",
+            "Seconds of downtime of resolved incidents (ended_at - started_at), by monitor.",
+            ["monitor"],
+            registry=self.registry,
+        )
+        self._ongoing = Gauge(
+            f"{PREFIX}downtime_incidents_ongoing",
+            "Open incidents (ongoing or investigating) carried by this process, by monitor.",
+            ["monitor"],
+            registry=self.registry,
+        )
+        self._check_seconds = Histogram(
+            f"{PREFIX}health_check_duration_seconds",
+            "Latency of health checks that got an answer, by monitor.",
+            ["monitor"],
+            buckets=CHECK_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self._up = Gauge(
+            f"{PREFIX}health_check_up",
+            "1 if the monitor's last check passed, 0 if it failed.",
+            ["monitor"],
+            registry=self.registry,
+        )
+
+    def check_observed(self, ref: MonitorRef, result: CheckResult, lag: float) -> None:
+        """The runners' CheckObserver (the scheduling lag is a benchmark concern, not exposed)."""
+        monitor = monitor_label(ref)
+        self._up.labels(monitor=monitor).set(1 if result.ok else 0)
+        if result.latency_ms is not None:
+            self._check_seconds.labels(monitor=monitor).observe(result.latency_ms / 1000)
+
+    def incident_changed(self, change: IncidentChange, incident: Incident) -> None:
+        """The runners' IncidentObserver."""
+        monitor = monitor_label(incident.monitor)
+        if change is IncidentChange.OPENED:
+            self._incidents.labels(severity=incident.severity.value, monitor=monitor).inc()
+        if change in (IncidentChange.OPENED, IncidentChange.RESUMED):
+            self._ongoing.labels(monitor=monitor).set(1)
+            return
+        self._ongoing.labels(monitor=monitor).set(0)
+        if change is IncidentChange.RESOLVED and incident.duration_seconds is not None:
+            self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
+
+    def text(self) -> bytes:
+        """The text exposition format, for a ``/metrics`` route."""
+        return generate_latest(self.registry)

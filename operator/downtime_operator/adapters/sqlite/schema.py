@@ -1,0 +1,112 @@
+"""The SQLite schema: ``downtime_incidents`` with the same logical columns as PostgreSQL.
+
+Type mapping (SQLite has few types): uuid and timestamps are TEXT, booleans INTEGER 0/1, jsonb
+TEXT holding JSON. Timestamps are always written as fixed-width UTC ISO 8601
+(``2026-03-10T12:00:00.000000+00:00``), so comparing and ordering the text is comparing and
+ordering the instants; that is what lets the CHECKs and indexes below work on them.
+
+Versions are counted in ``PRAGMA user_version`` and applied inside one ``BEGIN IMMEDIATE``
+transaction that re-reads the version, so two processes opening a new file at once apply each
+version exactly once. Only features of SQLite 3.24+ are used (no RETURNING, no STRICT), so the
+store works with the sqlite3 of older distributions too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+OPEN_INCIDENT_INDEX = "downtime_incidents_one_open_per_monitor"
+
+_V1 = (
+    """
+    CREATE TABLE IF NOT EXISTS downtime_incidents (
+        incident_id         TEXT PRIMARY KEY NOT NULL,
+        started_at          TEXT NOT NULL,
+        detected_at         TEXT NOT NULL,
+        ended_at            TEXT,
+        duration_seconds    REAL,
+        health_endpoint     TEXT NOT NULL,
+        error_message       TEXT,
+        http_status_code    INTEGER,
+        response_body       TEXT,
+        status              TEXT NOT NULL DEFAULT 'ongoing',
+        severity            TEXT NOT NULL,
+        logs_captured       TEXT,
+        logs_file_path      TEXT,
+        metrics_snapshot    TEXT,
+        environment         TEXT NOT NULL DEFAULT 'production',
+        server_info         TEXT,
+        notes               TEXT,
+        created_at          TEXT NOT NULL,
+        updated_at          TEXT NOT NULL,
+        monitor_namespace   TEXT,
+        monitor_name        TEXT,
+        k8s_name            TEXT,
+        failed_checks       INTEGER NOT NULL DEFAULT 0,
+        logs_capture_status TEXT,
+        logs_capture_due_at TEXT,
+        logs_count          INTEGER,
+        logs_truncated      INTEGER,
+        logs_capture_error  TEXT,
+        log_analysis        TEXT,
+        CONSTRAINT downtime_incidents_status_check
+            CHECK (status IN ('ongoing', 'resolved', 'investigating')),
+        CONSTRAINT downtime_incidents_severity_check
+            CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+        CONSTRAINT downtime_incidents_logs_capture_status_check
+            CHECK (logs_capture_status IN ('pending', 'captured', 'failed', 'disabled')),
+        CONSTRAINT downtime_incidents_ended_after_start
+            CHECK (ended_at IS NULL OR ended_at >= started_at),
+        CONSTRAINT downtime_incidents_detected_after_start
+            CHECK (detected_at >= started_at),
+        CONSTRAINT downtime_incidents_duration_nonnegative
+            CHECK (duration_seconds IS NULL OR duration_seconds >= 0),
+        CONSTRAINT downtime_incidents_resolved_has_end
+            CHECK (status <> 'resolved' OR ended_at IS NOT NULL),
+        CONSTRAINT downtime_incidents_failed_checks_nonnegative
+            CHECK (failed_checks >= 0),
+        CONSTRAINT downtime_incidents_logs_count_nonnegative
+            CHECK (logs_count IS NULL OR logs_count >= 0),
+        CONSTRAINT downtime_incidents_logs_truncated_boolean
+            CHECK (logs_truncated IS NULL OR logs_truncated IN (0, 1))
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_status_idx ON downtime_incidents (status)",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_started_at_idx"
+    " ON downtime_incidents (started_at DESC)",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_severity_idx ON downtime_incidents (severity)",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_environment_idx"
+    " ON downtime_incidents (environment)",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_monitor_idx"
+    " ON downtime_incidents (monitor_namespace, monitor_name, started_at DESC)",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_capture_due_idx"
+    " ON downtime_incidents (logs_capture_due_at) WHERE logs_capture_status = 'pending'",
+    # At most one open incident per monitor, ever (DESIGN §4), as in PostgreSQL.
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {OPEN_INCIDENT_INDEX}"
+    " ON downtime_incidents (monitor_namespace, monitor_name) WHERE status <> 'resolved'",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+"""Statements of schema version 1, 2, ...; append, never edit a released version."""
+
+
+def apply_schema(conn: sqlite3.Connection) -> int:
+    """Bring the file to the newest version; return the version it is at."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this program"
+                f" ({len(MIGRATIONS)}); upgrade downtime-operator"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")  # an int we counted, not input
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)

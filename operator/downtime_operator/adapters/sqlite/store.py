@@ -1,0 +1,409 @@
+"""``IncidentStore`` on an embedded SQLite file: the standalone monitor needs no database server.
+
+Same logical schema and behaviour as ``PostgresIncidentStore`` (the contract tests run one
+scenario set against both), including "one open incident per monitor" as a partial unique index.
+
+Why the standard library's ``sqlite3`` on one dedicated thread rather than aiosqlite: sqlite3
+blocks, so every call is handed to a single worker thread that owns the connection. One thread
+also serialises this process's writes, which SQLite needs anyway, and it costs no dependency
+(aiosqlite does exactly this, plus a queue we do not need). Writes take ``BEGIN IMMEDIATE``, so
+a read-then-write (resolve, cleanup) is atomic against other processes on the same file too.
+WAL journaling lets readers (``sqlite3`` in a shell, the cleanup command) work while the monitor
+writes; ``synchronous=FULL`` because this file is the system of record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+from downtime_operator.adapters.postgres.rows import clean_text, duration_between, require_aware
+from downtime_operator.adapters.sqlite import columns
+from downtime_operator.adapters.sqlite.schema import apply_schema
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for another process's write lock before failing (then retried)."""
+
+_SELECT = f"SELECT {columns.INCIDENT_COLUMNS} FROM downtime_incidents"
+_OPEN = "status <> 'resolved'"
+_EXPIRED = (
+    "status = 'resolved' AND ended_at < :cutoff AND (NOT :keep_critical OR severity <> 'critical')"
+)
+
+
+def _utc_now(now: datetime | None) -> datetime:
+    return datetime.now(UTC) if now is None else require_aware(now, "now")
+
+
+@contextlib.contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction that holds the file's write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _is_open_incident_conflict(exc: sqlite3.IntegrityError) -> bool:
+    # SQLite names the index's columns, not the index: these two are unique only there.
+    return "downtime_incidents.monitor_namespace, downtime_incidents.monitor_name" in str(exc)
+
+
+def _clipped_seconds(
+    started_at: datetime, ended_at: datetime | None, *, since: datetime, until: datetime
+) -> float:
+    end = until if ended_at is None else min(ended_at, until)
+    return max((end - max(started_at, since)) / timedelta(seconds=1), 0.0)
+
+
+class SqliteIncidentStore:
+    """Open with ``await SqliteIncidentStore.open(path)``; the file is created on first use."""
+
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteIncidentStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, _connect, str(path))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(executor, conn)
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- IncidentStore ---------------------------------------------------------------------
+
+    async def create_incident(self, incident: Incident) -> Incident:
+        params = columns.insert_params(incident, now=datetime.now(UTC))
+        return await self._run(self._create, incident, params)
+
+    def _create(self, incident: Incident, params: tuple[Any, ...]) -> Incident:
+        with _write(self._conn):
+            stored = self._get(incident.incident_id)
+            if stored is not None:  # a retried create: return what is stored, untouched
+                return stored
+            try:
+                self._conn.execute(columns.INSERT_SQL, params)
+            except sqlite3.IntegrityError as exc:
+                if not _is_open_incident_conflict(exc):
+                    raise ValueError(f"incident {incident.incident_id} refused: {exc}") from exc
+                existing = self._open_incident(incident.monitor)
+                assert existing is not None  # same write transaction as the failed insert
+                raise OpenIncidentExistsError(existing) from exc
+            created = self._get(incident.incident_id)
+        assert created is not None
+        return created
+
+    async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
+        if not fields:
+            return
+        values = columns.update_values(fields)
+        await self._run(self._update, incident_id, values, "duration_seconds" not in fields)
+
+    def _update(self, incident_id: UUID, values: dict[str, Any], derive_duration: bool) -> None:
+        with _write(self._conn):
+            row = self._conn.execute(
+                "SELECT started_at FROM downtime_incidents WHERE incident_id = ?",
+                (str(incident_id),),
+            ).fetchone()
+            if row is None:
+                return
+            if "ended_at" in values and derive_duration:
+                # Setting ended_at alone recomputes the duration so the two never disagree.
+                ended_at = columns.parse_timestamp(values["ended_at"])
+                started_at = columns.parse_timestamp(row["started_at"])
+                assert started_at is not None
+                values["duration_seconds"] = (
+                    None if ended_at is None else duration_between(started_at, ended_at)
+                )
+            values["updated_at"] = columns.timestamp(datetime.now(UTC), "now")
+            # Column names come from the whitelist in ``columns.UPDATABLE``, never from callers.
+            assignments = ", ".join(f"{name} = :{name}" for name in values)
+            try:
+                self._conn.execute(
+                    f"UPDATE downtime_incidents SET {assignments} WHERE incident_id = :_id",
+                    {**values, "_id": str(incident_id)},
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"incident {incident_id} update refused: {exc}") from exc
+
+    async def resolve_incident(
+        self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None
+    ) -> Incident | None:
+        ended_at = require_aware(ended_at, "ended_at")
+        return await self._run(self._resolve, incident_id, ended_at, clean_text(notes))
+
+    def _resolve(self, incident_id: UUID, ended_at: datetime, notes: str | None) -> Incident | None:
+        with _write(self._conn):
+            incident = self._get(incident_id)
+            if incident is None or incident.status is IncidentStatus.RESOLVED:
+                return incident  # unknown, or already resolved: unchanged
+            # Clamp: a clock that stepped back must not put the end before the start.
+            ended_at = max(ended_at, incident.started_at)
+            if notes:
+                incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
+            self._conn.execute(
+                "UPDATE downtime_incidents SET status = 'resolved', ended_at = ?,"
+                " duration_seconds = ?, notes = ?, updated_at = ? WHERE incident_id = ?",
+                (
+                    columns.timestamp(ended_at, "ended_at"),
+                    duration_between(incident.started_at, ended_at),
+                    incident.notes,
+                    columns.timestamp(datetime.now(UTC), "now"),
+                    str(incident_id),
+                ),
+            )
+            return self._get(incident_id)
+
+    async def get_incident(self, incident_id: UUID) -> Incident | None:
+        return await self._run(self._get, incident_id)
+
+    def _get(self, incident_id: UUID) -> Incident | None:
+        row = self._conn.execute(f"{_SELECT} WHERE incident_id = ?", (str(incident_id),)).fetchone()
+        return None if row is None else columns.incident_from_row(row)
+
+    async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
+        return await self._run(self._open_incident, monitor)
+
+    def _open_incident(self, monitor: MonitorRef) -> Incident | None:
+        row = self._conn.execute(
+            f"{_SELECT} WHERE monitor_namespace = ? AND monitor_name = ? AND {_OPEN}",
+            (monitor.namespace, monitor.name),
+        ).fetchone()
+        return None if row is None else columns.incident_from_row(row)
+
+    async def get_ongoing_incidents(self) -> list[Incident]:
+        return await self._fetch(
+            f"{_SELECT} WHERE status IN ('ongoing', 'investigating')"
+            " ORDER BY started_at DESC, incident_id",
+            {},
+        )
+
+    async def get_recent_incidents(
+        self,
+        *,
+        limit: int = 50,
+        status: IncidentStatus | None = None,
+        severity: Severity | None = None,
+        environment: str | None = None,
+    ) -> list[Incident]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        params: dict[str, Any] = {"limit": limit}
+        conditions: list[str] = []
+        # Only constant column names enter the SQL; the values are parameters.
+        for column, value in (
+            ("status", None if status is None else IncidentStatus(status).value),
+            ("severity", None if severity is None else Severity(severity).value),
+            ("environment", environment),
+        ):
+            if value is not None:
+                params[column] = value
+                conditions.append(f"{column} = :{column}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return await self._fetch(
+            f"{_SELECT}{where} ORDER BY started_at DESC, incident_id LIMIT :limit", params
+        )
+
+    async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Incident]:
+        def fetch() -> list[Incident]:
+            return [columns.incident_from_row(r) for r in self._conn.execute(sql, params)]
+
+        return await self._run(fetch)
+
+    async def monitor_downtime_seconds(
+        self, monitor: MonitorRef, *, since: datetime, until: datetime
+    ) -> float:
+        """Seconds of ``[since, until)`` the monitor spent in incidents (its incidents never
+        overlap, so clipped durations add up)."""
+        since = require_aware(since, "since")
+        until = require_aware(until, "until")
+        found = await self._fetch(
+            f"{_SELECT} WHERE monitor_namespace = :ns AND monitor_name = :name"
+            " AND started_at < :until AND (ended_at IS NULL OR ended_at > :since)",
+            {
+                "ns": monitor.namespace,
+                "name": monitor.name,
+                "since": columns.timestamp(since, "since"),
+                "until": columns.timestamp(until, "until"),
+            },
+        )
+        return sum(
+            _clipped_seconds(i.started_at, i.ended_at, since=since, until=until) for i in found
+        )
+
+    # -- Beyond the port: the seed's reporting and retention functions ---------------------
+
+    async def get_incidents_by_date_range(
+        self, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Incident]:
+        """Incidents that overlap [start, end] (ongoing ones run to "now"), newest first."""
+        start = require_aware(start, "start")
+        end = require_aware(end, "end")
+        if end < start:
+            raise ValueError("end must not be before start")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await self._overlapping(start, end, limit=limit)
+
+    async def _overlapping(self, start: datetime, end: datetime, *, limit: int) -> list[Incident]:
+        """Began before ``end`` and had not ended before ``start``; ``limit=-1``: all of them."""
+        return await self._fetch(
+            f"{_SELECT} WHERE started_at <= :end AND (ended_at IS NULL OR ended_at >= :start)"
+            " ORDER BY started_at DESC, incident_id LIMIT :limit",
+            {
+                "start": columns.timestamp(start, "start"),
+                "end": columns.timestamp(end, "end"),
+                "limit": limit,
+            },
+        )
+
+    async def get_incident_statistics(
+        self, days: int = 30, *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """The seed's statistics over the last ``days``, computed as the PostgreSQL store does:
+        incidents overlapping the period, each one's downtime clipped to it (incident-seconds).
+        """
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days}")
+        end = _utc_now(now)
+        start = end - timedelta(days=days)
+        found = await self._overlapping(start, end, limit=-1)
+        by_severity: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        seconds = 0.0
+        for incident in found:
+            seconds += _clipped_seconds(
+                incident.started_at, incident.ended_at, since=start, until=end
+            )
+            by_severity[incident.severity.value] = by_severity.get(incident.severity.value, 0) + 1
+            by_status[incident.status.value] = by_status.get(incident.status.value, 0) + 1
+        return {
+            "total_incidents": len(found),
+            "total_downtime_seconds": seconds,
+            "average_duration_seconds": seconds / len(found) if found else 0.0,
+            "by_severity": by_severity,
+            "by_status": by_status,
+        }
+
+    async def cleanup_old_incidents(
+        self, days: int = 90, keep_critical: bool = True, *, now: datetime | None = None
+    ) -> list[Incident]:
+        """Delete resolved incidents that ended more than ``days`` ago; return them.
+
+        Open incidents are never deleted, however old: they are still being tracked.
+        """
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days}")
+        params = self._expiry_params(days, keep_critical, _utc_now(now))
+
+        def cleanup() -> list[Incident]:
+            with _write(self._conn):
+                found = [
+                    columns.incident_from_row(r)
+                    for r in self._conn.execute(f"{_SELECT} WHERE {_EXPIRED}", params)
+                ]
+                self._conn.execute(f"DELETE FROM downtime_incidents WHERE {_EXPIRED}", params)
+            return found
+
+        return await self._run(cleanup)
+
+    @staticmethod
+    def _expiry_params(days: int, keep_critical: bool, now: datetime) -> dict[str, Any]:
+        return {
+            "cutoff": columns.timestamp(now - timedelta(days=days), "cutoff"),
+            "keep_critical": int(keep_critical),
+        }
+
+    async def find_expired_incidents(
+        self, *, days: int, keep_critical: bool, now: datetime
+    ) -> list[ExpiredIncident]:
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days}")
+        params = self._expiry_params(days, keep_critical, require_aware(now, "now"))
+
+        def find() -> list[ExpiredIncident]:
+            return [
+                ExpiredIncident(
+                    incident=columns.incident_from_row(r), logs_file_path=r["logs_file_path"]
+                )
+                for r in self._conn.execute(
+                    f"SELECT {columns.INCIDENT_COLUMNS}, logs_file_path FROM downtime_incidents"
+                    f" WHERE {_EXPIRED} ORDER BY ended_at, incident_id",
+                    params,
+                )
+            ]
+
+        return await self._run(find)
+
+    async def delete_resolved_incident(self, incident_id: UUID) -> bool:
+        def delete() -> bool:
+            with _write(self._conn):
+                cursor = self._conn.execute(
+                    "DELETE FROM downtime_incidents WHERE incident_id = ? AND status = 'resolved'",
+                    (str(incident_id),),
+                )
+            return cursor.rowcount > 0
+
+        return await self._run(delete)
+
+    async def get_incident_details(self, incident_id: UUID) -> dict[str, Any] | None:
+        """Every column of one incident (captured logs, analysis, capture state) for the API."""
+
+        def details() -> dict[str, Any] | None:
+            row = self._conn.execute(
+                f"SELECT {columns.DETAIL_COLUMNS} FROM downtime_incidents WHERE incident_id = ?",
+                (str(incident_id),),
+            ).fetchone()
+            return None if row is None else columns.details_from_row(row)
+
+        return await self._run(details)
+
+    async def get_due_log_captures(self, *, now: datetime | None = None) -> list[Incident]:
+        """Incidents whose pending log capture is due, oldest first, so a restart finishes them."""
+        return await self._fetch(
+            f"{_SELECT} WHERE logs_capture_status = 'pending' AND logs_capture_due_at <= :now"
+            " ORDER BY logs_capture_due_at",
+            {"now": columns.timestamp(_utc_now(now), "now")},
+        )
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open (creating the file if needed) and migrate; runs on the store's worker thread."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves (see ``_write``).
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        apply_schema(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,125 @@
+"""The admin routes' gate, in one place and in this order:
+
+1. client address allowlist (403) — cheapest, and nothing else is spent on a stranger;
+2. per-address token bucket (429) — bounds what any one client can make the server do,
+   including how fast it can guess keys and how many audit rows it can cause;
+3. API key -> key name; for a POST the attempt is written to the audit log now, before anything
+   else can fail, so even a refused call is on record (an audit write that fails refuses the
+   call: nothing mutates unaudited);
+4. no valid key: 401; 5. per-key token bucket (429); 6. the handler; the outcome is audited.
+
+Probes, metrics and the OpenAPI document are outside the gate: kubelet and Prometheus carry no
+API key, and the document describes nothing secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from ipaddress import ip_address
+from uuid import UUID
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from downtime_operator.api.deps import DEPS, KEY_NAME, ApiDeps
+from downtime_operator.api.errors import ApiError, error_response
+from downtime_operator.api.ratelimit import retry_after_header
+from downtime_operator.api.routes import OPENAPI_PATH, PREFIX
+from downtime_operator.api.schemas import UUID_PATTERN
+from downtime_operator.services.admin_ports import AuditEntry, StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+_AUDITED_VALUE_CHARS = 1000
+_OUTCOMES = {
+    401: "unauthorized",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def _guarded(path: str) -> bool:
+    return (path == PREFIX or path.startswith(f"{PREFIX}/")) and path != OPENAPI_PATH
+
+
+def _address_allowed(deps: ApiDeps, remote: str | None) -> bool:
+    if not deps.allowed_networks:
+        return True
+    try:
+        address = ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in deps.allowed_networks)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "success"
+    return _OUTCOMES.get(status, "error")
+
+
+def _rate_limited(wait: float, who: str) -> ApiError:
+    return ApiError(
+        429,
+        f"rate limit exceeded for this {who}",
+        headers={"Retry-After": retry_after_header(wait)},
+    )
+
+
+def _audit_entry(request: web.Request, deps: ApiDeps, key_name: str | None) -> AuditEntry:
+    raw_id = request.match_info.get("incident_id", "")
+    return AuditEntry(
+        key_name=key_name,
+        action=request.match_info.route.name or f"{request.method} {request.path[:200]}",
+        incident_id=UUID(raw_id) if re.fullmatch(UUID_PATTERN, raw_id) else None,
+        parameters={
+            name[:100]: value[:_AUDITED_VALUE_CHARS] for name, value in request.query.items()
+        },
+        remote_addr=request.remote,
+        at=deps.clock.now(),
+    )
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _guarded(request.path):
+        return await handler(request)
+    deps = request.app[DEPS]
+    if not _address_allowed(deps, request.remote):
+        return error_response(ApiError(403, "client address not allowed"))
+    wait = deps.address_buckets.take(request.remote or "")
+    if wait is not None:
+        return error_response(_rate_limited(wait, "client address"))
+    key_name = deps.keys.identify(request.headers.get("Authorization"))
+    audit_id: int | None = None
+    if request.method == "POST":
+        # Raises when the audit log cannot be written: the call is then refused (503).
+        audit_id = await deps.audit.record_attempt(_audit_entry(request, deps, key_name))
+    response = await _authorized(request, handler, deps, key_name)
+    if audit_id is not None:
+        try:
+            await deps.audit.record_outcome(
+                audit_id, outcome=_outcome(response.status), status_code=response.status
+            )
+        except StoreUnavailableError as exc:
+            # The attempt is on record (as pending); the action's answer stands.
+            logger.error("audit %d: outcome %d not recorded: %s", audit_id, response.status, exc)
+    return response
+
+
+async def _authorized(
+    request: web.Request, handler: Handler, deps: ApiDeps, key_name: str | None
+) -> web.StreamResponse:
+    if key_name is None:
+        return error_response(
+            ApiError(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        )
+    wait = deps.key_buckets.take(key_name)
+    if wait is not None:
+        return error_response(_rate_limited(wait, "API key"))
+    request[KEY_NAME] = key_name
+    return await handler(request)

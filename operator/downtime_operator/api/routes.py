@@ -1,0 +1,464 @@
+"""The routes: thin shells that parse, call a port or service, and shape the seed's envelopes.
+
+``OPERATIONS`` is the single list of routes; the application registers it and ``openapi.py``
+describes it, so every route is documented with the parameters it parses and the responses it
+can give.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+from uuid import UUID
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ValidationError
+
+from downtime_operator.api.deps import DEPS, KEY_NAME, OPENAPI
+from downtime_operator.api.errors import ApiError, invalid, json_response, not_found
+from downtime_operator.api.schemas import (
+    UUID_PATTERN,
+    AnalysisOut,
+    AnalysisResponse,
+    CaptureResponse,
+    CaptureStateOut,
+    ErrorResponse,
+    FieldError,
+    HealthResponse,
+    IncidentDetailOut,
+    IncidentOut,
+    IncidentResponse,
+    ListQuery,
+    ListResponse,
+    LogEntryOut,
+    LogFiltersOut,
+    LogsQuery,
+    LogsResponse,
+    MonitorUptimeOut,
+    NoAnalysisResponse,
+    NoQuery,
+    NotesQuery,
+    OngoingResponse,
+    StatisticsOut,
+    StatisticsQuery,
+    StatisticsResponse,
+    TransitionResponse,
+    ValidationErrorResponse,
+    encode_cursor,
+)
+from downtime_operator.domain.models import IncidentStatus
+from downtime_operator.domain.status import uptime_percent
+from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError
+from downtime_operator.services.incident_admin import IncidentNotFoundError
+from downtime_operator.services.ports import IncidentLogs
+
+PREFIX = "/admin/downtime"
+OPENAPI_PATH = f"{PREFIX}/openapi.json"
+_MAX_PARAMETER_NAME = 100
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Q = TypeVar("Q", bound=BaseModel)
+
+
+# -- Parsing -----------------------------------------------------------------------------------
+
+
+def parse_query(request: web.Request, model: type[Q]) -> Q:
+    """The query string as ``model``; 422 naming each bad, unknown or repeated parameter."""
+    raw: dict[str, str] = {}
+    errors: list[FieldError] = []
+    for name in dict.fromkeys(request.query.keys()):
+        values = request.query.getall(name)
+        shown = name[:_MAX_PARAMETER_NAME]
+        if name not in model.model_fields:
+            errors.append(FieldError(field=shown, message="unknown parameter"))
+        elif len(values) > 1:
+            errors.append(FieldError(field=shown, message="given more than once"))
+        else:
+            raw[name] = values[0]
+    try:
+        parsed = model.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(
+            FieldError(field=str(e["loc"][0]) if e["loc"] else "query", message=e["msg"])
+            for e in exc.errors(include_url=False)
+        )
+    if errors:
+        raise invalid(errors)
+    return parsed
+
+
+def incident_id_of(request: web.Request) -> UUID:
+    text = request.match_info["incident_id"]
+    if not re.fullmatch(UUID_PATTERN, text):
+        raise invalid([FieldError(field="incident_id", message="Input should be a UUID")])
+    return UUID(text)
+
+
+def _logs_of(request: web.Request) -> IncidentLogs:
+    logs = request.app[DEPS].logs
+    if logs is None:
+        raise ApiError(503, "log capture is not configured in this process")
+    return logs
+
+
+# -- Incidents ---------------------------------------------------------------------------------
+
+
+async def list_incidents(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, ListQuery)
+    page = await request.app[DEPS].queries.list_incidents(
+        filters=query.filters(), limit=query.limit, after=query.page_cursor()
+    )
+    incidents = [IncidentOut.model_validate(row) for row in page.incidents]
+    return json_response(
+        ListResponse(
+            total_incidents=len(incidents),
+            ongoing=sum(i.status is IncidentStatus.ONGOING for i in incidents),
+            resolved=sum(i.status is IncidentStatus.RESOLVED for i in incidents),
+            incidents=incidents,
+            next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
+        )
+    )
+
+
+async def ongoing_incidents(request: web.Request) -> web.StreamResponse:
+    parse_query(request, NoQuery)
+    found = await request.app[DEPS].queries.ongoing_incidents()
+    incidents = [IncidentOut.model_validate(row) for row in found]
+    return json_response(OngoingResponse(count=len(incidents), incidents=incidents))
+
+
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    details = await request.app[DEPS].queries.incident_details(incident_id)
+    if details is None:
+        raise not_found(incident_id)
+    return json_response(IncidentResponse(incident=IncidentDetailOut.model_validate(details)))
+
+
+async def incident_logs(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    query = parse_query(request, LogsQuery)
+    logs = _logs_of(request)
+    entries = await logs.get_filtered_logs(
+        incident_id,
+        level=None if query.level is None else query.level.value,
+        logger_name=query.logger_name,
+        search=query.search,
+    )
+    if entries is None:
+        raise not_found(incident_id)
+    captured = len(entries)
+    if query.any_filter:
+        everything = await logs.get_filtered_logs(incident_id)
+        captured = len(everything or ())
+    return json_response(
+        LogsResponse(
+            incident_id=incident_id,
+            message=(
+                f"{len(entries)} of {captured} captured log entries"
+                if captured
+                else "No logs captured for this incident"
+            ),
+            total_logs=len(entries),
+            total_captured=captured,
+            filters=LogFiltersOut(level=query.level, logger=query.logger_name, search=query.search),
+            logs=[LogEntryOut.model_validate(entry) for entry in entries],
+        )
+    )
+
+
+async def incident_analysis(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    analysis = await _logs_of(request).get_analysis(incident_id)
+    if analysis is None:
+        raise not_found(incident_id)
+    if not analysis.get("total_logs"):
+        return json_response(
+            NoAnalysisResponse(incident_id=incident_id, message="No logs to analyze", analysis=None)
+        )
+    return json_response(
+        AnalysisResponse(incident_id=incident_id, analysis=AnalysisOut.model_validate(analysis))
+    )
+
+
+async def capture_logs(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    state = await _logs_of(request).capture_now(incident_id)
+    if state is None:
+        raise not_found(incident_id)
+    return json_response(
+        CaptureResponse(
+            message="Log capture triggered",
+            incident_id=incident_id,
+            result=CaptureStateOut.model_validate(state),
+        ),
+        status=202,
+    )
+
+
+async def _transition(request: web.Request, *, resolve: bool) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    query = parse_query(request, NotesQuery)
+    deps = request.app[DEPS]
+    notes = query.notes or None
+    actor = request[KEY_NAME]
+    try:
+        if resolve:
+            await deps.admin.resolve(incident_id, notes=notes, actor=actor)
+        else:
+            await deps.admin.acknowledge(incident_id, notes=notes, actor=actor)
+    except IncidentNotFoundError as exc:
+        raise not_found(incident_id) from exc
+    except IncidentAlreadyResolvedError as exc:
+        raise ApiError(409, f"Incident {incident_id} is already resolved") from exc
+    details = await deps.queries.incident_details(incident_id)
+    if details is None:  # deleted by retention between the two statements
+        raise not_found(incident_id)
+    return json_response(
+        TransitionResponse(
+            message="Incident resolved" if resolve else "Incident acknowledged",
+            incident=IncidentDetailOut.model_validate(details),
+        )
+    )
+
+
+async def resolve_incident(request: web.Request) -> web.StreamResponse:
+    return await _transition(request, resolve=True)
+
+
+async def acknowledge_incident(request: web.Request) -> web.StreamResponse:
+    return await _transition(request, resolve=False)
+
+
+async def statistics(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, StatisticsQuery)
+    deps = request.app[DEPS]
+    until = deps.clock.now()
+    period = timedelta(days=query.days)
+    stats = await deps.queries.statistics(since=until - period, until=until)
+    return json_response(
+        StatisticsResponse(
+            period_days=query.days,
+            period_start=stats.since,
+            period_end=stats.until,
+            statistics=StatisticsOut(
+                total_incidents=stats.total_incidents,
+                total_downtime_seconds=stats.total_downtime_seconds,
+                average_duration_seconds=(
+                    stats.total_downtime_seconds / stats.total_incidents
+                    if stats.total_incidents
+                    else 0.0
+                ),
+                by_severity=stats.by_severity,
+                by_status=stats.by_status,
+                mttr_seconds=stats.mttr_seconds,
+                longest_incident_seconds=stats.longest_incident_seconds,
+                monitors=[
+                    MonitorUptimeOut(
+                        namespace=m.monitor.namespace,
+                        name=m.monitor.name,
+                        incidents=m.incidents,
+                        downtime_seconds=m.downtime_seconds,
+                        uptime_percent=uptime_percent(
+                            downtime_seconds=m.downtime_seconds, window=period
+                        ),
+                    )
+                    for m in stats.monitors
+                ],
+            ),
+        )
+    )
+
+
+# -- Probes and documents ----------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    parse_query(request, NoQuery)
+    return json_response(HealthResponse())
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    parse_query(request, NoQuery)
+    await request.app[DEPS].queries.ping()  # StoreUnavailableError becomes 503
+    return json_response(HealthResponse())
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    # No query parsing: a scrape config may add parameters; there is nothing to filter here.
+    return web.Response(
+        body=request.app[DEPS].metrics_text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def openapi_document(request: web.Request) -> web.StreamResponse:
+    parse_query(request, NoQuery)
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+# -- The route table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    query: type[BaseModel] = NoQuery
+    responses: Mapping[int, tuple[type[BaseModel], ...]] = field(default_factory=dict)
+    admin: bool = True
+    """Under the guard: allowlist, rate limits, API key; POSTs audited."""
+    document: str | None = None
+    """Media type of a 200 answer that is a document rather than an envelope model."""
+
+    @property
+    def has_incident_id(self) -> bool:
+        return "{incident_id}" in self.path
+
+    @property
+    def route_path(self) -> str:
+        """The path for aiohttp's router: any segment matches, so a malformed id gets a 422.
+
+        aiohttp's default ``{name}`` refuses braces; ``{...}`` around a UUID would then be a 404.
+        """
+        return self.path.replace("{incident_id}", "{incident_id:[^/]+}")
+
+
+_INCIDENT = f"{PREFIX}/incidents/{{incident_id}}"
+_INVALID = (ValidationErrorResponse,)
+_ERROR = (ErrorResponse,)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        method="GET",
+        path=f"{PREFIX}/incidents",
+        handler=list_incidents,
+        operation_id="listIncidents",
+        summary="Incidents, newest first, filtered and paged by cursor",
+        query=ListQuery,
+        responses={200: (ListResponse,), 422: _INVALID},
+    ),
+    # Before /incidents/{incident_id}: routes match in the order they are added.
+    Operation(
+        method="GET",
+        path=f"{PREFIX}/incidents/ongoing",
+        handler=ongoing_incidents,
+        operation_id="listOngoingIncidents",
+        summary="Incidents still open (ongoing or investigating)",
+        responses={200: (OngoingResponse,), 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=_INCIDENT,
+        handler=get_incident,
+        operation_id="getIncident",
+        summary="One incident with every stored detail",
+        responses={200: (IncidentResponse,), 404: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=f"{_INCIDENT}/logs",
+        handler=incident_logs,
+        operation_id="getIncidentLogs",
+        summary="The incident's captured logs, filtered",
+        query=LogsQuery,
+        responses={200: (LogsResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+    ),
+    Operation(
+        method="GET",
+        path=f"{_INCIDENT}/analysis",
+        handler=incident_analysis,
+        operation_id="getIncidentAnalysis",
+        summary="Error counts, error types and top errors of the captured logs",
+        responses={
+            200: (AnalysisResponse, NoAnalysisResponse),
+            404: _ERROR,
+            422: _INVALID,
+            503: _ERROR,
+        },
+    ),
+    Operation(
+        method="POST",
+        path=f"{_INCIDENT}/capture-logs",
+        handler=capture_logs,
+        operation_id="captureIncidentLogs",
+        summary="Run a log capture now; the result lands on the incident",
+        responses={202: (CaptureResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+    ),
+    Operation(
+        method="POST",
+        path=f"{_INCIDENT}/resolve",
+        handler=resolve_incident,
+        operation_id="resolveIncident",
+        summary="Resolve the incident now, with optional notes",
+        query=NotesQuery,
+        responses={200: (TransitionResponse,), 404: _ERROR, 409: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="POST",
+        path=f"{_INCIDENT}/acknowledge",
+        handler=acknowledge_incident,
+        operation_id="acknowledgeIncident",
+        summary="Mark an open incident as being investigated, with optional notes",
+        query=NotesQuery,
+        responses={200: (TransitionResponse,), 404: _ERROR, 409: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=f"{PREFIX}/statistics",
+        handler=statistics,
+        operation_id="getStatistics",
+        summary="Incident statistics and per-monitor uptime over the last days",
+        query=StatisticsQuery,
+        responses={200: (StatisticsResponse,), 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path="/healthz",
+        handler=healthz,
+        operation_id="healthz",
+        summary="The process is up",
+        responses={200: (HealthResponse,), 422: _INVALID},
+        admin=False,
+    ),
+    Operation(
+        method="GET",
+        path="/readyz",
+        handler=readyz,
+        operation_id="readyz",
+        summary="PostgreSQL answers",
+        responses={200: (HealthResponse,), 422: _INVALID, 503: _ERROR},
+        admin=False,
+    ),
+    Operation(
+        method="GET",
+        path="/metrics",
+        handler=metrics,
+        operation_id="metrics",
+        summary="Prometheus metrics",
+        admin=False,
+        document=CONTENT_TYPE_LATEST,
+    ),
+    Operation(
+        method="GET",
+        path=OPENAPI_PATH,
+        handler=openapi_document,
+        operation_id="openapi",
+        summary="This document",
+        responses={422: _INVALID},
+        admin=False,
+        document="application/json",
+    ),
+)
+"""Every route of the application, in the order it registers them."""

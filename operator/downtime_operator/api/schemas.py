@@ -1,0 +1,311 @@
+"""The API's edges as pydantic models: what a request may say, and what a response says.
+
+The same models produce the OpenAPI document (``openapi.py``), so the document cannot drift from
+what is validated and sent. Query parameters are parsed strictly: an integer is digits only
+(pydantic alone would take ``10.0`` or ``5_0``), text may not hold control characters (they have
+no business in a name or filter, and PostgreSQL text cannot hold NUL), and unknown or repeated
+parameters are refused rather than silently ignored, so a typo is reported, not obeyed wrongly.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from downtime_operator.domain.models import IncidentStatus, Severity
+from downtime_operator.services.admin_ports import IncidentFilter, PageCursor
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_TEXT = r"^[^\x00-\x1f\x7f]+$"
+"""One line of text: no control characters."""
+_NOTES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""Free text that may span lines (tabs and newlines allowed, other control characters not)."""
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_CURSOR = r"^-?[0-9]{1,16}_[0-9a-f]{32}$"
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, str):
+        if not re.fullmatch(r"-?[0-9]{1,9}", value):
+            raise PydanticCustomError("int_parsing", "Input should be a whole number")
+        return int(value)
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_whole_number)]
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogLevel(enum.StrEnum):
+    ERROR = "ERROR"
+    WARNING = "WARNING"
+    INFO = "INFO"
+    DEBUG = "DEBUG"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_cursor(cursor: PageCursor) -> str:
+    """``<microseconds since 1970>_<id as 32 hex digits>``.
+
+    Plain digits rather than an opaque blob so that the document's pattern describes exactly
+    the cursors that decode: any string matching it is a valid position, and nothing else is.
+    """
+    micros = (cursor.started_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{cursor.incident_id.hex}"
+
+
+def decode_cursor(text: str) -> PageCursor:
+    """The inverse of ``encode_cursor``; ValueError for anything not shaped like its output."""
+    if not re.fullmatch(_CURSOR, text):
+        raise ValueError("not a cursor returned by this API")
+    micros, _, hex_id = text.partition("_")
+    return PageCursor(
+        started_at=_EPOCH + timedelta(microseconds=int(micros)), incident_id=UUID(hex=hex_id)
+    )
+
+
+class ListQuery(_Query):
+    limit: QueryInt = Field(50, ge=1, le=500, description="Page size.")
+    status: IncidentStatus | None = None
+    severity: Severity | None = None
+    environment: str | None = Field(None, min_length=1, max_length=253, pattern=_TEXT)
+    monitor: str | None = Field(
+        None, min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN, description="Monitor name."
+    )
+    namespace: str | None = Field(
+        None, min_length=1, max_length=63, pattern=_DNS_LABEL, description="Monitor namespace."
+    )
+    cursor: str | None = Field(
+        None,
+        pattern=_CURSOR,
+        description="`next_cursor` of the previous page.",
+    )
+
+    def filters(self) -> IncidentFilter:
+        return IncidentFilter(
+            status=self.status,
+            severity=self.severity,
+            environment=self.environment,
+            monitor=self.monitor,
+            namespace=self.namespace,
+        )
+
+    def page_cursor(self) -> PageCursor | None:
+        return None if self.cursor is None else decode_cursor(self.cursor)
+
+
+class NoQuery(_Query):
+    """Routes without parameters still refuse unknown ones."""
+
+
+class LogsQuery(_Query):
+    level: LogLevel | None = None
+    logger_name: str | None = Field(None, min_length=1, max_length=256, pattern=_TEXT)
+    search: str | None = Field(None, min_length=1, max_length=500, pattern=_TEXT)
+
+    @property
+    def any_filter(self) -> bool:
+        return any(v is not None for v in (self.level, self.logger_name, self.search))
+
+
+class NotesQuery(_Query):
+    notes: str | None = Field(None, max_length=4000, pattern=_NOTES)
+
+
+class StatisticsQuery(_Query):
+    days: QueryInt = Field(30, ge=1, le=365)
+
+
+# -- Responses ---------------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IncidentOut(_Out):
+    """An incident as listed (the seed's record without its bulky columns)."""
+
+    incident_id: UUID
+    monitor_namespace: str | None
+    monitor_name: str | None
+    k8s_name: str | None
+    health_endpoint: str
+    environment: str
+    started_at: datetime
+    detected_at: datetime
+    ended_at: datetime | None
+    duration_seconds: float | None
+    severity: Severity
+    status: IncidentStatus
+    error_message: str | None
+    http_status_code: int | None
+    failed_checks: int
+    notes: str | None
+    logs_capture_status: str | None
+    logs_count: int | None
+    logs_truncated: bool | None
+    logs_file_path: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class IncidentDetailOut(IncidentOut):
+    """Every column of one incident, including captured logs stored in the row."""
+
+    response_body: str | None
+    logs_capture_due_at: datetime | None
+    logs_capture_error: str | None
+    logs_captured: list[Any] | None
+    log_analysis: dict[str, Any] | None
+    metrics_snapshot: Any
+    server_info: Any
+
+
+class ListResponse(_Out):
+    status: Literal["success"] = "success"
+    total_incidents: int = Field(description="Incidents on this page.")
+    ongoing: int
+    resolved: int
+    incidents: list[IncidentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class OngoingResponse(_Out):
+    status: Literal["success"] = "success"
+    count: int
+    incidents: list[IncidentOut]
+
+
+class IncidentResponse(_Out):
+    status: Literal["success"] = "success"
+    incident: IncidentDetailOut
+
+
+class LogEntryOut(_Out):
+    timestamp: datetime | str
+    level: str | None = None
+    logger: str | None = None
+    message: str
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogFiltersOut(_Out):
+    level: LogLevel | None
+    logger: str | None
+    search: str | None
+
+
+class LogsResponse(_Out):
+    status: Literal["success"] = "success"
+    incident_id: UUID
+    message: str
+    total_logs: int = Field(description="Entries matching the filters.")
+    total_captured: int = Field(description="Entries captured for the incident.")
+    filters: LogFiltersOut
+    logs: list[LogEntryOut]
+
+
+class AnalysisOut(_Out):
+    total_logs: int
+    error_count: int
+    warning_count: int
+    error_types: dict[str, int]
+    top_errors: list[tuple[str, int]]
+
+
+class AnalysisResponse(_Out):
+    status: Literal["success"] = "success"
+    incident_id: UUID
+    analysis: AnalysisOut
+
+
+class NoAnalysisResponse(_Out):
+    status: Literal["success"] = "success"
+    incident_id: UUID
+    message: str
+    analysis: None
+
+
+class CaptureStateOut(BaseModel):
+    """What the capture reports (state, lines, ...); keys beyond ``state`` pass through."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    state: str
+
+
+class CaptureResponse(_Out):
+    status: Literal["success"] = "success"
+    message: str
+    incident_id: UUID
+    result: CaptureStateOut
+
+
+class TransitionResponse(_Out):
+    status: Literal["success"] = "success"
+    message: str
+    incident: IncidentDetailOut
+
+
+class MonitorUptimeOut(_Out):
+    namespace: str
+    name: str
+    incidents: int
+    downtime_seconds: float = Field(description="Union of the monitor's incidents in the period.")
+    uptime_percent: float
+
+
+class StatisticsOut(_Out):
+    total_incidents: int
+    total_downtime_seconds: float
+    average_duration_seconds: float
+    by_severity: dict[str, int]
+    by_status: dict[str, int]
+    mttr_seconds: float | None = Field(
+        description="Mean duration of the incidents resolved in the period; null if none."
+    )
+    longest_incident_seconds: float
+    monitors: list[MonitorUptimeOut] = Field(
+        description="Monitors with downtime in the period; any other monitor was 100% up."
+    )
+
+
+class StatisticsResponse(_Out):
+    status: Literal["success"] = "success"
+    period_days: int
+    period_start: datetime
+    period_end: datetime
+    statistics: StatisticsOut
+
+
+class HealthResponse(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class FieldError(_Out):
+    field: str
+    message: str
+
+
+class ErrorResponse(_Out):
+    status: Literal["error"] = "error"
+    message: str
+
+
+class ValidationErrorResponse(_Out):
+    status: Literal["error"] = "error"
+    message: str
+    errors: list[FieldError]

@@ -1,0 +1,145 @@
+"""What the admin API needs from the system of record, as Protocols and the values they carry.
+
+Kept beside ``ports.py`` rather than inside it: these are the API's read model (pages, period
+statistics), its guarded transitions and its audit trail, which the monitoring services never
+use. The PostgreSQL adapter implements them; tests of the service use fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached right now; the caller may retry later (HTTP 503)."""
+
+
+class IncidentAlreadyResolvedError(Exception):
+    """A manual transition was asked of an incident that is already resolved (HTTP 409)."""
+
+    def __init__(self, incident: Incident) -> None:
+        self.incident = incident
+        super().__init__(f"incident {incident.incident_id} is already resolved")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentFilter:
+    """Equality filters of the incident list; ``None`` means "any"."""
+
+    status: IncidentStatus | None = None
+    severity: Severity | None = None
+    environment: str | None = None
+    monitor: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageCursor:
+    """Where the next page starts: the last row shown, in (started_at, incident_id) order.
+
+    Keyset rather than offset paging, so a page costs the same at row 50 and at row 900,000,
+    and incidents opened meanwhile do not shift what the next page shows.
+    """
+
+    started_at: datetime
+    incident_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentPage:
+    incidents: list[dict[str, Any]]
+    next_cursor: PageCursor | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorDowntime:
+    """One monitor's share of a period: downtime is the union of its incidents' clipped spans."""
+
+    monitor: MonitorRef
+    incidents: int
+    downtime_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeriodStatistics:
+    """Incidents overlapping ``[since, until)``, each clipped to it (ongoing ones up to until).
+
+    ``total_downtime_seconds`` adds incidents up (incident-seconds, as the seed did), while each
+    monitor's ``downtime_seconds`` is the union of its incidents, so overlapping incidents of one
+    monitor are not counted twice in its uptime.
+    """
+
+    since: datetime
+    until: datetime
+    total_incidents: int
+    total_downtime_seconds: float
+    by_severity: dict[str, int]
+    by_status: dict[str, int]
+    resolved_in_period: int
+    mttr_seconds: float | None
+    longest_incident_seconds: float
+    monitors: list[MonitorDowntime] = field(default_factory=list)
+
+
+class IncidentQueries(Protocol):
+    """The admin API's reads. Rows are plain dicts of column values, validated at the edge."""
+
+    async def list_incidents(
+        self, *, filters: IncidentFilter, limit: int, after: PageCursor | None
+    ) -> IncidentPage:
+        """Newest first (started_at, then incident_id, both descending)."""
+        ...
+
+    async def ongoing_incidents(self) -> list[dict[str, Any]]: ...
+
+    async def incident_details(self, incident_id: UUID) -> dict[str, Any] | None:
+        """Every column of one incident, or None when it does not exist."""
+        ...
+
+    async def statistics(self, *, since: datetime, until: datetime) -> PeriodStatistics: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError unless the store answers a trivial query."""
+        ...
+
+
+class IncidentTransitions(Protocol):
+    """Manual transitions, each one conditional in the store so a concurrent resolve wins once."""
+
+    async def resolve_open_incident(
+        self, incident_id: UUID, *, ended_at: datetime, notes: str | None
+    ) -> Incident | None:
+        """Resolve; None for an unknown incident; IncidentAlreadyResolvedError if resolved."""
+        ...
+
+    async def acknowledge_open_incident(
+        self, incident_id: UUID, *, notes: str | None
+    ) -> Incident | None:
+        """Mark ``investigating``; None if unknown; IncidentAlreadyResolvedError if resolved."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """Who asked for what, recorded before it is carried out. Never holds the key itself."""
+
+    key_name: str | None
+    action: str
+    incident_id: UUID | None
+    parameters: Mapping[str, Any]
+    remote_addr: str | None
+    at: datetime
+
+
+class AuditLog(Protocol):
+    async def record_attempt(self, entry: AuditEntry) -> int:
+        """Write the attempt (outcome ``pending``) and return its id."""
+        ...
+
+    async def record_outcome(self, entry_id: int, *, outcome: str, status_code: int) -> None: ...

@@ -1,0 +1,579 @@
+"""One scenario set for every IncidentStore: PostgreSQL and the embedded SQLite file.
+
+What a user sees must not depend on the store: the same incidents, filters, statistics and
+retention, the same refusal of a second open incident, and the same outage carried across a
+restart. Store-specific behaviour (SQL injection, NUL bytes, migrations) is tested beside each
+adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.postgres import rows
+from downtime_operator.adapters.sqlite import columns
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.ports import (
+    IncidentStore,
+    OpenIncidentExistsError,
+    RetentionStore,
+)
+from downtime_operator.services.retention import RetentionService
+from downtime_operator.services.retry_queue import OrderedRetryQueue
+from tests.contract.stores import T0, Store, Stores, ids, make_incident
+from tests.unit.fakes import ClockStop, FakeClock, RecordingResources, ScriptedProber
+
+
+def test_both_stores_implement_the_ports(store: Store) -> None:
+    ports: tuple[IncidentStore, RetentionStore] = (store, store)  # checked by mypy
+    assert all(port is store for port in ports)
+
+
+def test_both_stores_accept_the_same_fields() -> None:
+    """A column added to one store's whitelist or detail view must be added to the other."""
+
+    def names(column_list: str) -> set[str]:
+        return {part.strip().split(" AS ")[-1] for part in column_list.split(",")}
+
+    assert set(columns.UPDATABLE) == set(rows.UPDATABLE)
+    assert names(columns.INCIDENT_COLUMNS) == names(rows.INCIDENT_COLUMNS)
+    assert names(columns.DETAIL_COLUMNS) == names(rows.DETAIL_COLUMNS)
+
+
+# -- create ------------------------------------------------------------------------------------
+
+
+async def test_create_round_trips_every_field(store: Store) -> None:
+    incident = make_incident(
+        error_message="HTTP 503",
+        http_status_code=503,
+        response_body="<h1>down</h1>",
+        failed_checks=3,
+        notes="first",
+    )
+    assert await store.create_incident(incident) == incident
+    assert await store.get_incident(incident.incident_id) == incident
+    assert await store.get_incident(uuid.uuid4()) is None
+
+
+async def test_create_is_idempotent_on_incident_id(store: Store) -> None:
+    incident = make_incident()
+    await store.create_incident(incident)
+    retry = make_incident(severity=Severity.LOW)
+    retry.incident_id = incident.incident_id
+    assert await store.create_incident(retry) == incident  # the stored one, untouched
+    assert len(await store.get_recent_incidents()) == 1
+
+
+async def test_a_long_body_is_truncated_alike(store: Store) -> None:
+    incident = await store.create_incident(make_incident(response_body="x" * 10_000))
+    assert incident.response_body == "x" * rows.RESPONSE_BODY_MAX_CHARS
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await store.create_incident(make_incident(started_at=datetime(2026, 1, 1)))
+
+
+# -- the one-open-incident rule ----------------------------------------------------------------
+
+
+async def test_second_open_incident_for_a_monitor_is_refused(store: Store) -> None:
+    first = await store.create_incident(make_incident())
+    with pytest.raises(OpenIncidentExistsError) as caught:
+        await store.create_incident(make_incident(started_at=T0 + timedelta(minutes=5)))
+    assert caught.value.existing == first
+    other_monitor = await store.create_incident(make_incident("other"))
+    assert other_monitor.is_open
+
+
+async def test_investigating_still_counts_as_open(store: Store) -> None:
+    first = await store.create_incident(make_incident())
+    await store.update_incident(first.incident_id, {"status": IncidentStatus.INVESTIGATING})
+    with pytest.raises(OpenIncidentExistsError):
+        await store.create_incident(make_incident())
+
+
+async def test_racing_opens_for_one_monitor_leave_exactly_one(store: Store) -> None:
+    attempts = [make_incident(started_at=T0 + timedelta(seconds=i)) for i in range(4)]
+    results = await asyncio.gather(
+        *(store.create_incident(i) for i in attempts), return_exceptions=True
+    )
+    created = [r for r in results if isinstance(r, Incident)]
+    refused = [r for r in results if isinstance(r, OpenIncidentExistsError)]
+    assert len(created) == 1
+    assert len(refused) == 3
+    assert all(r.existing == created[0] for r in refused)
+
+
+async def test_two_store_instances_cannot_both_open(stores: Stores) -> None:
+    """Two processes on one database (two replicas, a restart that overlaps the old one)."""
+    one, two = await stores.open(), await stores.open()
+    first = await one.create_incident(make_incident())
+    with pytest.raises(OpenIncidentExistsError) as caught:
+        await two.create_incident(make_incident(started_at=T0 + timedelta(seconds=1)))
+    assert caught.value.existing == first
+
+
+async def test_after_resolve_a_new_incident_may_open(store: Store) -> None:
+    first = await store.create_incident(make_incident())
+    await store.resolve_incident(first.incident_id, ended_at=T0 + timedelta(minutes=2))
+    second = await store.create_incident(make_incident(started_at=T0 + timedelta(minutes=5)))
+    assert await store.get_open_incident(second.monitor) == second
+
+
+# -- update ------------------------------------------------------------------------------------
+
+
+async def test_update_writes_whitelisted_fields(store: Store) -> None:
+    incident = await store.create_incident(make_incident())
+    due = T0 + timedelta(minutes=10)
+    logs = [{"timestamp": T0, "level": "ERROR", "logger": "db", "message": "boom", "labels": {}}]
+    await store.update_incident(
+        incident.incident_id,
+        {
+            "severity": Severity.CRITICAL,
+            "failed_checks": 7,
+            "http_status_code": 502,
+            "logs_capture_status": "pending",
+            "logs_capture_due_at": due,
+            "logs_captured": logs,
+            "logs_count": 1,
+            "logs_truncated": False,
+            "logs_file_path": "/var/lib/downtime/logs/x.json",
+            "log_analysis": {"error_count": 1, "top_errors": [["boom", 1]]},
+            "metrics_snapshot": {"latency_ms": 12.5},
+        },
+    )
+    stored = await store.get_incident(incident.incident_id)
+    assert stored is not None
+    assert (stored.severity, stored.failed_checks, stored.http_status_code) == (
+        Severity.CRITICAL,
+        7,
+        502,
+    )
+    details = await store.get_incident_details(incident.incident_id)
+    assert details is not None
+    assert details["incident_id"] == incident.incident_id
+    assert details["started_at"] == T0
+    assert details["logs_captured"] == [{**logs[0], "timestamp": T0.isoformat()}]
+    assert details["log_analysis"] == {"error_count": 1, "top_errors": [["boom", 1]]}
+    assert details["metrics_snapshot"] == {"latency_ms": 12.5}
+    assert (details["logs_capture_status"], details["logs_capture_due_at"]) == ("pending", due)
+    assert (details["logs_count"], details["logs_truncated"]) == (1, False)
+    assert details["logs_file_path"] == "/var/lib/downtime/logs/x.json"
+    assert details["updated_at"] >= details["created_at"]
+    assert details["server_info"] is None
+    assert await store.get_incident_details(uuid.uuid4()) is None
+    assert await store.get_due_log_captures(now=due - timedelta(seconds=1)) == []
+    assert ids(await store.get_due_log_captures(now=due)) == [incident.incident_id]
+
+
+@pytest.mark.parametrize("field", ["monitor_name", "incident_id", "started_at", "bogus"])
+async def test_update_refuses_fields_outside_the_whitelist(store: Store, field: str) -> None:
+    incident = await store.create_incident(make_incident())
+    with pytest.raises(ValueError, match="not an updatable incident field"):
+        await store.update_incident(incident.incident_id, {"notes": "x", field: "y"})
+    assert await store.get_incident(incident.incident_id) == incident  # nothing written
+
+
+@pytest.mark.parametrize(
+    "fields", [{"status": "down"}, {"severity": "urgent"}, {"logs_capture_status": "lost"}]
+)
+async def test_update_validates_enum_values(store: Store, fields: dict[str, Any]) -> None:
+    incident = await store.create_incident(make_incident())
+    with pytest.raises(ValueError):
+        await store.update_incident(incident.incident_id, fields)
+
+
+async def test_update_of_ended_at_recomputes_duration(store: Store) -> None:
+    incident = await store.create_incident(make_incident())
+    await store.update_incident(
+        incident.incident_id,
+        {"status": IncidentStatus.RESOLVED, "ended_at": T0 + timedelta(seconds=90)},
+    )
+    stored = await store.get_incident(incident.incident_id)
+    assert stored is not None
+    assert stored.duration_seconds == 90.0
+
+
+# -- resolve -----------------------------------------------------------------------------------
+
+
+async def test_resolve_sets_duration_and_appends_notes(store: Store) -> None:
+    incident = await store.create_incident(make_incident(notes="auto-detected"))
+    ended = T0 + timedelta(minutes=4, seconds=30, microseconds=250_000)
+    resolved = await store.resolve_incident(incident.incident_id, ended_at=ended, notes="fixed")
+    assert resolved is not None
+    assert resolved.status is IncidentStatus.RESOLVED
+    assert resolved.ended_at == ended
+    assert resolved.duration_seconds == 270.25
+    assert resolved.notes == "auto-detected\nfixed"
+    assert await store.get_incident(incident.incident_id) == resolved
+    assert await store.get_open_incident(incident.monitor) is None
+
+
+async def test_resolving_twice_changes_nothing(store: Store) -> None:
+    incident = await store.create_incident(make_incident())
+    first = await store.resolve_incident(incident.incident_id, ended_at=T0 + timedelta(minutes=1))
+    again = await store.resolve_incident(
+        incident.incident_id, ended_at=T0 + timedelta(hours=1), notes="late"
+    )
+    assert again == first
+    assert first is not None
+    assert first.notes is None
+
+
+async def test_resolve_clamps_an_end_before_the_start(store: Store) -> None:
+    incident = await store.create_incident(make_incident())
+    resolved = await store.resolve_incident(
+        incident.incident_id, ended_at=T0 - timedelta(seconds=5), notes=""
+    )
+    assert resolved is not None
+    assert (resolved.ended_at, resolved.duration_seconds, resolved.notes) == (T0, 0.0, None)
+
+
+async def test_resolve_unknown_incident_returns_none(store: Store) -> None:
+    assert await store.resolve_incident(uuid.uuid4(), ended_at=T0) is None
+
+
+# -- filters, date range, statistics -----------------------------------------------------------
+
+
+async def test_ongoing_includes_investigating_not_resolved(store: Store) -> None:
+    ongoing = await store.create_incident(make_incident("a"))
+    investigating = await store.create_incident(
+        make_incident("b", started_at=T0 + timedelta(minutes=1))
+    )
+    await store.update_incident(investigating.incident_id, {"status": "investigating"})
+    await store.create_incident(make_incident("c", ended_at=T0 + timedelta(minutes=1)))
+    assert ids(await store.get_ongoing_incidents()) == [
+        investigating.incident_id,
+        ongoing.incident_id,
+    ]
+
+
+async def test_recent_is_newest_first_and_filters(store: Store) -> None:
+    made = [
+        make_incident("a", started_at=T0, ended_at=T0 + timedelta(minutes=1)),
+        make_incident("b", started_at=T0 + timedelta(hours=1), severity=Severity.CRITICAL),
+        make_incident(
+            "c", started_at=T0 + timedelta(hours=2), environment="staging", severity=Severity.LOW
+        ),
+        make_incident(
+            "d",
+            started_at=T0 + timedelta(hours=3),
+            ended_at=T0 + timedelta(hours=4),
+            severity=Severity.CRITICAL,
+        ),
+    ]
+    for incident in made:
+        await store.create_incident(incident)
+    a, b, c, d = (i.incident_id for i in made)
+
+    assert ids(await store.get_recent_incidents()) == [d, c, b, a]
+    assert ids(await store.get_recent_incidents(limit=2)) == [d, c]
+    assert ids(await store.get_recent_incidents(status=IncidentStatus.RESOLVED)) == [d, a]
+    assert ids(await store.get_recent_incidents(severity=Severity.CRITICAL)) == [d, b]
+    assert ids(await store.get_recent_incidents(environment="staging")) == [c]
+    combined = await store.get_recent_incidents(
+        status=IncidentStatus.ONGOING, severity=Severity.CRITICAL, environment="production"
+    )
+    assert ids(combined) == [b]
+    assert await store.get_recent_incidents(environment="x' OR '1'='1") == []
+    with pytest.raises(ValueError):
+        await store.get_recent_incidents(limit=0)
+
+
+async def test_date_range_returns_overlapping_incidents(store: Store) -> None:
+    def at(hour: int, minute: int = 0) -> datetime:
+        return T0.replace(hour=hour, minute=minute)
+
+    early = make_incident("early", started_at=at(0), ended_at=at(0, 30))
+    one = make_incident("one", started_at=at(1), ended_at=at(2))
+    three = make_incident("three", started_at=at(3), ended_at=at(4))
+    ongoing = make_incident("ongoing", started_at=at(5))
+    for incident in (early, one, three, ongoing):
+        await store.create_incident(incident)
+
+    in_range = await store.get_incidents_by_date_range(at(1, 30), at(3, 30))
+    assert ids(in_range) == [three.incident_id, one.incident_id]
+    assert ids(await store.get_incidents_by_date_range(at(6), at(7))) == [ongoing.incident_id]
+    assert ids(await store.get_incidents_by_date_range(at(0, 10), at(0, 20))) == [early.incident_id]
+    assert ids(await store.get_incidents_by_date_range(at(2), at(2, 45))) == [one.incident_id]
+    assert await store.get_incidents_by_date_range(at(2, 30), at(2, 45)) == []
+    everything = await store.get_incidents_by_date_range(at(0), at(23), limit=2)
+    assert ids(everything) == [ongoing.incident_id, three.incident_id]
+    with pytest.raises(ValueError):
+        await store.get_incidents_by_date_range(at(3), at(2))
+
+
+async def test_statistics_clip_to_the_period(store: Store) -> None:
+    now = datetime(2026, 3, 31, tzinfo=UTC)  # 30-day period starts 2026-03-01T00:00Z
+    fixture = [
+        # Crosses the period start: only the hour inside the period counts.
+        make_incident(
+            "crossing",
+            started_at=datetime(2026, 2, 28, 23, tzinfo=UTC),
+            ended_at=datetime(2026, 3, 1, 1, tzinfo=UTC),
+            severity=Severity.CRITICAL,
+        ),
+        # Still ongoing: counts up to now.
+        make_incident(
+            "ongoing", started_at=datetime(2026, 3, 30, 23, tzinfo=UTC), severity=Severity.HIGH
+        ),
+        # Two overlapping outages of different monitors: 600 s and 1200 s, summed.
+        make_incident(
+            "c",
+            started_at=datetime(2026, 3, 10, 10, 0, tzinfo=UTC),
+            ended_at=datetime(2026, 3, 10, 10, 10, tzinfo=UTC),
+            severity=Severity.HIGH,
+        ),
+        make_incident(
+            "d",
+            started_at=datetime(2026, 3, 10, 10, 5, tzinfo=UTC),
+            ended_at=datetime(2026, 3, 10, 10, 25, tzinfo=UTC),
+            severity=Severity.MEDIUM,
+        ),
+        # Entirely before the period: not counted.
+        make_incident(
+            "old",
+            started_at=datetime(2026, 2, 1, tzinfo=UTC),
+            ended_at=datetime(2026, 2, 2, tzinfo=UTC),
+            severity=Severity.LOW,
+        ),
+    ]
+    for incident in fixture:
+        await store.create_incident(incident)
+
+    assert await store.get_incident_statistics(30, now=now) == {
+        "total_incidents": 4,
+        "total_downtime_seconds": 3600.0 + 3600.0 + 600.0 + 1200.0,
+        "average_duration_seconds": 9000.0 / 4,
+        "by_severity": {"critical": 1, "high": 2, "medium": 1},
+        "by_status": {"resolved": 3, "ongoing": 1},
+    }
+    one_day = await store.get_incident_statistics(1, now=now)
+    assert one_day["total_incidents"] == 1
+    assert one_day["total_downtime_seconds"] == 3600.0
+    with pytest.raises(ValueError):
+        await store.get_incident_statistics(0)
+
+
+async def test_statistics_of_an_empty_period(store: Store) -> None:
+    assert await store.get_incident_statistics(7) == {
+        "total_incidents": 0,
+        "total_downtime_seconds": 0.0,
+        "average_duration_seconds": 0.0,
+        "by_severity": {},
+        "by_status": {},
+    }
+
+
+async def test_monitor_downtime_is_clipped_to_the_window(store: Store) -> None:
+    hour = timedelta(hours=1)
+    await store.create_incident(make_incident(started_at=T0 - 2 * hour, ended_at=T0 - hour))
+    await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
+    await store.create_incident(make_incident(started_at=T0 + 3 * hour))
+    await store.create_incident(make_incident("other", started_at=T0, ended_at=T0 + hour))
+    seconds = await store.monitor_downtime_seconds(
+        MonitorRef(namespace="default", name="api"),
+        since=T0 - 90 * timedelta(minutes=1),
+        until=T0 + 3 * hour + 10 * timedelta(minutes=1),
+    )
+    assert seconds == (30 + 60 + 10) * 60
+
+
+# -- cleanup and retention ---------------------------------------------------------------------
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)  # 90 days before: 2026-03-03
+LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def retention_fixture() -> dict[str, Incident]:
+    return {
+        "old": make_incident("old", started_at=LONG_AGO, ended_at=LONG_AGO + timedelta(hours=1)),
+        "old-critical": make_incident(
+            "old-critical",
+            started_at=LONG_AGO,
+            ended_at=LONG_AGO + timedelta(hours=1),
+            severity=Severity.CRITICAL,
+        ),
+        "old-ongoing": make_incident("old-ongoing", started_at=datetime(2025, 12, 1, tzinfo=UTC)),
+        "old-investigating": make_incident(
+            "old-investigating",
+            started_at=datetime(2025, 11, 1, tzinfo=UTC),
+            status=IncidentStatus.INVESTIGATING,
+        ),
+        "recent": make_incident(
+            "recent",
+            started_at=datetime(2026, 5, 1, tzinfo=UTC),
+            ended_at=datetime(2026, 5, 1, 1, tzinfo=UTC),
+        ),
+        # Began long ago but ended inside the retention window: kept.
+        "long": make_incident(
+            "long", started_at=LONG_AGO, ended_at=datetime(2026, 3, 10, tzinfo=UTC)
+        ),
+    }
+
+
+async def _create_all(store: Store, incidents: dict[str, Incident]) -> None:
+    for incident in incidents.values():
+        await store.create_incident(incident)
+
+
+async def test_cleanup_deletes_only_old_resolved_incidents(store: Store) -> None:
+    made = retention_fixture()
+    await _create_all(store, made)
+
+    deleted = await store.cleanup_old_incidents(90, keep_critical=True, now=NOW)
+    assert ids(deleted) == [made["old"].incident_id]
+    assert await store.get_incident(made["old"].incident_id) is None
+
+    deleted = await store.cleanup_old_incidents(90, keep_critical=False, now=NOW)
+    assert ids(deleted) == [made["old-critical"].incident_id]
+    remaining = {i.incident_id for i in await store.get_recent_incidents()}
+    assert remaining == {
+        made[name].incident_id for name in ("old-ongoing", "old-investigating", "recent", "long")
+    }
+    with pytest.raises(ValueError):
+        await store.cleanup_old_incidents(0)
+
+
+async def _with_log_files(store: Store, made: dict[str, Incident], folder: Path) -> dict[str, Path]:
+    """Give every incident a captured-log file, as file storage does for large captures."""
+    files = {}
+    for name, incident in made.items():
+        path = folder / f"{incident.incident_id}.json"
+        path.write_text("[]")
+        await store.update_incident(incident.incident_id, {"logs_file_path": str(path)})
+        files[name] = path
+    return files
+
+
+@pytest.mark.parametrize("keep_critical", [True, False])
+async def test_retention_removes_rows_crs_and_log_files_together(
+    store: Store, tmp_path: Path, keep_critical: bool
+) -> None:
+    made = retention_fixture()
+    await _create_all(store, made)
+    files = await _with_log_files(store, made, tmp_path)
+    resources = RecordingResources()
+    for incident in made.values():
+        await resources.upsert_incident(incident)
+    retention = RetentionService(
+        store=store, resources=resources, log_files=LocalLogFiles(), clock=FakeClock(NOW)
+    )
+
+    report = await retention.cleanup(days=90, keep_critical=keep_critical)
+
+    gone = {"old"} if keep_critical else {"old", "old-critical"}
+    assert set(report.removed) == {made[name].incident_id for name in gone}
+    assert (report.files_removed, report.deferred) == (len(gone), [])
+    for name, incident in made.items():
+        kept = name not in gone
+        assert (await store.get_incident(incident.incident_id) is not None) is kept, name
+        assert files[name].exists() is kept, name
+        assert (incident.k8s_name in resources.incidents) is kept, name
+    again = await retention.cleanup(days=90, keep_critical=keep_critical)
+    assert (again.removed, again.files_removed) == ([], 0)
+
+
+class _ApiServerDown(RecordingResources):
+    async def delete_incident(self, incident: Incident) -> None:
+        raise ConnectionRefusedError("API server down")
+
+
+async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_path: Path) -> None:
+    """The row is the to-do list: a CR that could not be deleted is retried by the next run."""
+    made = retention_fixture()
+    await _create_all(store, made)
+    files = await _with_log_files(store, made, tmp_path)
+    old = made["old"]
+    down = RetentionService(
+        store=store, resources=_ApiServerDown(), log_files=LocalLogFiles(), clock=FakeClock(NOW)
+    )
+    report = await down.cleanup(days=90, keep_critical=True)
+    assert (report.removed, report.deferred) == ([], [old.incident_id])
+    assert await store.get_incident(old.incident_id) is not None
+
+    resources = RecordingResources()
+    await resources.upsert_incident(old)
+    up = RetentionService(
+        store=store, resources=resources, log_files=LocalLogFiles(), clock=FakeClock(NOW)
+    )
+    report = await up.cleanup(days=90, keep_critical=True)
+    assert report.removed == [old.incident_id]
+    assert report.files_removed == 0  # the first run already removed it
+    assert not files["old"].exists()
+    assert resources.incidents == {}
+
+
+async def test_only_resolved_rows_are_ever_deleted(store: Store) -> None:
+    ongoing = await store.create_incident(make_incident(started_at=LONG_AGO))
+    assert not await store.delete_resolved_incident(ongoing.incident_id)
+    assert not await store.delete_resolved_incident(uuid.uuid4())
+    await store.resolve_incident(ongoing.incident_id, ended_at=LONG_AGO + timedelta(hours=1))
+    assert await store.delete_resolved_incident(ongoing.incident_id)
+    assert await store.get_incident(ongoing.incident_id) is None
+
+
+# -- restart -----------------------------------------------------------------------------------
+
+SPEC = {
+    "url": "http://127.0.0.1:1/health",
+    "interval": "60s",
+    "timeout": "5s",
+    "retryInterval": "10s",
+    "failureThreshold": 3,
+}
+
+
+async def _run_monitor(
+    store: Store, *, clock: FakeClock, prober: ScriptedProber, until: datetime
+) -> None:
+    """One life of the monitor's runner on ``store``, from reload to a drained shutdown."""
+    deps = RunnerDeps(
+        prober=prober,
+        store=store,
+        resources=RecordingResources(),
+        clock=clock,
+        store_writes=OrderedRetryQueue(
+            name="store", permanent=(OpenIncidentExistsError,), base_delay=0.001
+        ),
+        kube_writes=OrderedRetryQueue(name="kube", base_delay=0.001),
+    )
+    workers = [asyncio.create_task(q.run()) for q in (deps.store_writes, deps.kube_writes)]
+    runner = MonitorRunner(ref=MonitorRef(namespace="default", name="api"), deps=deps)
+    await runner.run(read_spec=lambda: SpecSnapshot(spec=SPEC), stop=ClockStop(clock, until))
+    assert await deps.store_writes.drained(10)
+    for worker in workers:
+        worker.cancel()
+
+
+async def test_an_outage_across_a_restart_stays_one_incident(stores: Stores) -> None:
+    clock = FakeClock(T0)
+    prober = ScriptedProber(clock, lambda now: now < T0 + timedelta(seconds=200))
+
+    before = await stores.open()
+    await _run_monitor(before, clock=clock, prober=prober, until=T0 + timedelta(seconds=100))
+    [opened] = await before.get_ongoing_incidents()
+    await stores.close(before)  # the process stops with the incident open
+
+    after = await stores.open()
+    assert await after.get_open_incident(opened.monitor) == opened  # reloaded from the store
+    await _run_monitor(after, clock=clock, prober=prober, until=T0 + timedelta(seconds=300))
+
+    [incident] = await after.get_recent_incidents()
+    assert incident.incident_id == opened.incident_id
+    assert incident.status is IncidentStatus.RESOLVED
+    assert (incident.started_at, incident.ended_at) == (T0, T0 + timedelta(seconds=200))
+    assert incident.duration_seconds == 200.0

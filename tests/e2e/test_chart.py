@@ -1,0 +1,236 @@
+"""The Helm chart against the real kube-apiserver, and the operator under the chart's RBAC.
+
+Acceptance 2: every mode's rendered manifests pass ``kubectl apply --dry-run=server``.
+Acceptance 3: the main scenario (outage -> incident -> resolved) with the operator authenticated
+by a TokenRequest token of the chart's ServiceAccount, and a forbidden action denied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import DatabaseFactory
+from tests.e2e.controlplane import ApiError, ControlPlane
+from tests.e2e.harness import Env, eventually, monitor, resolved_rows
+from tests.e2e.operator_process import OperatorProcess
+from tests.support.helm import CHART, MODES, Helm, apply_peering_crds, helm_binary
+from tests.support.target import TargetServer
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+PEERING_KINDS = ("ClusterKopfPeering", "KopfPeering")
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    return Helm(helm_binary())
+
+
+@pytest.fixture(scope="module")
+def peering_crds(control_plane: ControlPlane) -> None:
+    apply_peering_crds(control_plane)
+
+
+@pytest.fixture
+def release(control_plane: ControlPlane) -> Iterator[str]:
+    """A unique release name; its cluster-scoped objects are deleted after the test."""
+    name = f"r{secrets.token_hex(3)}"
+    yield name
+    fullname = f"{name}-downtime-operator"
+    for kind in ("clusterrolebinding", "clusterrole", "clusterkopfpeering"):
+        control_plane.kubectl("delete", kind, fullname, "--ignore-not-found", check=False)
+
+
+def mode_values(mode: str, watched: list[str]) -> dict[str, Any]:
+    """The mode's values, with the namespaced mode watching namespaces that exist."""
+    values = dict(MODES[mode])
+    if "watchNamespaces" in values:
+        values["watchNamespaces"] = watched
+    return values
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rendered_manifests_are_accepted_by_the_apiserver(
+    *,
+    control_plane: ControlPlane,
+    helm: Helm,
+    peering_crds: None,
+    release: str,
+    make_namespace: Callable[[], str],
+    mode: str,
+) -> None:
+    home, team_a, team_b = make_namespace(), make_namespace(), make_namespace()
+    text = helm.template_text(
+        release=release, namespace=home, values=mode_values(mode, [team_a, team_b])
+    )
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(text) if doc}
+    assert {"Deployment", "Service", "ServiceAccount"} <= kinds
+    out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=text).stdout
+    accepted = [line for line in out.splitlines() if "(server dry run)" in line]
+    assert len(accepted) == len([doc for doc in yaml.safe_load_all(text) if doc]), out
+
+
+def test_the_notes_apply_a_first_healthmonitor(
+    control_plane: ControlPlane, helm: Helm, peering_crds: None, release: str, namespace: str
+) -> None:
+    """NOTES.txt's HealthMonitor is valid as written (minus its namespace, set to this test's)."""
+    notes = helm_notes(control_plane, helm, release=release, namespace=namespace)
+    match = re.search(r"^(\s+)apiVersion: monitoring\.gatewayz\.ai/v1\n(?:\1.*\n)+", notes, re.M)
+    assert match, notes
+    body = yaml.safe_load("\n".join(line[len(match[1]) :] for line in match[0].splitlines()))
+    assert body["kind"] == "HealthMonitor"
+    body["metadata"]["namespace"] = namespace
+    out = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(body)
+    ).stdout
+    assert "healthmonitor.monitoring.gatewayz.ai/api created (server dry run)" in out
+
+
+def helm_notes(cp: ControlPlane, helm: Helm, *, release: str, namespace: str) -> str:
+    """``helm install --dry-run`` renders NOTES.txt; it needs a cluster to ask for its version."""
+    out = helm.run(
+        "install",
+        release,
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(cp.kubeconfig),
+    )
+    return out.partition("NOTES:")[2]
+
+
+def rendered(
+    helm: Helm, *, release: str, namespace: str, values: dict[str, Any], kinds: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    objects = helm.template(release=release, namespace=namespace, values=values)
+    return [o for o in objects if o["kind"] in kinds]
+
+
+def deployment_env(helm: Helm, *, release: str, namespace: str, values: dict[str, Any]) -> Any:
+    [deployment] = rendered(
+        helm, release=release, namespace=namespace, values=values, kinds=("Deployment",)
+    )
+    [operator] = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in operator["env"] if "value" in e}
+
+
+def service_account_kubeconfig(
+    cp: ControlPlane, *, name: str, namespace: str, path: Path
+) -> tuple[Path, str]:
+    """A TokenRequest token for the ServiceAccount (as kubelet would mount it), as a kubeconfig."""
+    token = cp.kubectl("create", "token", name, "-n", namespace, "--duration", "2h").stdout
+    return cp.write_kubeconfig(path, token.strip(), user=name), token.strip()
+
+
+@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
+async def test_main_scenario_as_the_charts_service_account(
+    *,
+    control_plane: ControlPlane,
+    helm: Helm,
+    peering_crds: None,
+    release: str,
+    namespace: str,
+    make_namespace: Callable[[], str],
+    make_database: DatabaseFactory,
+    target: TargetServer,
+    tmp_path: Path,
+    mode: str,
+) -> None:
+    home = make_namespace()
+    values: dict[str, Any] = {"watchNamespaces": [namespace]} if mode == "namespaced" else {}
+    objects = rendered(
+        helm, release=release, namespace=home, values=values, kinds=RBAC_KINDS + PEERING_KINDS
+    )
+    control_plane.apply("\n---\n".join(yaml.safe_dump(o) for o in objects))
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    sa = account["metadata"]["name"]
+    kubeconfig, token = service_account_kubeconfig(
+        control_plane, name=sa, namespace=home, path=tmp_path / "sa.kubeconfig"
+    )
+    env = deployment_env(helm, release=release, namespace=home, values=values)
+    watched = [namespace] if mode == "namespaced" else []
+    assert env.get("WATCH_NAMESPACES", "") == ",".join(watched)
+    op = OperatorProcess(
+        control_plane,
+        database_url=await make_database(),
+        namespaces=watched,
+        log_path=tmp_path / "operator.log",
+        kubeconfig=kubeconfig,
+        extra_env={"PEERING_NAME": env["PEERING_NAME"]},
+    )
+    op.start()
+    try:
+        await outage_is_recorded_and_resolved(
+            Env(control_plane, namespace, op.env["DATABASE_URL"], op), target
+        )
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
+
+    user = f"system:serviceaccount:{home}:{sa}"
+    mine = control_plane.audit_events(username=user)
+    assert any(
+        e["verb"] == "create" and e["objectRef"]["resource"] == "downtimeincidents" for e in mine
+    ), "the incident was not created with the ServiceAccount's token"
+    refused = [e for e in mine if e.get("responseStatus", {}).get("code") == 403]
+    assert refused == [], refused
+    assert "Forbidden" not in op.log_tail(100_000)
+
+    # Denied: reading Secrets anywhere, touching monitors outside the watched namespaces.
+    denied = control_plane.kubectl(
+        "auth", "can-i", "list", "secrets", "--all-namespaces", kubeconfig=kubeconfig, check=False
+    )
+    assert (denied.returncode, denied.stdout.strip()) == (1, "no")
+    with pytest.raises(ApiError) as forbidden:
+        control_plane.api("GET", "/api/v1/secrets", token=token)
+    assert forbidden.value.status == 403
+    elsewhere = control_plane.kubectl(
+        "auth", "can-i", "create", "healthmonitors", "-n", home, kubeconfig=kubeconfig, check=False
+    )
+    assert elsewhere.stdout.strip() == "no"
+    if mode == "namespaced":
+        other = control_plane.kubectl(
+            "auth",
+            "can-i",
+            "list",
+            "downtimeincidents",
+            "-n",
+            home,
+            kubeconfig=kubeconfig,
+            check=False,
+        )
+        assert other.stdout.strip() == "no"
+
+
+async def outage_is_recorded_and_resolved(env: Env, target: TargetServer) -> None:
+    """The e2e main scenario: one outage -> one incident (CR + row) -> resolved in both."""
+    env.apply(monitor("api", target.url))
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=60, what="Up")
+    target.set_mode("failing")
+    [incident] = await eventually(env.opened_incidents, within=30, what="a DowntimeIncident")
+    [row] = await eventually(env.rows, within=20, what="the Postgres row")
+    assert str(row["incident_id"]) == incident["spec"]["incidentId"]
+    await asyncio.sleep(2)
+    came_back = time.time()
+    target.set_mode("healthy")
+    [row] = await eventually(lambda: resolved_rows(env), within=30, what="resolution in Postgres")
+    [done] = await eventually(
+        lambda: [i for i in env.incidents() if i["status"]["status"] == "resolved"],
+        within=30,
+        what="resolution on the CR",
+    )
+    assert done["status"]["durationSeconds"] == pytest.approx(row["duration_seconds"], abs=0.01)
+    assert row["ended_at"].timestamp() == pytest.approx(came_back, abs=1.5)
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=20, what="Up")
+    events = env.cp.kubectl("get", "events", "-n", env.namespace).stdout
+    assert "IncidentOpened" in events and "IncidentResolved" in events

@@ -1,0 +1,310 @@
+"""``downtime-operator monitor`` as a real process against a real target on 127.0.0.1.
+
+The target (``tests/support/target.py``) goes down and comes back; the monitor checks it every
+second and records the outage in the embedded SQLite file or, with DATABASE_URL, in PostgreSQL.
+Times are taken from the target's own request log, so the expected duration is exact, not a
+guess from sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import IO, TypeVar
+
+import pytest
+from tests.conftest import DatabaseFactory
+from tests.support.target import TargetServer
+
+from downtime_operator.adapters.postgres import PostgresIncidentStore
+from downtime_operator.adapters.sqlite import SqliteIncidentStore
+from downtime_operator.domain.models import Incident, IncidentStatus
+
+T = TypeVar("T")
+FAST = ["--interval", "1", "--timeout", "0.5"]
+"""Three failed checks (the default threshold) open an incident about 2 s into an outage."""
+
+# Variables the monitor reads; the tests set the ones they mean, nothing leaks in from outside.
+_MONITOR_ENV = (
+    "DATABASE_URL",
+    "SUPABASE_DB_URL",
+    "GATEWAYZ_URL",
+    "HEALTH_CHECK_INTERVAL",
+    "HEALTH_CHECK_TIMEOUT",
+    "LOKI_ENABLED",
+    "LOKI_QUERY_URL",
+    "GRAFANA_LOKI_USERNAME",
+    "GRAFANA_LOKI_API_KEY",
+    "LOG_LEVEL",
+)
+
+
+def monitor_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _MONITOR_ENV}
+    return {**env, **extra}
+
+
+class MonitorProcess:
+    """One ``python -m downtime_operator monitor`` process; its output goes to ``monitor.log``."""
+
+    def __init__(self, *, cwd: Path, args: list[str], env: dict[str, str]) -> None:
+        self.cwd = cwd
+        self.args = args
+        self.env = env
+        self.log_path = cwd / "monitor.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "downtime_operator", "monitor", *self.args],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def terminate(self, *, within: float = 15.0) -> int:
+        """SIGTERM, then the exit status; a monitor that does not stop in time fails the test."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self.process.wait, within)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def target() -> Iterator[TargetServer]:
+    with TargetServer() as server:
+        yield server
+
+
+@pytest.fixture
+def processes() -> Iterator[list[MonitorProcess]]:
+    """Every monitor a test starts is killed at its end, whatever happened."""
+    started: list[MonitorProcess] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+def start_monitor(tmp_path: Path, processes: list[MonitorProcess]) -> Callable[..., MonitorProcess]:
+    def start(*args: str, env: dict[str, str] | None = None) -> MonitorProcess:
+        process = MonitorProcess(cwd=tmp_path, args=list(args), env=env or monitor_env())
+        processes.append(process)
+        process.start()
+        return process
+
+    return start
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, monitor: MonitorProcess
+) -> T:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value is not None:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {within}s waiting for {what}; log:\n{monitor.log}")
+
+
+async def wait_for_checks(target: TargetServer, count: int, monitor: MonitorProcess) -> None:
+    async def checked() -> bool | None:
+        return True if target.requests >= count else None
+
+    await eventually(checked, within=20, what=f"{count} checks", monitor=monitor)
+
+
+async def outage(target: TargetServer, *, seconds: float) -> tuple[float, float]:
+    """Fail for ``seconds``; return when the first failing and first healthy check arrived."""
+    went_down = time.time()
+    target.set_mode("failing")
+    await asyncio.sleep(seconds)
+    came_back = time.time()
+    target.set_mode("healthy")
+    await asyncio.sleep(1.5)  # at least one check after the recovery
+    times = target.request_times
+    first_failure = min(t for t in times if went_down <= t < came_back)
+    first_success = min(t for t in times if t >= came_back)
+    return first_failure, first_success
+
+
+@pytest.fixture
+async def sqlite_reader(tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[list[Incident]]]]:
+    """Reads the monitor's ``./downtime.db`` (opened once the monitor has created it)."""
+    path = tmp_path / "downtime.db"
+    opened: list[SqliteIncidentStore] = []
+
+    async def incidents() -> list[Incident]:
+        if not opened:
+            if not path.exists():
+                return []
+            opened.append(await SqliteIncidentStore.open(path))
+        return await opened[0].get_recent_incidents()
+
+    yield incidents
+    for store in opened:
+        await store.close()
+
+
+def resolved_one(incidents: list[Incident]) -> Incident | None:
+    return incidents[0] if incidents and incidents[0].status is IncidentStatus.RESOLVED else None
+
+
+def assert_duration(incident: Incident, *, first_failure: float, first_success: float) -> None:
+    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.started_at.timestamp() == pytest.approx(first_failure, abs=0.25)
+    assert incident.ended_at is not None
+    assert incident.ended_at.timestamp() == pytest.approx(first_success, abs=0.25)
+    assert incident.duration_seconds == pytest.approx(first_success - first_failure, abs=0.25)
+
+
+async def test_an_outage_is_one_resolved_incident_in_the_sqlite_file(
+    target: TargetServer,
+    start_monitor: Callable[..., MonitorProcess],
+    sqlite_reader: Callable[[], Awaitable[list[Incident]]],
+    tmp_path: Path,
+) -> None:
+    env = monitor_env()
+    assert not {"DATABASE_URL", "SUPABASE_DB_URL"} & set(env)  # no database server to use
+    monitor = start_monitor("--url", target.base_url, *FAST, env=env)
+    await wait_for_checks(target, 2, monitor)
+
+    first_failure, first_success = await outage(target, seconds=5)
+
+    async def resolved() -> Incident | None:
+        return resolved_one(await sqlite_reader())
+
+    incident = await eventually(resolved, within=10, what="a resolved incident", monitor=monitor)
+    assert await monitor.terminate() == 0
+    assert len(await sqlite_reader()) == 1
+    assert_duration(incident, first_failure=first_failure, first_success=first_success)
+    assert 4.0 <= (incident.duration_seconds or 0) <= 6.0
+    assert incident.health_endpoint == f"{target.base_url}/health"  # /health appended
+    assert (incident.monitor.namespace, incident.error_message) == (
+        "standalone",
+        "HTTP 503 Service Unavailable",
+    )
+    assert f"incidents in SQLite {tmp_path / 'downtime.db'}" in monitor.log
+
+
+async def test_with_database_url_the_incident_goes_to_postgres(
+    target: TargetServer,
+    start_monitor: Callable[..., MonitorProcess],
+    make_database: DatabaseFactory,
+    tmp_path: Path,
+) -> None:
+    dsn = await make_database()  # empty: the monitor applies the migrations itself
+    monitor = start_monitor("--url", target.base_url, *FAST, env=monitor_env(DATABASE_URL=dsn))
+    await wait_for_checks(target, 2, monitor)
+
+    first_failure, first_success = await outage(target, seconds=3)
+
+    store = await PostgresIncidentStore.connect(dsn, min_size=1, max_size=1)
+    try:
+
+        async def resolved() -> Incident | None:
+            return resolved_one(await store.get_recent_incidents())
+
+        incident = await eventually(
+            resolved, within=10, what="a resolved incident in PostgreSQL", monitor=monitor
+        )
+        assert await monitor.terminate() == 0
+        assert len(await store.get_recent_incidents()) == 1
+    finally:
+        await store.close()
+    assert_duration(incident, first_failure=first_failure, first_success=first_success)
+    assert not (tmp_path / "downtime.db").exists()
+    assert "password" not in monitor.log.lower()
+
+
+async def test_sigterm_during_an_outage_and_a_restart_keep_one_incident(
+    target: TargetServer,
+    start_monitor: Callable[..., MonitorProcess],
+    sqlite_reader: Callable[[], Awaitable[list[Incident]]],
+) -> None:
+    args = ("--url", target.base_url, *FAST)
+    first = start_monitor(*args)
+    await wait_for_checks(target, 2, first)
+    went_down = time.time()
+    target.set_mode("failing")
+
+    async def opened() -> Incident | None:
+        found = await sqlite_reader()
+        return found[0] if found else None
+
+    incident = await eventually(opened, within=10, what="an open incident", monitor=first)
+    assert await first.terminate() == 0
+    [still_open] = await sqlite_reader()
+    assert still_open.status is IncidentStatus.ONGOING  # shutdown does not resolve it
+    assert still_open.ended_at is None
+
+    second = start_monitor(*args)
+    during = target.requests
+    await wait_for_checks(target, during + 2, second)  # checked, still failing, after the restart
+    came_back = time.time()
+    target.set_mode("healthy")
+
+    async def resolved() -> Incident | None:
+        return resolved_one(await sqlite_reader())
+
+    final = await eventually(resolved, within=10, what="the incident resolved", monitor=second)
+    assert await second.terminate() == 0
+    assert len(await sqlite_reader()) == 1
+    assert final.incident_id == incident.incident_id
+    times = target.request_times
+    assert_duration(
+        final,
+        first_failure=min(t for t in times if went_down <= t < came_back),
+        first_success=min(t for t in times if t >= came_back),
+    )
+    assert f"continuing open incident {incident.incident_id}" in second.log
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--interval", "0"], {}, "--interval"),
+        (["--timeout", "abc"], {}, "--timeout"),
+        ([], {"HEALTH_CHECK_INTERVAL": "-1"}, "HEALTH_CHECK_INTERVAL"),
+        (["--url", "ftp://x"], {}, "--url"),
+    ],
+)
+def test_bad_flags_and_variables_exit_2_naming_them(
+    argv: list[str], env: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "downtime_operator", "monitor", *argv],
+        cwd=tmp_path,
+        env=monitor_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"downtime-operator monitor: {named}:" in result.stderr
+    assert not (tmp_path / "downtime.db").exists()  # nothing started

@@ -1,0 +1,104 @@
+"""The metrics of DESIGN §8, fed by a real runner over fakes and read back as Prometheus text."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from downtime_operator.adapters.metrics import OperatorMetrics
+from downtime_operator.adapters.metrics_server import metrics_app
+from downtime_operator.services.monitor_runner import MonitorRunner
+from tests.unit.test_monitor_runner import REF, World, outage
+
+MONITOR = f"{REF.namespace}/{REF.name}"
+
+
+def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample, keyed by name and sorted labels, parsed as a Prometheus server would."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.text().decode())
+        for sample in family.samples
+    }
+
+
+def observed(world: World) -> OperatorMetrics:
+    metrics = OperatorMetrics()
+    world.deps.observer = metrics.check_observed
+    world.deps.incident_observer = metrics.incident_changed
+    return metrics
+
+
+async def test_an_outage_counts_once_with_its_exact_downtime() -> None:
+    world = World(outage(100, 200))
+    metrics = observed(world)
+    await world.run(seconds=400)
+    [incident] = world.store.rows.values()
+    got = samples(metrics)
+    key = (("monitor", MONITOR), ("severity", "high"))
+    assert got[("gatewayz_downtime_incidents_total", key)] == 1
+    assert incident.duration_seconds == 80
+    assert got[("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),))] == 80
+    assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 0
+    assert got[("gatewayz_health_check_up", (("monitor", MONITOR),))] == 1
+    checks = len(world.prober.checks)
+    count = ("gatewayz_health_check_duration_seconds_count", (("monitor", MONITOR),))
+    assert got[count] == checks
+    total = ("gatewayz_health_check_duration_seconds_sum", (("monitor", MONITOR),))
+    assert got[total] == pytest.approx(checks * 0.003)
+
+
+async def test_ongoing_and_down_while_the_outage_lasts() -> None:
+    world = World(outage(0, 1000))
+    metrics = observed(world)
+    await world.run(seconds=100)
+    got = samples(metrics)
+    assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 1
+    assert got[("gatewayz_health_check_up", (("monitor", MONITOR),))] == 0
+    assert ("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),)) not in got
+
+
+async def test_a_restarted_runner_resumes_without_counting_the_incident_again() -> None:
+    world = World(outage(0, 500))
+    await world.run(seconds=100)
+    metrics = observed(world)
+    await world.run(seconds=600, runner=MonitorRunner(ref=REF, deps=world.deps))
+    [incident] = world.store.rows.values()
+    got = samples(metrics)
+    assert (
+        "gatewayz_downtime_incidents_total",
+        (("monitor", MONITOR), ("severity", "high")),
+    ) not in got
+    downtime = got[("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),))]
+    assert downtime == incident.duration_seconds
+
+
+async def test_a_manual_resolve_releases_the_incident_without_inventing_its_duration() -> None:
+    world = World(outage(0, 1000))
+    metrics = observed(world)
+    runner = await world.run(seconds=60)
+    [incident] = world.store.rows.values()
+    runner.resolved_elsewhere(incident.incident_id)
+    got = samples(metrics)
+    assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 0
+    assert ("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),)) not in got
+
+
+def test_each_process_has_its_own_registry() -> None:
+    first, second = OperatorMetrics(), OperatorMetrics()
+    assert first.registry is not second.registry
+
+
+async def test_the_metrics_server_serves_metrics_and_probes() -> None:
+    metrics = OperatorMetrics()
+    started = False
+    app = metrics_app(metrics_text=metrics.text, ready=lambda: started)
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/readyz")).status == 503
+        started = True
+        assert (await client.get("/readyz")).status == 200
+        response = await client.get("/metrics")
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert "gatewayz_health_check_up" in await response.text()

@@ -1,0 +1,157 @@
+"""The ``monitor`` and ``cleanup`` settings: the seed's flags and variables, flags first."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from downtime_operator.__main__ import _parser
+from downtime_operator.settings import SettingsError
+from downtime_operator.standalone import (
+    load_cleanup_settings,
+    load_monitor_settings,
+    monitor_ref_for,
+)
+
+
+def monitor_args(*argv: str) -> argparse.Namespace:
+    return _parser().parse_args(["monitor", *argv])
+
+
+def test_defaults_are_the_seeds() -> None:
+    settings = load_monitor_settings(monitor_args(), env={})
+    assert settings.url == "https://api.gatewayz.ai/health"
+    assert (settings.interval, settings.timeout) == (60.0, 10.0)
+    assert (settings.failure_threshold, settings.success_threshold) == (3, 1)
+    assert settings.database_url is None
+    assert str(settings.db_path) == "downtime.db"
+    assert not settings.capture_enabled  # LOKI_ENABLED defaults to false
+
+
+def test_environment_is_read_and_flags_override_it() -> None:
+    env = {
+        "GATEWAYZ_URL": "http://env.example:8000",
+        "HEALTH_CHECK_INTERVAL": "30",
+        "HEALTH_CHECK_TIMEOUT": "5",
+        "LOKI_ENABLED": "true",
+        "LOKI_QUERY_URL": "http://loki:3100",
+        "GRAFANA_LOKI_USERNAME": "user",
+        "GRAFANA_LOKI_API_KEY": "secret",
+    }
+    from_env = load_monitor_settings(monitor_args(), env=env)
+    assert (from_env.url, from_env.interval, from_env.timeout) == (
+        "http://env.example:8000/health",
+        30.0,
+        5.0,
+    )
+    assert from_env.capture_enabled
+    flags = monitor_args("--url", "http://flag.example/ready", "--interval", "2", "--timeout", "1")
+    overridden = load_monitor_settings(flags, env={**env, "HEALTH_CHECK_INTERVAL": "-1"})
+    assert (overridden.url, overridden.interval, overridden.timeout) == (
+        "http://flag.example/ready",
+        2.0,
+        1.0,
+    )
+    assert not load_monitor_settings(monitor_args("--no-log-capture"), env=env).capture_enabled
+
+
+@pytest.mark.parametrize(
+    ("url", "checked"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/health"),
+        ("https://api.example/", "https://api.example/health"),
+        ("https://api.example/status?full=1", "https://api.example/status?full=1"),
+    ],
+)
+def test_health_path_is_added_only_when_there_is_none(url: str, checked: str) -> None:
+    assert load_monitor_settings(monitor_args("--url", url), env={}).url == checked
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--interval", "0"], {}, "--interval"),
+        (["--timeout", "abc"], {}, "--timeout"),
+        ([], {"HEALTH_CHECK_INTERVAL": "-1"}, "HEALTH_CHECK_INTERVAL"),
+        ([], {"HEALTH_CHECK_TIMEOUT": "nan"}, "HEALTH_CHECK_TIMEOUT"),
+        (["--url", "ftp://x"], {}, "--url"),
+        ([], {"GATEWAYZ_URL": "localhost:8000"}, "GATEWAYZ_URL"),
+        (["--url", "http://x:port"], {}, "--url"),
+        (["--failure-threshold", "0"], {}, "--failure-threshold"),
+        (["--success-threshold", "1.5"], {}, "--success-threshold"),
+        (
+            ["--interval", "5", "--timeout", "5"],
+            {},
+            "--timeout (5s) must be shorter than --interval",
+        ),
+        ([], {"HEALTH_CHECK_TIMEOUT": "90"}, "HEALTH_CHECK_TIMEOUT (90s) must be shorter"),
+        ([], {"LOKI_ENABLED": "maybe"}, "LOKI_ENABLED"),
+        ([], {"LOKI_ENABLED": "1"}, "LOKI_QUERY_URL"),
+        ([], {"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        (["--database-url", "mysql://u:pw@h/db"], {}, "--database-url"),
+        ([], {"SUPABASE_DB_URL": "sqlite:///x"}, "SUPABASE_DB_URL"),
+    ],
+)
+def test_bad_values_name_their_flag_or_variable(
+    argv: list[str], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_monitor_settings(monitor_args(*argv), env=env)
+    assert str(caught.value).startswith(named)
+
+
+def test_a_bad_dsn_is_not_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_monitor_settings(monitor_args(), env={"DATABASE_URL": "mysql://u:hunter2@h/db"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_database_url_and_its_alias() -> None:
+    dsn = "postgresql://u:p@127.0.0.1:5432/db"
+    for env in ({"DATABASE_URL": dsn}, {"SUPABASE_DB_URL": dsn}):
+        settings = load_monitor_settings(monitor_args(), env=env)
+        assert settings.database_url is not None
+        assert settings.database_url.get_secret_value() == dsn
+    flag = load_monitor_settings(
+        monitor_args("--database-url", dsn), env={"DATABASE_URL": "postgresql://other/db"}
+    )
+    assert flag.database_url is not None and flag.database_url.get_secret_value() == dsn
+
+
+def test_spec_is_what_the_operator_would_run() -> None:
+    settings = load_monitor_settings(
+        monitor_args("--interval", "1", "--timeout", "0.5", "--loki-query", '{app="api"}'),
+        env={"LOKI_ENABLED": "true", "LOKI_QUERY_URL": "http://loki:3100"},
+    )
+    assert settings.spec() == {
+        "url": "https://api.gatewayz.ai/health",
+        "interval": "1000ms",
+        "timeout": "500ms",
+        "failureThreshold": 3,
+        "successThreshold": 1,
+        "logCapture": {"enabled": True, "query": '{app="api"}'},
+    }
+
+
+def test_monitor_name_is_stable_per_endpoint() -> None:
+    ref = monitor_ref_for("http://127.0.0.1:8081/health")
+    assert (ref.namespace, ref.name) == ("standalone", "127.0.0.1-8081-health")
+    assert monitor_ref_for("https://API.example/v1/health").name == "api.example-v1-health"
+    assert monitor_ref_for("http://a.example/health") != monitor_ref_for("http://a.example/ready")
+
+
+def test_cleanup_settings() -> None:
+    def cleanup(*argv: str, env: dict[str, str] | None = None) -> tuple[int, bool]:
+        args = _parser().parse_args(["cleanup", *argv])
+        settings = load_cleanup_settings(args, env=env or {})
+        return settings.days, settings.keep_critical
+
+    assert cleanup() == (90, False)
+    assert cleanup("--days", "30", "--keep-critical") == (30, True)
+    assert cleanup(env={"RETENTION_DAYS": "7"}) == (7, False)
+    assert cleanup("--days", "1", env={"RETENTION_DAYS": "7"}) == (1, False)
+    with pytest.raises(SettingsError, match=r"^--days"):
+        cleanup("--days", "0")
+    with pytest.raises(SettingsError, match=r"^RETENTION_DAYS"):
+        cleanup(env={"RETENTION_DAYS": "ninety"})
