@@ -63,9 +63,9 @@ def register(
     async def incident_status_changed(
         *, new: Any, spec: kopf.Spec, namespace: str | None, memo: Any, **_: Any
     ) -> None:
-        # A human resolved the incident through the admin API (maybe in another process):
-        # the monitor's runner must stop treating it as open.
-        if new != "resolved":
+        # A human resolved or acknowledged the incident through the admin API (maybe in another
+        # process): the monitor's runner must not write the old status back.
+        if new not in ("resolved", "investigating"):
             return
         engine: MonitorEngine | None = memo.get("engine")
         monitor_ref = spec.get("monitorRef") or {}
@@ -75,8 +75,13 @@ def register(
             namespace=monitor_ref.get("namespace") or namespace or "", name=monitor_ref["name"]
         )
         runner = engine.runners.get(ref)
-        if runner is not None:
-            runner.resolved_elsewhere(UUID(str(spec["incidentId"])))
+        if runner is None:
+            return
+        incident_id = UUID(str(spec["incidentId"]))
+        if new == "resolved":
+            runner.resolved_elsewhere(incident_id)
+        else:
+            runner.acknowledged_elsewhere(incident_id)
 
     @kopf.daemon(
         GROUP,

@@ -31,7 +31,7 @@ from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.monitor_runner import RunnerDeps
-from downtime_operator.services.ports import IncidentLogs, OpenIncidentExistsError
+from downtime_operator.services.ports import OpenIncidentExistsError
 from downtime_operator.services.retention import RetentionService
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.stop import EventStopSignal
@@ -170,9 +170,7 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
                 serving(app, host=settings.metrics_host, port=settings.metrics_port)
             )
         if api is not None and api.serve:
-            await stack.enter_async_context(
-                admin_api(settings, api, logs=None, metrics_text=metrics.text)
-            )
+            await stack.enter_async_context(admin_api(settings, api, metrics_text=metrics.text))
         await kopf.operator(
             registry=registry,
             clusterwide=not settings.watch_namespaces,
@@ -189,26 +187,40 @@ async def admin_api(
     settings: OperatorSettings,
     api: ApiSettings,
     *,
-    logs: IncidentLogs | None,
     metrics_text: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[int]:
     """Serve the admin API (yields its port) over a pool of its own.
 
     Its own pool, so that people reading incidents never wait behind the runners' writes, and
-    its own Kubernetes write queue for the CRs and Events of manual resolves. ``logs`` is the
-    log-capture service when this process has one; its routes answer 503 without it.
+    its own Kubernetes write queue for the CRs and Events of manual resolves and captures. Its
+    log service reads captures from Postgres and runs on-demand captures; the scheduled ones
+    stay with the operator's engine (a claim in Postgres keeps the two from overlapping).
     """
     if not api.keys:
         logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
     clock = SystemClock()
     pool = await connect_pool(settings.database_url)
+    stack = contextlib.AsyncExitStack()
     try:
         queries = PostgresIncidentQueries(pool)
+        resources = KubeResources(load_api_client(settings.kubeconfig))
+        kube_writes = OrderedRetryQueue(name="kubernetes (admin API)")
         admin = IncidentAdmin(
-            transitions=queries,
-            resources=KubeResources(load_api_client(settings.kubeconfig)),
-            clock=clock,
-            kube_writes=OrderedRetryQueue(name="kubernetes (admin API)"),
+            transitions=queries, resources=resources, clock=clock, kube_writes=kube_writes
+        )
+        loki = _loki_client(settings)
+        if loki is not None:
+            await loki.start()
+            stack.push_async_callback(loki.close)
+        logs = LogCaptureService(
+            LogCaptureDeps(
+                store=PostgresLogCaptures(pool),
+                files=LocalLogFiles(directory=settings.log_files_dir),
+                status=resources,
+                kube_writes=kube_writes,
+                clock=clock,
+                source=loki,
+            )
         )
         app = create_app(
             queries=queries,
@@ -225,6 +237,7 @@ async def admin_api(
         async with serving(app, host=api.host, port=api.port) as port:
             yield port
     finally:
+        await stack.aclose()
         await pool.close()
 
 
@@ -237,7 +250,7 @@ async def run_api(settings: OperatorSettings, api: ApiSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with admin_api(settings, api, logs=None):
+    async with admin_api(settings, api):
         await stop.wait()
 
 

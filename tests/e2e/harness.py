@@ -44,11 +44,20 @@ async def eventually(
 class Env:
     """One test's world: its namespace, its database and its operator process."""
 
-    def __init__(self, cp: ControlPlane, namespace: str, dsn: str, op: OperatorProcess) -> None:
+    def __init__(
+        self,
+        cp: ControlPlane,
+        namespace: str,
+        dsn: str,
+        op: OperatorProcess,
+        *,
+        api_url: str | None = None,
+    ) -> None:
         self.cp = cp
         self.namespace = namespace
         self.dsn = dsn
         self.op = op
+        self.api_url = api_url
 
     def apply(self, body: dict[str, Any], namespace: str | None = None) -> None:
         self.cp.apply(body, namespace=namespace or self.namespace)

@@ -17,13 +17,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
 from tests.conftest import DatabaseFactory
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.harness import Env, eventually, monitor, parse_time
 from tests.e2e.operator_process import OperatorProcess
+from tests.support.api import KEYS
 from tests.support.loki_server import LokiServer
 from tests.support.target import TargetServer
 
@@ -46,8 +48,9 @@ async def loki_env(
     tmp_path: Path,
     loki: LokiServer,
 ) -> AsyncIterator[Env]:
-    """Like ``env``, with the operator configured for the test Loki."""
+    """Like ``env``, with the operator configured for the test Loki, and its admin API."""
     dsn = await make_database()
+    port = free_port()
     op = OperatorProcess(
         control_plane,
         database_url=dsn,
@@ -57,11 +60,14 @@ async def loki_env(
             "LOKI_ENABLED": "true",
             "LOKI_QUERY_URL": loki.url,
             "LOG_FILES_DIR": str(tmp_path / "captured"),
+            "ADMIN_API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
         },
     )
     op.start()
     try:
-        yield Env(control_plane, namespace, dsn, op)
+        yield Env(control_plane, namespace, dsn, op, api_url=f"http://127.0.0.1:{port}")
     finally:
         op.stop()
         print(f"--- operator log ---\n{op.log_tail(120)}")
@@ -162,6 +168,20 @@ async def test_an_outage_ends_with_its_logs_and_analysis_attached(
         analysis["errorCount"],
     ]
     assert analysis_row["total_logs"] == logs["lines"]
+
+    # The same capture through the admin API served by this operator process.
+    base = f"{env.api_url}/admin/downtime/incidents/{incident['spec']['incidentId']}"
+    auth = {"Authorization": f"Bearer {KEYS['ops']}"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.get(f"{base}/analysis") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["analysis"] == analysis_row
+        async with http.get(f"{base}/logs", params={"level": "ERROR"}) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["status"] == "success"
+        assert len(body["logs"]) == analysis["errorCount"]
 
 
 async def test_the_final_capture_happens_once_across_a_restart(

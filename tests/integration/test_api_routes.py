@@ -206,7 +206,7 @@ async def test_get_one_incident_with_its_details(
 
 # -- Logs, analysis, capture -------------------------------------------------------------------
 
-LINES = [
+LINES: list[dict[str, Any]] = [
     {"timestamp": "2026-03-10T11:56:00Z", "level": "INFO", "logger": "app.http", "message": "ok"},
     {
         "timestamp": "2026-03-10T12:00:01Z",

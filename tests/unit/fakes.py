@@ -120,7 +120,8 @@ class MemoryStore:
         self._check()
         row = self.rows[incident_id]
         for key, value in fields.items():
-            setattr(row, key, Severity(value) if key == "severity" else value)
+            converters = {"severity": Severity, "status": IncidentStatus}
+            setattr(row, key, converters[key](value) if key in converters else value)
         self.writes.append(f"update {incident_id} {sorted(fields)}")
 
     async def resolve_incident(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import statistics
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from downtime_operator.adapters.postgres.queries import SPAN_LEVELS, day_spans
 from downtime_operator.api.auth import KeyRing
+from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.ratelimit import RateLimit, TokenBuckets, retry_after_header
 from downtime_operator.api.schemas import ListQuery, decode_cursor, encode_cursor
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
@@ -311,3 +313,40 @@ def test_day_spans_tile_a_range_exactly_and_briefly(length: int, offset: int) ->
         days.extend(range(bucket << level, (bucket + 1) << level))
     assert days == list(range(offset, offset + length))
     assert len(levels) <= 2 * (SPAN_LEVELS + 1) + length // (1 << SPAN_LEVELS)
+
+
+# -- Single flight ------------------------------------------------------------------------------
+
+
+async def test_concurrent_identical_requests_share_one_computation() -> None:
+    flight: SingleFlight[int] = SingleFlight()
+    calls = 0
+    release = asyncio.Event()
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return calls
+
+    waiters = [asyncio.create_task(flight.run(30, compute)) for _ in range(5)]
+    other = asyncio.create_task(flight.run(7, compute))  # another key: its own computation
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # one client leaving does not cancel the others' answer
+    release.set()
+    assert sorted(await asyncio.gather(*waiters[1:], other)) in ([1, 1, 1, 1, 2], [1, 2, 2, 2, 2])
+    assert calls == 2
+    assert await flight.run(30, compute) == 3  # nothing is kept once it finished
+
+
+async def test_a_failed_computation_fails_every_waiter() -> None:
+    flight: SingleFlight[int] = SingleFlight()
+
+    async def compute() -> int:
+        await asyncio.sleep(0)
+        raise TimeoutError("database away")
+
+    results = await asyncio.gather(
+        *(flight.run("k", compute) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, TimeoutError) for r in results)

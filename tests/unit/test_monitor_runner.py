@@ -218,3 +218,16 @@ async def test_a_paused_replica_forgets_an_incident_the_other_one_resolved() -> 
     assert runner.incident is None
     assert len(world.store.rows) == 1
     assert len(world.resources.events) == 1  # only the opening; no second resolution
+
+
+async def test_an_acknowledged_incident_stays_investigating_when_it_escalates() -> None:
+    spec = {**SPEC, "escalation": [{"after": "2m", "severity": "critical"}]}
+    world = World(outage(0, 1000), spec=spec)
+    runner = await world.run(seconds=60)
+    [incident] = world.store.rows.values()
+    await world.store.update_incident(incident.incident_id, {"status": "investigating"})
+    runner.acknowledged_elsewhere(incident.incident_id)
+    await world.run(seconds=120, runner=runner)
+    cr = world.resources.incidents[incident.k8s_name]
+    assert cr.severity is Severity.CRITICAL
+    assert cr.status is IncidentStatus.INVESTIGATING

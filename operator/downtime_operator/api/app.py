@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from downtime_operator.api.auth import KeyRing
+from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.deps import DEPS, OPENAPI, ApiDeps
 from downtime_operator.api.errors import error_envelope
 from downtime_operator.api.guard import admin_guard
@@ -73,6 +74,7 @@ def create_app(
         address_buckets=TokenBuckets(limit=address_limit, clock=monotonic),
         allowed_networks=tuple(allowed_networks),
         metrics_text=metrics_text,
+        statistics=SingleFlight(),
     )
     app[OPENAPI] = json.dumps(build_openapi(OPERATIONS, version=_version())).encode()
     for op in OPERATIONS:

@@ -9,8 +9,9 @@ from ipaddress import IPv4Network, IPv6Network
 from aiohttp import web
 
 from downtime_operator.api.auth import KeyRing
+from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.ratelimit import TokenBuckets
-from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
+from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, PeriodStatistics
 from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.ports import Clock, IncidentLogs
 
@@ -27,6 +28,7 @@ class ApiDeps:
     address_buckets: TokenBuckets
     allowed_networks: tuple[IPv4Network | IPv6Network, ...]
     metrics_text: Callable[[], bytes]
+    statistics: SingleFlight[PeriodStatistics]
 
 
 DEPS = web.AppKey("downtime_api_deps", ApiDeps)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import Incident, IncidentStatus, Severity
 
 
 class StoreUnavailableError(Exception):
@@ -57,11 +57,14 @@ class IncidentPage:
     next_cursor: PageCursor | None
 
 
-@dataclass(frozen=True, kw_only=True)
-class MonitorDowntime:
-    """One monitor's share of a period: downtime is the union of its incidents' clipped spans."""
+class MonitorDowntime(NamedTuple):
+    """One monitor's share of a period: downtime is the union of its incidents' clipped spans.
 
-    monitor: MonitorRef
+    A tuple rather than a dataclass: a period reports every monitor (hundreds) on each call.
+    """
+
+    namespace: str
+    name: str
     incidents: int
     downtime_seconds: float
 

@@ -178,6 +178,11 @@ class MonitorRunner:
                 success_threshold=self.detector.success_threshold,
             )
 
+    def acknowledged_elsewhere(self, incident_id: UUID) -> None:
+        """Someone is on it (status investigating): later writes must keep that status."""
+        if self.incident is not None and self.incident.incident_id == incident_id:
+            self.incident.status = IncidentStatus.INVESTIGATING
+
     def _detector_for(self, spec: MonitorSpec) -> Detector:
         if self.detector is None:
             self.detector = Detector(

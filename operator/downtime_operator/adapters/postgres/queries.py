@@ -19,7 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from downtime_operator.adapters.postgres import rows
-from downtime_operator.domain.models import Incident, MonitorRef
+from downtime_operator.domain.models import Incident
 from downtime_operator.services.admin_ports import (
     IncidentAlreadyResolvedError,
     IncidentFilter,
@@ -361,9 +361,10 @@ class PostgresIncidentQueries:
             longest_incident_seconds=longest / MICROS,
             monitors=[
                 MonitorDowntime(
-                    monitor=MonitorRef(namespace=m["monitor_namespace"], name=m["monitor_name"]),
-                    incidents=int(m["incidents"]),
-                    downtime_seconds=int(m["union_micros"]) / MICROS,
+                    m["monitor_namespace"],
+                    m["monitor_name"],
+                    int(m["incidents"]),
+                    int(m["union_micros"]) / MICROS,
                 )
                 for m in json.loads(row["monitors"])
             ],

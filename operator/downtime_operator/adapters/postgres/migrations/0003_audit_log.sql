@@ -27,9 +27,8 @@ CREATE INDEX IF NOT EXISTS downtime_audit_log_incident_idx
 -- that a page is a short index range scan whatever the filter (a rare status or a small
 -- environment would otherwise walk the whole started_at index looking for 50 matches). The
 -- columns are ascending and read backwards: that way the row comparison
--- (started_at, incident_id) < (cursor) is an index condition, not a filter.
-CREATE INDEX IF NOT EXISTS downtime_incidents_newest_idx
-    ON downtime_incidents (started_at, incident_id);
+-- (started_at, incident_id) < (cursor) is an index condition, not a filter. (The unfiltered
+-- list uses downtime_incidents_newest_idx, migration 0004.)
 CREATE INDEX IF NOT EXISTS downtime_incidents_status_newest_idx
     ON downtime_incidents (status, started_at, incident_id);
 CREATE INDEX IF NOT EXISTS downtime_incidents_severity_newest_idx
