@@ -11,6 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from downtime_operator.adapters.postgres import apply_migrations
+
 REPO = Path(__file__).resolve().parents[1]
 START_SCRIPT = REPO / "scripts" / "start-postgres.sh"
 
@@ -67,3 +69,22 @@ async def make_database(postgres_dsn: str) -> AsyncIterator[DatabaseFactory]:
                     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
                 await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def migrated_dsn(postgres_dsn: str) -> AsyncIterator[str]:
+    """One migrated database per test module, dropped at the module's end."""
+    admin = await asyncpg.connect(postgres_dsn)
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = with_database(postgres_dsn, name)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -7,35 +7,14 @@ do; its parameter is marked ``postgres`` so ``-m "not postgres"`` runs the SQLit
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from downtime_operator.adapters.postgres import PostgresIncidentStore, apply_migrations
+from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.sqlite import SqliteIncidentStore
-from tests.conftest import with_database
 from tests.contract.stores import Store, Stores
-
-
-@pytest.fixture(scope="module")
-async def contract_postgres_dsn(postgres_dsn: str) -> AsyncIterator[str]:
-    admin = await asyncpg.connect(postgres_dsn)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = with_database(postgres_dsn, name)
-    try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -43,7 +22,7 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str,
     """(kind, where): a plain fixture, so only the PostgreSQL half asks for the server."""
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "downtime.db")
-    return "postgres", str(request.getfixturevalue("contract_postgres_dsn"))
+    return "postgres", str(request.getfixturevalue("migrated_dsn"))
 
 
 @pytest.fixture
