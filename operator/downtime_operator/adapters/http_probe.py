@@ -11,10 +11,10 @@ import asyncio
 import errno
 import ssl
 from datetime import datetime, timedelta
-from types import TracebackType
 
 import aiohttp
 
+from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.domain.durations import format_duration
 from downtime_operator.domain.expectations import unmet_expectation
 from downtime_operator.domain.models import CheckResult, MonitorSpec
@@ -25,7 +25,7 @@ EXCERPT_CHARS = 512
 _CHUNK = 16 * 1024
 
 
-class HttpProber:
+class HttpProber(SessionOwner):
     """Implements the ``Prober`` port with ONE aiohttp session shared by every monitor.
 
     Sharing one connector keeps sockets and DNS lookups proportional to the number of hosts,
@@ -56,18 +56,14 @@ class HttpProber:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._dns_cache_seconds = dns_cache_seconds
-        self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        """Open the shared session; must run inside the event loop that will do the checks."""
-        if self._session is not None:
-            return
+    def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._limit,
             limit_per_host=self._limit_per_host,
             ttl_dns_cache=self._dns_cache_seconds,
         )
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
             # Each check has its own deadline (asyncio.timeout below), not a session default.
             timeout=aiohttp.ClientTimeout(total=None),
@@ -76,23 +72,6 @@ class HttpProber:
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
         )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    async def __aenter__(self) -> HttpProber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def check(self, spec: MonitorSpec) -> CheckResult:
         """Probe ``spec.url`` once, within ``spec.timeout`` (connect, headers and body)."""

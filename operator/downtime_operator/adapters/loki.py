@@ -21,11 +21,11 @@ import asyncio
 import json
 import logging
 import random
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 
+from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.domain.log_capture import LogQuery
 from downtime_operator.domain.log_entries import LogBatch, LogEntry, normalize_entry
 from downtime_operator.services.ports import LogSourceError
@@ -64,7 +64,7 @@ def query_range_url(base: str) -> str:
     return trimmed if trimmed.endswith(QUERY_RANGE_PATH) else trimmed + QUERY_RANGE_PATH
 
 
-class LokiClient:
+class LokiClient(SessionOwner):
     """Implements the ``LogSource`` port. ``start()`` (or ``async with``) before ``fetch``."""
 
     def __init__(
@@ -97,37 +97,18 @@ class LokiClient:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._rng = rng or random.Random()
-        self._session: aiohttp.ClientSession | None = None
 
     @property
     def deadline(self) -> float:
         """Seconds one ``fetch`` may take, retries included."""
         return self._deadline
 
-    async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None),  # our own deadlines apply
-                headers=self._headers,
-                trust_env=False,
-            )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    async def __aenter__(self) -> LokiClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None),  # our own deadlines apply
+            headers=self._headers,
+            trust_env=False,
+        )
 
     async def fetch(self, query: LogQuery) -> LogBatch:
         if query.window.is_empty:
