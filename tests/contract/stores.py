@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
-from downtime_operator.adapters.sqlite import SqliteIncidentStore
+from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
+from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries
+from downtime_operator.adapters.sqlite import (
+    SqliteAuditLog,
+    SqliteIncidentQueries,
+    SqliteIncidentStore,
+    SqliteLogCaptures,
+)
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.services.admin_ports import AuditLog
+from downtime_operator.services.ports import LogCaptureStore
 
 Store = PostgresIncidentStore | SqliteIncidentStore
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -67,3 +79,60 @@ def make_incident(
 
 def ids(incidents: list[Incident]) -> list[uuid.UUID]:
     return [i.incident_id for i in incidents]
+
+
+@dataclass(frozen=True)
+class Ports:
+    """A store's other ports, over the same data: what the admin API and log capture use."""
+
+    captures: LogCaptureStore
+    queries: PostgresIncidentQueries | SqliteIncidentQueries
+    audit: AuditLog
+
+
+def ports_for(store: Store) -> Ports:
+    if isinstance(store, SqliteIncidentStore):
+        db = store.database
+        return Ports(SqliteLogCaptures(db), SqliteIncidentQueries(db), SqliteAuditLog(db))
+    pool = store.pool
+    return Ports(PostgresLogCaptures(pool), PostgresIncidentQueries(pool), PostgresAuditLog(pool))
+
+
+_SQLITE_TIMESTAMPS = (
+    "started_at",
+    "detected_at",
+    "ended_at",
+    "created_at",
+    "updated_at",
+    "logs_capture_due_at",
+    "logs_window_start",
+    "logs_window_end",
+    "logs_captured_at",
+    "logs_capture_claimed_until",
+)
+
+
+async def raw_row(store: Store, table: str, key: str, value: Any) -> dict[str, Any]:
+    """Every column of one row, typed as asyncpg returns them (JSON columns stay text).
+
+    ``table`` and ``key`` are the tests' own constants.
+    """
+    if isinstance(store, PostgresIncidentStore):
+        found = await store.pool.fetchrow(f"SELECT * FROM {table} WHERE {key} = $1", value)
+        assert found is not None
+        return dict(found)
+
+    def read(conn: sqlite3.Connection) -> dict[str, Any]:
+        found = conn.execute(f"SELECT * FROM {table} WHERE {key} = ?", (str(value),)).fetchone()
+        assert found is not None
+        return dict(zip(found.keys(), tuple(found), strict=True))
+
+    row = await store.database.run(read, store.database.conn)
+    if row.get("incident_id") is not None:
+        row["incident_id"] = uuid.UUID(row["incident_id"])
+    for column in (*_SQLITE_TIMESTAMPS, "at", "finished_at"):
+        if row.get(column) is not None:
+            row[column] = datetime.fromisoformat(row[column])
+    if row.get("logs_truncated") is not None:
+        row["logs_truncated"] = bool(row["logs_truncated"])
+    return row

@@ -11,7 +11,8 @@ from aiohttp import web
 from downtime_operator.api.auth import KeyRing
 from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.ratelimit import TokenBuckets
-from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, PeriodStatistics
+from downtime_operator.domain.statistics import PeriodStatistics
+from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
 from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.ports import Clock, IncidentLogs
 

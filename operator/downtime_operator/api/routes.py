@@ -48,8 +48,9 @@ from downtime_operator.api.schemas import (
     encode_cursor,
 )
 from downtime_operator.domain.models import IncidentStatus
+from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.domain.status import uptime_percent
-from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError, PeriodStatistics
+from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError
 from downtime_operator.services.incident_admin import IncidentNotFoundError
 from downtime_operator.services.ports import IncidentLogs
 

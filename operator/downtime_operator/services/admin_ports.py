@@ -8,12 +8,13 @@ use. The PostgreSQL adapter implements them; tests of the service use fakes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from downtime_operator.domain.models import Incident, IncidentStatus, Severity
+from downtime_operator.domain.statistics import PeriodStatistics
 
 
 class StoreUnavailableError(Exception):
@@ -55,39 +56,6 @@ class PageCursor:
 class IncidentPage:
     incidents: list[dict[str, Any]]
     next_cursor: PageCursor | None
-
-
-class MonitorDowntime(NamedTuple):
-    """One monitor's share of a period: downtime is the union of its incidents' clipped spans.
-
-    A tuple rather than a dataclass: a period reports every monitor (hundreds) on each call.
-    """
-
-    namespace: str
-    name: str
-    incidents: int
-    downtime_seconds: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class PeriodStatistics:
-    """Incidents overlapping ``[since, until)``, each clipped to it (ongoing ones up to until).
-
-    ``total_downtime_seconds`` adds incidents up (incident-seconds, as the seed did), while each
-    monitor's ``downtime_seconds`` is the union of its incidents, so overlapping incidents of one
-    monitor are not counted twice in its uptime.
-    """
-
-    since: datetime
-    until: datetime
-    total_incidents: int
-    total_downtime_seconds: float
-    by_severity: dict[str, int]
-    by_status: dict[str, int]
-    resolved_in_period: int
-    mttr_seconds: float | None
-    longest_incident_seconds: float
-    monitors: list[MonitorDowntime] = field(default_factory=list)
 
 
 class IncidentQueries(Protocol):

@@ -19,14 +19,14 @@ from uuid import UUID
 import asyncpg
 
 from downtime_operator.adapters.postgres import rows
+from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident
+from downtime_operator.domain.statistics import MICROS, MonitorDowntime, PeriodStatistics
 from downtime_operator.services.admin_ports import (
     IncidentAlreadyResolvedError,
     IncidentFilter,
     IncidentPage,
-    MonitorDowntime,
     PageCursor,
-    PeriodStatistics,
     StoreUnavailableError,
 )
 
@@ -39,7 +39,6 @@ LIST_COLUMNS = (
 """A list row: everything but the bulky columns (response body, captured logs, JSON blobs)."""
 
 _NEWEST_FIRST = "ORDER BY started_at DESC, incident_id DESC"
-MICROS = 1_000_000
 
 _SPAN = "tstzrange(started_at, COALESCE(ended_at, 'infinity'::timestamptz))"
 """The expression of the span index (migration 0004): the planner only uses it verbatim."""
@@ -197,7 +196,8 @@ UPDATE downtime_incidents
 SET status = 'resolved',
     ended_at = GREATEST($3, started_at),
     duration_seconds = GREATEST(EXTRACT(EPOCH FROM ($3 - started_at))::float8, 0),
-    notes = {_NOTES}
+    notes = {_NOTES},
+    {final_capture_on_resolve("$3")}
 WHERE incident_id = $1 AND status <> 'resolved'
 RETURNING {rows.INCIDENT_COLUMNS}
 """

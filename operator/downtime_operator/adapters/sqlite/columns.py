@@ -101,14 +101,16 @@ def incident_from_row(row: sqlite3.Row) -> Incident:
 
 
 def details_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    """All columns as a dict typed like the PostgreSQL store's (UUID, datetimes, bool, JSON)."""
+    """The row's columns as a dict typed like PostgreSQL's (UUID, datetimes, bool, JSON)."""
     out = dict(zip(row.keys(), tuple(row), strict=True))
     out["incident_id"] = UUID(out["incident_id"])
     for column in _TIMESTAMP_COLUMNS:
-        out[column] = parse_timestamp(out[column])
+        if column in out:
+            out[column] = parse_timestamp(out[column])
     for column in JSON_COLUMNS:
-        out[column] = None if out[column] is None else json.loads(out[column])
-    if out["logs_truncated"] is not None:
+        if out.get(column) is not None:
+            out[column] = json.loads(out[column])
+    if out.get("logs_truncated") is not None:
         out["logs_truncated"] = bool(out["logs_truncated"])
     return out
 
@@ -149,6 +151,13 @@ def insert_params(incident: Incident, *, now: datetime) -> tuple[Any, ...]:
         written,
         written,
     )
+
+
+def appended_notes(existing: str | None, note: str | None) -> str | None:
+    """A transition's note goes on a new line after the notes already there."""
+    if not note:
+        return existing
+    return f"{existing}\n{note}" if existing else note
 
 
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:

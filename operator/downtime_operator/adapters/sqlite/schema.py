@@ -86,7 +86,44 @@ _V1 = (
     " ON downtime_incidents (monitor_namespace, monitor_name) WHERE status <> 'resolved'",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Log capture (PostgreSQL migration 0002): the plan fixed at detection, what the last capture
+# covered and found, and the claim that keeps a capture from running twice.
+_V2_CAPTURE_COLUMNS = (
+    "logs_query TEXT",
+    "logs_before_seconds REAL CHECK (logs_before_seconds >= 0)",
+    "logs_after_seconds REAL CHECK (logs_after_seconds >= 0)",
+    "logs_max_lines INTEGER CHECK (logs_max_lines BETWEEN 1 AND 10000)",
+    "logs_storage TEXT CHECK (logs_storage IN ('auto', 'database', 'file'))",
+    "logs_window_start TEXT",
+    "logs_window_end TEXT",
+    "logs_available INTEGER CHECK (logs_available IS NULL OR logs_available >= 0)",
+    "logs_captured_at TEXT",
+    "logs_capture_runs INTEGER NOT NULL DEFAULT 0",
+    "logs_capture_claimed_until TEXT",
+)
+
+_V2 = (
+    *(f"ALTER TABLE downtime_incidents ADD COLUMN {column}" for column in _V2_CAPTURE_COLUMNS),
+    # The admin API's audit trail (PostgreSQL migration 0003): written before the action, so
+    # nothing happens unrecorded; no foreign key, so it outlives retention.
+    """
+    CREATE TABLE IF NOT EXISTS downtime_audit_log (
+        audit_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           TEXT NOT NULL,
+        key_name     TEXT,
+        action       TEXT NOT NULL,
+        incident_id  TEXT,
+        parameters   TEXT NOT NULL DEFAULT '{}',
+        remote_addr  TEXT,
+        outcome      TEXT NOT NULL DEFAULT 'pending',
+        status_code  INTEGER,
+        finished_at  TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS downtime_audit_log_at_idx ON downtime_audit_log (at DESC)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 
 

@@ -2,38 +2,24 @@
 
 Same logical schema and behaviour as ``PostgresIncidentStore`` (the contract tests run one
 scenario set against both), including "one open incident per monitor" as a partial unique index.
-
-Why the standard library's ``sqlite3`` on one dedicated thread rather than aiosqlite: sqlite3
-blocks, so every call is handed to a single worker thread that owns the connection. One thread
-also serialises this process's writes, which SQLite needs anyway, and it costs no dependency
-(aiosqlite does exactly this, plus a queue we do not need). Writes take ``BEGIN IMMEDIATE``, so
-a read-then-write (resolve, cleanup) is atomic against other processes on the same file too.
-WAL journaling lets readers (``sqlite3`` in a shell, the cleanup command) work while the monitor
-writes; ``synchronous=FULL`` because this file is the system of record.
+How the file is opened, and why one thread owns it, is in ``database``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from downtime_operator.adapters.postgres.rows import clean_text, duration_between, require_aware
 from downtime_operator.adapters.sqlite import columns
-from downtime_operator.adapters.sqlite.schema import apply_schema
+from downtime_operator.adapters.sqlite.database import SqliteDatabase
+from downtime_operator.domain.log_capture import DEFAULT_AFTER
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
-
-T = TypeVar("T")
-
-BUSY_TIMEOUT_MS = 5000
-"""How long a write waits for another process's write lock before failing (then retried)."""
 
 _SELECT = f"SELECT {columns.INCIDENT_COLUMNS} FROM downtime_incidents"
 _OPEN = "status <> 'resolved'"
@@ -46,22 +32,59 @@ def _utc_now(now: datetime | None) -> datetime:
     return datetime.now(UTC) if now is None else require_aware(now, "now")
 
 
-@contextlib.contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction that holds the file's write lock from its first statement."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 def _is_open_incident_conflict(exc: sqlite3.IntegrityError) -> bool:
     # SQLite names the index's columns, not the index: these two are unique only there.
     return "downtime_incidents.monitor_namespace, downtime_incidents.monitor_name" in str(exc)
+
+
+_PLANNED_CAPTURE = ("pending", "captured", "failed")
+
+
+def resolve_open_row(
+    conn: sqlite3.Connection, incident: Incident, *, ended_at: datetime, notes: str | None
+) -> Incident:
+    """Resolve an open incident inside the caller's write transaction; return it resolved.
+
+    As in PostgreSQL, every resolve goes through here (the runner's and the admin API's), so a
+    planned log capture becomes pending again, due ``after`` past the end: the final capture
+    follows whoever resolves.
+    """
+    # Clamp: a clock that stepped back must not put the end before the start.
+    ended_at = max(ended_at, incident.started_at)
+    plan = conn.execute(
+        "SELECT logs_capture_status, logs_capture_due_at, logs_after_seconds"
+        " FROM downtime_incidents WHERE incident_id = ?",
+        (str(incident.incident_id),),
+    ).fetchone()
+    capture_status, due_at = plan["logs_capture_status"], plan["logs_capture_due_at"]
+    if capture_status in _PLANNED_CAPTURE:
+        after = plan["logs_after_seconds"]
+        capture_status = "pending"
+        due_at = columns.timestamp(
+            ended_at + (DEFAULT_AFTER if after is None else timedelta(seconds=after)), "due_at"
+        )
+    conn.execute(
+        "UPDATE downtime_incidents SET status = 'resolved', ended_at = ?, duration_seconds = ?,"
+        " notes = ?, logs_capture_status = ?, logs_capture_due_at = ?, updated_at = ?"
+        " WHERE incident_id = ?",
+        (
+            columns.timestamp(ended_at, "ended_at"),
+            duration_between(incident.started_at, ended_at),
+            columns.appended_notes(incident.notes, notes),
+            capture_status,
+            due_at,
+            columns.timestamp(datetime.now(UTC), "now"),
+            str(incident.incident_id),
+        ),
+    )
+    resolved = get_row(conn, incident.incident_id)
+    assert resolved is not None  # same transaction
+    return resolved
+
+
+def get_row(conn: sqlite3.Connection, incident_id: UUID) -> Incident | None:
+    row = conn.execute(f"{_SELECT} WHERE incident_id = ?", (str(incident_id),)).fetchone()
+    return None if row is None else columns.incident_from_row(row)
 
 
 def _clipped_seconds(
@@ -74,27 +97,18 @@ def _clipped_seconds(
 class SqliteIncidentStore:
     """Open with ``await SqliteIncidentStore.open(path)``; the file is created on first use."""
 
-    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
-        self._executor = executor
-        self._conn = conn
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        """Shared with the capture store, admin queries and audit log of the same process."""
+        self._conn = database.conn
+        self._run = database.run
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteIncidentStore:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        loop = asyncio.get_running_loop()
-        try:
-            conn = await loop.run_in_executor(executor, _connect, str(path))
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(executor, conn)
+        return cls(await SqliteDatabase.open(path))
 
     async def close(self) -> None:
-        await self._run(self._conn.close)
-        self._executor.shutdown(wait=True)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        await self.database.close()
 
     # -- IncidentStore ---------------------------------------------------------------------
 
@@ -103,7 +117,7 @@ class SqliteIncidentStore:
         return await self._run(self._create, incident, params)
 
     def _create(self, incident: Incident, params: tuple[Any, ...]) -> Incident:
-        with _write(self._conn):
+        with self.database.write():
             stored = self._get(incident.incident_id)
             if stored is not None:  # a retried create: return what is stored, untouched
                 return stored
@@ -126,7 +140,7 @@ class SqliteIncidentStore:
         await self._run(self._update, incident_id, values, "duration_seconds" not in fields)
 
     def _update(self, incident_id: UUID, values: dict[str, Any], derive_duration: bool) -> None:
-        with _write(self._conn):
+        with self.database.write():
             row = self._conn.execute(
                 "SELECT started_at FROM downtime_incidents WHERE incident_id = ?",
                 (str(incident_id),),
@@ -159,33 +173,17 @@ class SqliteIncidentStore:
         return await self._run(self._resolve, incident_id, ended_at, clean_text(notes))
 
     def _resolve(self, incident_id: UUID, ended_at: datetime, notes: str | None) -> Incident | None:
-        with _write(self._conn):
+        with self.database.write():
             incident = self._get(incident_id)
             if incident is None or incident.status is IncidentStatus.RESOLVED:
                 return incident  # unknown, or already resolved: unchanged
-            # Clamp: a clock that stepped back must not put the end before the start.
-            ended_at = max(ended_at, incident.started_at)
-            if notes:
-                incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
-            self._conn.execute(
-                "UPDATE downtime_incidents SET status = 'resolved', ended_at = ?,"
-                " duration_seconds = ?, notes = ?, updated_at = ? WHERE incident_id = ?",
-                (
-                    columns.timestamp(ended_at, "ended_at"),
-                    duration_between(incident.started_at, ended_at),
-                    incident.notes,
-                    columns.timestamp(datetime.now(UTC), "now"),
-                    str(incident_id),
-                ),
-            )
-            return self._get(incident_id)
+            return resolve_open_row(self._conn, incident, ended_at=ended_at, notes=notes)
 
     async def get_incident(self, incident_id: UUID) -> Incident | None:
         return await self._run(self._get, incident_id)
 
     def _get(self, incident_id: UUID) -> Incident | None:
-        row = self._conn.execute(f"{_SELECT} WHERE incident_id = ?", (str(incident_id),)).fetchone()
-        return None if row is None else columns.incident_from_row(row)
+        return get_row(self._conn, incident_id)
 
     async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
         return await self._run(self._open_incident, monitor)
@@ -323,7 +321,7 @@ class SqliteIncidentStore:
         params = self._expiry_params(days, keep_critical, _utc_now(now))
 
         def cleanup() -> list[Incident]:
-            with _write(self._conn):
+            with self.database.write():
                 found = [
                     columns.incident_from_row(r)
                     for r in self._conn.execute(f"{_SELECT} WHERE {_EXPIRED}", params)
@@ -363,7 +361,7 @@ class SqliteIncidentStore:
 
     async def delete_resolved_incident(self, incident_id: UUID) -> bool:
         def delete() -> bool:
-            with _write(self._conn):
+            with self.database.write():
                 cursor = self._conn.execute(
                     "DELETE FROM downtime_incidents WHERE incident_id = ? AND status = 'resolved'",
                     (str(incident_id),),
@@ -391,19 +389,3 @@ class SqliteIncidentStore:
             " ORDER BY logs_capture_due_at",
             {"now": columns.timestamp(_utc_now(now), "now")},
         )
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    """Open (creating the file if needed) and migrate; runs on the store's worker thread."""
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves (see ``_write``).
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        apply_schema(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn

@@ -1,4 +1,9 @@
-"""Log capture end to end below Kubernetes: test Loki -> capture service -> PostgreSQL and files."""
+"""Log capture below Kubernetes, on every store: test Loki -> capture service -> store and files.
+
+The standalone monitor captures into its SQLite file exactly as the operator does into
+PostgreSQL: plans that survive a restart, one record per due capture, the final capture after
+resolution, and the same filters and analysis for the API.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.loki_server import LokiServer
-from tests.unit.fakes import FakeClock, RecordingResources
 
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
-from downtime_operator.adapters.postgres import PostgresIncidentStore
-from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.domain.log_capture import CapturePlan
 from downtime_operator.domain.models import (
     Incident,
@@ -30,6 +31,9 @@ from downtime_operator.domain.window import format_unix_ns, to_unix_ns
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.ports import LogCaptureStore
 from downtime_operator.services.retry_queue import OrderedRetryQueue
+from tests.contract.stores import Store, ports_for, raw_row
+from tests.support.loki_server import LokiServer
+from tests.unit.fakes import FakeClock, RecordingResources
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 QUERY = '{app="api"}'
@@ -65,12 +69,10 @@ def line(i: int) -> str:
 
 
 class World:
-    def __init__(
-        self, store: PostgresIncidentStore, loki: LokiServer, client: LokiClient, files: Path
-    ) -> None:
+    def __init__(self, store: Store, loki: LokiServer, client: LokiClient, files: Path) -> None:
         self.store = store
         self.loki = loki
-        self.captures: LogCaptureStore = PostgresLogCaptures(store.pool)
+        self.captures: LogCaptureStore = ports_for(store).captures
         self.clock = FakeClock(at(0))
         self.resources = RecordingResources()
         self.kube_writes = OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001)
@@ -116,13 +118,12 @@ class World:
             worker.cancel()
 
     async def row(self, incident: Incident) -> dict[str, Any]:
-        found = await self.store.pool.fetchrow(
-            "SELECT *, logs_captured::text AS logs_json, log_analysis::text AS analysis_json"
-            " FROM downtime_incidents WHERE incident_id = $1",
-            incident.incident_id,
-        )
-        assert found is not None
-        return dict(found)
+        found = await raw_row(self.store, "downtime_incidents", "incident_id", incident.incident_id)
+        return {
+            **found,
+            "logs_json": found["logs_captured"],
+            "analysis_json": found["log_analysis"],
+        }
 
 
 @pytest.fixture
@@ -132,9 +133,7 @@ def loki() -> Iterator[LokiServer]:
 
 
 @pytest.fixture
-async def world(
-    store: PostgresIncidentStore, loki: LokiServer, tmp_path: Path
-) -> AsyncIterator[World]:
+async def world(store: Store, loki: LokiServer, tmp_path: Path) -> AsyncIterator[World]:
     async with LokiClient(url=loki.url, deadline=10, base_delay=0.01, max_delay=0.05) as client:
         yield World(store, loki, client, tmp_path / "logs")
 
@@ -223,7 +222,7 @@ async def test_filters_give_the_same_exact_answers_from_jsonb_and_from_a_file(
             assert [f["timestamp"] for f in found] == [
                 format_unix_ns(stamp(i, first=50, step=0.05)) for i in expected
             ], (filters, incident is in_db)
-    assert await world.store.pool.fetchval("SELECT count(*) FROM downtime_incidents") == 2
+    assert len(await world.store.get_recent_incidents()) == 2
     assert await service.get_filtered_logs(uuid.uuid4()) is None
 
 
@@ -328,3 +327,17 @@ async def test_capture_now_and_analysis_for_the_api(world: World) -> None:
     assert analysis is not None and analysis["total_logs"] == 1700
     assert analysis["warning_count"] == 425
     assert await world.service().capture_now(uuid.uuid4()) is None
+
+
+async def test_a_manual_resolve_schedules_the_final_capture_too(world: World) -> None:
+    """The admin API's resolve, not only the runner's, makes the final capture due."""
+    push_lines(world.loki, 3000)
+    incident = await world.incident(plan())
+    await world.run_due(125)
+    queries = ports_for(world.store).queries
+    resolved = await queries.resolve_open_incident(incident.incident_id, ended_at=at(200), notes="")
+    assert resolved is not None and resolved.logs_state is LogCaptureState.PENDING
+    row = await world.row(incident)
+    assert (row["logs_capture_status"], row["logs_capture_due_at"]) == ("pending", at(230))
+    assert await world.run_due(231) == 1
+    assert (await world.row(incident))["logs_capture_runs"] == 2
