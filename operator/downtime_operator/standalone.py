@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,18 +28,34 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.loki import loki_client_for
 from downtime_operator.adapters.null_resources import LoggingResources
 from downtime_operator.adapters.postgres import PostgresIncidentStore, apply_migrations
-from downtime_operator.adapters.sqlite import SqliteIncidentStore
-from downtime_operator.domain.models import CheckResult, MonitorRef
+from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
+from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
+from downtime_operator.adapters.sqlite import (
+    SqliteAuditLog,
+    SqliteIncidentQueries,
+    SqliteIncidentStore,
+    SqliteLogCaptures,
+)
+from downtime_operator.admin_server import AdminQueries, serve_admin_api
+from downtime_operator.domain.models import CheckResult, Incident, IncidentStatus, MonitorRef
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.services.admin_ports import AuditLog
 from downtime_operator.services.engine import MonitorEngine
-from downtime_operator.services.monitor_runner import RunnerDeps, SpecSnapshot
-from downtime_operator.services.ports import IncidentResources, OpenIncidentExistsError
+from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
+from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.ports import (
+    IncidentResources,
+    LogCaptureStore,
+    OpenIncidentExistsError,
+)
 from downtime_operator.services.retention import DEFAULT_RETENTION_DAYS, RetentionService
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.stop import EventStopSignal
-from downtime_operator.settings import SettingsError
+from downtime_operator.settings import ApiSettings, SettingsError, load_api_settings
 
 logger = logging.getLogger("downtime_operator.monitor")
 
@@ -48,6 +65,7 @@ STANDALONE_NAMESPACE = "standalone"
 """``monitor_namespace`` of standalone incidents; the name is derived from the URL."""
 
 Store = PostgresIncidentStore | SqliteIncidentStore
+Closer = Callable[[], Awaitable[None]]
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -114,7 +132,14 @@ class MonitorSettings(StoreSettings):
     loki_query_url: str | None = None
     loki_username: str | None = None
     loki_api_key: SecretStr | None = None
+    loki_tenant_id: str | None = None
     loki_query: str | None = None
+    capture_before: float = Field(default=300.0, ge=0, le=86400, allow_inf_nan=False)
+    capture_after: float = Field(default=300.0, ge=0, le=86400, allow_inf_nan=False)
+    log_files_dir: Path = Path("logs/downtime")
+    api_port: int | None = Field(default=None, ge=0, le=65535)
+    api_host: str = "127.0.0.1"
+    """Loopback unless asked: a laptop's monitor should not serve its API to the network."""
 
     @field_validator("url")
     @classmethod
@@ -134,7 +159,11 @@ class MonitorSettings(StoreSettings):
 
     def spec(self) -> dict[str, Any]:
         """The HealthMonitor spec this monitor runs, as the operator would read it."""
-        capture: dict[str, Any] = {"enabled": self.capture_enabled}
+        capture: dict[str, Any] = {
+            "enabled": self.capture_enabled,
+            "before": _milliseconds(self.capture_before),
+            "after": _milliseconds(self.capture_after),
+        }
         if self.loki_query:
             capture["query"] = self.loki_query
         return {
@@ -158,7 +187,13 @@ _MONITOR_SOURCES = {
     "loki_query_url": _Source(env=("LOKI_QUERY_URL",)),
     "loki_username": _Source(env=("GRAFANA_LOKI_USERNAME",)),
     "loki_api_key": _Source(env=("GRAFANA_LOKI_API_KEY",)),
-    "loki_query": _Source("--loki-query"),
+    "loki_tenant_id": _Source(env=("LOKI_TENANT_ID",)),
+    "loki_query": _Source("--loki-query", ("LOKI_QUERY",)),
+    "capture_before": _Source("--capture-before"),
+    "capture_after": _Source("--capture-after"),
+    "log_files_dir": _Source(env=("LOG_FILES_DIR",)),
+    "api_port": _Source("--api-port"),
+    "api_host": _Source("--api-host", ("API_HOST",)),
 }
 
 
@@ -237,6 +272,12 @@ def load_monitor_settings(args: argparse.Namespace, *, env: Mapping[str, str]) -
         )
     if settings.loki_enabled and not settings.loki_query_url:
         raise SettingsError("LOKI_QUERY_URL: required when LOKI_ENABLED is true")
+    if settings.capture_enabled and not settings.loki_query:
+        # Without a selector every incident would record "query is not set": say so now.
+        raise SettingsError(
+            f"{name('loki_query')}: required when LOKI_ENABLED is true (a LogQL selector such as"
+            ' {app="api"}), or pass --no-log-capture'
+        )
     try:
         parse_monitor_spec(settings.spec())
     except InvalidSpecError as exc:  # a rule of the CRD that the checks above missed
@@ -295,6 +336,20 @@ def add_standalone_commands(commands: Any) -> None:
     monitor.add_argument(
         "--loki-query", metavar="LOGQL", help='LogQL selector of the logs, e.g. {app="api"}'
     )
+    monitor.add_argument(
+        "--capture-before", metavar="SECONDS", help="logs captured before an outage (300)"
+    )
+    monitor.add_argument(
+        "--capture-after", metavar="SECONDS", help="logs captured after an outage (300)"
+    )
+    monitor.add_argument(
+        "--api-port",
+        metavar="PORT",
+        help="serve the admin API on this port (keys from ADMIN_API_KEYS or ADMIN_API_KEYS_FILE)",
+    )
+    monitor.add_argument(
+        "--api-host", metavar="HOST", help="address of the admin API (env API_HOST; 127.0.0.1)"
+    )
     _add_store_arguments(monitor)
     monitor.set_defaults(standalone=monitor_command)
 
@@ -324,15 +379,31 @@ def _usage_error(command: str, exc: Exception) -> int:
     return EXIT_USAGE
 
 
+def load_standalone_api(settings: MonitorSettings, *, env: Mapping[str, str]) -> ApiSettings | None:
+    """The admin API's settings when ``--api-port`` is given: keys and limits as for the
+    operator (ADMIN_API_KEYS, ADMIN_API_KEYS_FILE, API_*), address and port from the flags."""
+    if settings.api_port is None:
+        return None
+    api = load_api_settings(env).model_copy(
+        update={"host": settings.api_host, "port": settings.api_port}
+    )
+    if not api.keys:
+        raise SettingsError(
+            "--api-port: ADMIN_API_KEYS or ADMIN_API_KEYS_FILE must name at least one key"
+        )
+    return api
+
+
 def monitor_command(args: argparse.Namespace, *, env: Mapping[str, str]) -> int:
     try:
         settings = load_monitor_settings(args, env=env)
+        api = load_standalone_api(settings, env=env)
     except SettingsError as exc:
         return _usage_error("monitor", exc)
     level = "DEBUG" if settings.verbose else settings.log_level
     logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
-        return asyncio.run(run_monitor(settings))
+        return asyncio.run(run_monitor(settings, api=api))
     except SettingsError as exc:
         return _usage_error("monitor", exc)
 
@@ -381,11 +452,13 @@ def _log_check(ref: MonitorRef, result: CheckResult, lag: float) -> None:
         logger.debug("check failed: %s", result.error)
 
 
-async def run_monitor(settings: MonitorSettings) -> int:
+async def run_monitor(settings: MonitorSettings, *, api: ApiSettings | None = None) -> int:
     """Check until SIGTERM/SIGINT; the in-flight check finishes and queued writes are flushed.
 
     An incident that is open at shutdown stays open in the store; the next start reloads it
-    (the runner asks the store first) and carries on with the same incident.
+    (the runner asks the store first) and carries on with the same incident. Log captures are
+    planned in the store, so one that is due (or claimed, then given back) at shutdown runs
+    after the next start.
     """
     stop = EventStopSignal()
     loop = asyncio.get_running_loop()
@@ -393,14 +466,59 @@ async def run_monitor(settings: MonitorSettings) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         store = await open_store(settings)
-        await _monitor(settings, store=store, stop=stop)
+        await _monitor(settings, store=store, stop=stop, api=api)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     return 0
 
 
-async def _monitor(settings: MonitorSettings, *, store: Store, stop: EventStopSignal) -> None:
+@dataclass(frozen=True)
+class _StorePorts:
+    """What the monitor and its admin API need of the store, beside the incident store."""
+
+    captures: LogCaptureStore
+    queries: AdminQueries
+    audit: AuditLog
+
+
+async def _ports_for(store: Store, settings: StoreSettings) -> tuple[_StorePorts, Closer]:
+    """Over the same SQLite file; for PostgreSQL the API reads through a pool of its own."""
+    if isinstance(store, SqliteIncidentStore):
+        db = store.database
+        ports = _StorePorts(SqliteLogCaptures(db), SqliteIncidentQueries(db), SqliteAuditLog(db))
+        return ports, _nothing
+    assert settings.database_url is not None
+    pool = await connect_pool(settings.database_url.get_secret_value(), max_size=2)
+    ports = _StorePorts(
+        PostgresLogCaptures(store.pool), PostgresIncidentQueries(pool), PostgresAuditLog(pool)
+    )
+    return ports, pool.close
+
+
+async def _nothing() -> None:
+    """Nothing of its own to close."""
+
+
+class _AdminResources(LoggingResources):
+    """The admin API's resources without Kubernetes: the running monitor learns of a manual
+    resolve or acknowledge from here, as the operator's monitors learn it from their watch."""
+
+    def __init__(self, runner: MonitorRunner) -> None:
+        super().__init__()
+        self._runner = runner
+
+    async def upsert_incident(self, incident: Incident) -> None:
+        await super().upsert_incident(incident)
+        if incident.status is IncidentStatus.RESOLVED:
+            self._runner.resolved_elsewhere(incident.incident_id)
+        elif incident.status is IncidentStatus.INVESTIGATING:
+            self._runner.acknowledged_elsewhere(incident.incident_id)
+
+
+async def _monitor(
+    settings: MonitorSettings, *, store: Store, stop: EventStopSignal, api: ApiSettings | None
+) -> None:
     clock = SystemClock()
     prober = HttpProber(clock)
     await prober.start()
@@ -412,37 +530,72 @@ async def _monitor(settings: MonitorSettings, *, store: Store, stop: EventStopSi
             await apply_migrations(pool)
 
         store_writes.submit("apply migrations", migrate)
+    ports, close_ports = await _ports_for(store, settings)
+    loki = loki_client_for(settings) if settings.capture_enabled else None
+    if loki is not None:
+        await loki.start()
+    resources = LoggingResources()
+    files = LocalLogFiles(directory=settings.log_files_dir)
+    deps = RunnerDeps(
+        prober=prober,
+        store=store,
+        resources=resources,
+        clock=clock,
+        store_writes=store_writes,
+        kube_writes=OrderedRetryQueue(name="events"),
+        observer=_log_check,
+        captures=ports.captures,
+        loki_configured=loki is not None,
+    )
     engine = MonitorEngine(
-        deps=RunnerDeps(
-            prober=prober,
-            store=store,
-            resources=LoggingResources(),
-            clock=clock,
-            store_writes=store_writes,
-            kube_writes=OrderedRetryQueue(name="events"),
-            observer=_log_check,
+        deps=deps,
+        closers=(prober.close, *((loki.close,) if loki else ()), close_ports, store.close),
+        log_capture=LogCaptureService(
+            LogCaptureDeps(
+                store=ports.captures,
+                files=files,
+                status=resources,
+                kube_writes=deps.kube_writes,
+                clock=clock,
+                source=loki,
+            )
         ),
-        closers=(prober.close, store.close),
     )
     ref = monitor_ref_for(settings.url)
     spec = SpecSnapshot(spec=settings.spec())
     logger.info(
         "monitoring %s every %gs (timeout %gs; %d failed checks open an incident);"
-        " incidents in %s as %s",
+        " incidents in %s as %s; log capture %s",
         settings.url,
         settings.interval,
         settings.timeout,
         settings.failure_threshold,
         describe_store(settings),
         ref,
+        f"from {settings.loki_query_url} ({settings.loki_query})" if loki else "off",
     )
-    if settings.capture_enabled:
-        logger.warning("log capture from Loki is not available in standalone mode yet")
     if settings.notifications:
         logger.warning("no notification channel is available yet: --enable-notifications ignored")
     engine.start()
+    # Captures read columns the migrations add: start them once the schema is in place.
+    store_writes.submit("start log capture", engine.start_log_capture)
+    runner = engine.runner_for(ref)
     try:
-        await engine.runner_for(ref).run(read_spec=lambda: spec, stop=stop)
+        async with contextlib.AsyncExitStack() as serving_api:
+            if api is not None:
+                await serving_api.enter_async_context(
+                    serve_admin_api(
+                        api,
+                        queries=ports.queries,
+                        audit=ports.audit,
+                        captures=ports.captures,
+                        files=files,
+                        resources=_AdminResources(runner),
+                        clock=clock,
+                        source=loki,
+                    )
+                )
+            await runner.run(read_spec=lambda: spec, stop=stop)
         logger.info("stopping: flushing pending writes")
     finally:
         await engine.close()

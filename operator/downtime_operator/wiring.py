@@ -16,7 +16,7 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.log_files import LocalLogFiles
-from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.adapters.loki import LokiClient, loki_client_for
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
@@ -24,11 +24,10 @@ from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.adapters.postgres.migrations import apply_migrations
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
-from downtime_operator.api import RateLimit, create_app
+from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
 from downtime_operator.handlers import register
 from downtime_operator.services.engine import MonitorEngine
-from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.monitor_runner import RunnerDeps
 from downtime_operator.services.ports import OpenIncidentExistsError
@@ -89,14 +88,7 @@ async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) 
 
 
 def _loki_client(settings: OperatorSettings) -> LokiClient | None:
-    if not settings.loki_enabled or settings.loki_query_url is None:
-        return None
-    return LokiClient(
-        url=settings.loki_query_url,
-        username=settings.loki_username,
-        api_key=settings.loki_api_key.get_secret_value() if settings.loki_api_key else None,
-        tenant_id=settings.loki_tenant_id,
-    )
+    return loki_client_for(settings) if settings.loki_enabled else None
 
 
 def _start_retention(
@@ -191,50 +183,28 @@ async def admin_api(
 ) -> AsyncIterator[int]:
     """Serve the admin API (yields its port) over a pool of its own.
 
-    Its own pool, so that people reading incidents never wait behind the runners' writes, and
-    its own Kubernetes write queue for the CRs and Events of manual resolves and captures. Its
-    log service reads captures from Postgres and runs on-demand captures; the scheduled ones
-    stay with the operator's engine (a claim in Postgres keeps the two from overlapping).
+    Its own pool, so that people reading incidents never wait behind the runners' writes (and
+    its own Loki client). What the API serves is assembled in ``admin_server``.
     """
-    if not api.keys:
-        logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
     clock = SystemClock()
     pool = await connect_pool(settings.database_url)
     stack = contextlib.AsyncExitStack()
     try:
-        queries = PostgresIncidentQueries(pool)
-        resources = KubeResources(load_api_client(settings.kubeconfig))
-        kube_writes = OrderedRetryQueue(name="kubernetes (admin API)")
-        admin = IncidentAdmin(
-            transitions=queries, resources=resources, clock=clock, kube_writes=kube_writes
-        )
         loki = _loki_client(settings)
         if loki is not None:
             await loki.start()
             stack.push_async_callback(loki.close)
-        logs = LogCaptureService(
-            LogCaptureDeps(
-                store=PostgresLogCaptures(pool),
-                files=LocalLogFiles(directory=settings.log_files_dir),
-                status=resources,
-                kube_writes=kube_writes,
-                clock=clock,
-                source=loki,
-            )
-        )
-        app = create_app(
-            queries=queries,
-            admin=admin,
+        async with serve_admin_api(
+            api,
+            queries=PostgresIncidentQueries(pool),
             audit=PostgresAuditLog(pool),
-            logs=logs,
-            keys={name: key.get_secret_value() for name, key in api.keys.items()},
+            captures=PostgresLogCaptures(pool),
+            files=LocalLogFiles(directory=settings.log_files_dir),
+            resources=KubeResources(load_api_client(settings.kubeconfig)),
             clock=clock,
-            key_limit=RateLimit(rate=api.key_rate, burst=api.key_burst),
-            address_limit=RateLimit(rate=api.address_rate, burst=api.address_burst),
-            allowed_networks=api.allowed_cidrs,
+            source=loki,
             metrics_text=metrics_text,
-        )
-        async with serving(app, host=api.host, port=api.port) as port:
+        ) as port:
             yield port
     finally:
         await stack.aclose()

@@ -9,8 +9,11 @@ guess from sleeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,8 +21,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
+import aiohttp
 import pytest
 from tests.conftest import DatabaseFactory
+from tests.support.loki_server import LokiServer
 from tests.support.target import TargetServer
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
@@ -42,6 +47,11 @@ _MONITOR_ENV = (
     "GRAFANA_LOKI_USERNAME",
     "GRAFANA_LOKI_API_KEY",
     "LOG_LEVEL",
+    "LOKI_QUERY",
+    "LOG_FILES_DIR",
+    "ADMIN_API_KEYS",
+    "ADMIN_API_KEYS_FILE",
+    "API_HOST",
 )
 
 
@@ -308,3 +318,132 @@ def test_bad_flags_and_variables_exit_2_naming_them(
     assert result.returncode == 2, result.stderr
     assert f"downtime-operator monitor: {named}:" in result.stderr
     assert not (tmp_path / "downtime.db").exists()  # nothing started
+
+
+# -- The admin API and log capture of the standalone monitor, over its SQLite file -------------
+
+KEY = "ops-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+async def api_port(monitor: MonitorProcess) -> int:
+    async def listening() -> int | None:
+        found = re.search(r"admin API listening on 127\.0\.0\.1:(\d+)", monitor.log)
+        return int(found.group(1)) if found else None
+
+    return await eventually(listening, within=20, what="the admin API", monitor=monitor)
+
+
+async def test_the_admin_api_serves_the_sqlite_file_and_the_monitor_follows_a_resolve(
+    target: TargetServer,
+    start_monitor: Callable[..., MonitorProcess],
+    sqlite_reader: Callable[[], Awaitable[list[Incident]]],
+) -> None:
+    monitor = start_monitor(
+        "--url",
+        target.base_url,
+        *FAST,
+        "--api-port",
+        "0",
+        env=monitor_env(ADMIN_API_KEYS=f"ops={KEY}"),
+    )
+    base = f"http://127.0.0.1:{await api_port(monitor)}/admin/downtime"
+    target.set_mode("failing")
+
+    async def opened() -> Incident | None:
+        found = await sqlite_reader()
+        return found[0] if found else None
+
+    first = await eventually(opened, within=10, what="an open incident", monitor=monitor)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/incidents/ongoing") as response:
+            assert response.status == 401  # no key
+        async with http.get(f"{base}/incidents/ongoing", headers=AUTH) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert [i["incident_id"] for i in body["incidents"]] == [str(first.incident_id)]
+        async with http.post(
+            f"{base}/incidents/{first.incident_id}/resolve",
+            params={"notes": "fixed by hand"},
+            headers=AUTH,
+        ) as response:
+            assert response.status == 200, await response.text()
+
+        # Still failing: the monitor saw the resolve and opens a new incident, not the old one.
+        async def second_opened() -> Incident | None:
+            found = await sqlite_reader()
+            return found[0] if len(found) == 2 and found[0].ended_at is None else None
+
+        second = await eventually(
+            second_opened, within=10, what="a new incident after the resolve", monitor=monitor
+        )
+        async with http.get(f"{base}/statistics", params={"days": 1}, headers=AUTH) as response:
+            assert response.status == 200
+            stats = (await response.json())["statistics"]
+    assert await monitor.terminate() == 0
+    resolved = next(i for i in await sqlite_reader() if i.incident_id == first.incident_id)
+    assert resolved.status is IncidentStatus.RESOLVED and resolved.notes == "fixed by hand"
+    assert second.incident_id != first.incident_id
+    assert stats["total_incidents"] == 2 and stats["by_status"]["resolved"] == 1
+    with sqlite3.connect(monitor.cwd / "downtime.db") as db:
+        audited = db.execute("SELECT key_name, action, outcome FROM downtime_audit_log").fetchall()
+    assert audited == [("ops", "resolveIncident", "success")]
+
+
+async def test_logs_are_captured_into_the_sqlite_file_and_the_final_capture_survives_sigterm(
+    target: TargetServer, start_monitor: Callable[..., MonitorProcess]
+) -> None:
+    with LokiServer() as loki:
+        now_ns = time.time_ns()
+        lines = [f'level=error msg="ConnectionError: db {i}"' for i in range(300)]
+        loki.push({"app": "api"}, [(now_ns + i * 10**8, text) for i, text in enumerate(lines)])
+        args = ("--url", target.base_url, *FAST, "--loki-query", '{app="api"}')
+        args += ("--capture-before", "10", "--capture-after", "4")
+        env = monitor_env(LOKI_ENABLED="true", LOKI_QUERY_URL=loki.url)
+        first = start_monitor(*args, env=env)
+        await wait_for_checks(target, 2, first)
+        target.set_mode("failing")
+        path = first.cwd / "downtime.db"
+
+        def row() -> dict[str, object] | None:
+            if not path.exists():
+                return None
+            with sqlite3.connect(path) as db:
+                db.row_factory = sqlite3.Row
+                found = db.execute(
+                    "SELECT status, logs_capture_status, logs_capture_runs, logs_count,"
+                    " log_analysis FROM downtime_incidents"
+                ).fetchone()
+            return None if found is None else dict(found)
+
+        async def first_capture() -> dict[str, object] | None:
+            found = row()
+            return found if found and found["logs_capture_runs"] == 1 else None
+
+        captured = await eventually(
+            first_capture, within=20, what="the first capture", monitor=first
+        )
+        assert captured["logs_capture_status"] == "captured"
+        target.set_mode("healthy")
+
+        async def final_pending() -> dict[str, object] | None:
+            found = row()
+            return found if found and found["status"] == "resolved" else None
+
+        resolved = await eventually(final_pending, within=10, what="the resolve", monitor=first)
+        assert resolved["logs_capture_status"] == "pending"  # due 4 s after the end
+        assert await first.terminate() == 0
+        assert row() == resolved  # nothing ran meanwhile: the capture waits in the file
+
+        second = start_monitor(*args, env=env)
+
+        async def final_capture() -> dict[str, object] | None:
+            found = row()
+            return found if found and found["logs_capture_runs"] == 2 else None
+
+        done = await eventually(final_capture, within=30, what="the final capture", monitor=second)
+        assert await second.terminate() == 0
+    assert done["logs_capture_status"] == "captured" and done["logs_count"]
+    analysis = json.loads(str(done["log_analysis"]))
+    assert analysis["error_types"] == {"ConnectionError": done["logs_count"]}
+    assert "logs of incident" in second.log

@@ -11,6 +11,7 @@ from downtime_operator.settings import SettingsError
 from downtime_operator.standalone import (
     load_cleanup_settings,
     load_monitor_settings,
+    load_standalone_api,
     monitor_ref_for,
 )
 
@@ -38,6 +39,7 @@ def test_environment_is_read_and_flags_override_it() -> None:
         "LOKI_QUERY_URL": "http://loki:3100",
         "GRAFANA_LOKI_USERNAME": "user",
         "GRAFANA_LOKI_API_KEY": "secret",
+        "LOKI_QUERY": '{app="api"}',
     }
     from_env = load_monitor_settings(monitor_args(), env=env)
     assert (from_env.url, from_env.interval, from_env.timeout) == (
@@ -88,6 +90,9 @@ def test_health_path_is_added_only_when_there_is_none(url: str, checked: str) ->
         ([], {"HEALTH_CHECK_TIMEOUT": "90"}, "HEALTH_CHECK_TIMEOUT (90s) must be shorter"),
         ([], {"LOKI_ENABLED": "maybe"}, "LOKI_ENABLED"),
         ([], {"LOKI_ENABLED": "1"}, "LOKI_QUERY_URL"),
+        (["--api-port", "http"], {}, "--api-port"),
+        (["--api-port", "70000"], {}, "--api-port"),
+        (["--capture-after", "-1"], {}, "--capture-after"),
         ([], {"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         (["--database-url", "mysql://u:pw@h/db"], {}, "--database-url"),
         ([], {"SUPABASE_DB_URL": "sqlite:///x"}, "SUPABASE_DB_URL"),
@@ -130,8 +135,39 @@ def test_spec_is_what_the_operator_would_run() -> None:
         "timeout": "500ms",
         "failureThreshold": 3,
         "successThreshold": 1,
-        "logCapture": {"enabled": True, "query": '{app="api"}'},
+        "logCapture": {
+            "enabled": True,
+            "before": "300000ms",
+            "after": "300000ms",
+            "query": '{app="api"}',
+        },
     }
+    short = load_monitor_settings(
+        monitor_args("--no-log-capture", "--capture-before", "60", "--capture-after", "2.5"),
+        env={},
+    )
+    assert short.spec()["logCapture"] == {"enabled": False, "before": "60000ms", "after": "2500ms"}
+
+
+def test_capture_needs_a_query_unless_it_is_off() -> None:
+    env = {"LOKI_ENABLED": "true", "LOKI_QUERY_URL": "http://loki:3100"}
+    with pytest.raises(SettingsError) as caught:
+        load_monitor_settings(monitor_args(), env=env)
+    assert str(caught.value).startswith("--loki-query: required when LOKI_ENABLED is true")
+    assert not load_monitor_settings(monitor_args("--no-log-capture"), env=env).capture_enabled
+
+
+def test_the_api_port_needs_a_key() -> None:
+    settings = load_monitor_settings(monitor_args("--api-port", "8081"), env={})
+    assert load_standalone_api(load_monitor_settings(monitor_args(), env={}), env={}) is None
+    with pytest.raises(SettingsError) as caught:
+        load_standalone_api(settings, env={})
+    assert str(caught.value).startswith("--api-port: ADMIN_API_KEYS or ADMIN_API_KEYS_FILE")
+    api = load_standalone_api(settings, env={"ADMIN_API_KEYS": "ops=" + "k" * 32})
+    assert api is not None
+    assert (api.host, api.port, list(api.keys)) == ("127.0.0.1", 8081, ["ops"])
+    with pytest.raises(SettingsError, match=r"^ADMIN_API_KEYS: "):
+        load_standalone_api(settings, env={"ADMIN_API_KEYS": "ops=short"})
 
 
 def test_monitor_name_is_stable_per_endpoint() -> None:

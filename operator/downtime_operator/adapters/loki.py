@@ -21,9 +21,10 @@ import asyncio
 import json
 import logging
 import random
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+from pydantic import SecretStr
 
 from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.domain.log_capture import LogQuery
@@ -277,3 +278,28 @@ def _values(body: bytes) -> list[_Value]:
         raise LogSourceError(f"Loki answered a malformed stream: {exc}") from exc
     values.sort(key=lambda v: (v[0], v[1], v[2]))
     return values
+
+
+class LokiAccess(Protocol):
+    """Where Loki is and how to sign in: the operator's and the standalone monitor's settings."""
+
+    @property
+    def loki_query_url(self) -> str | None: ...
+    @property
+    def loki_username(self) -> str | None: ...
+    @property
+    def loki_api_key(self) -> SecretStr | None: ...
+    @property
+    def loki_tenant_id(self) -> str | None: ...
+
+
+def loki_client_for(settings: LokiAccess) -> LokiClient | None:
+    """A client for the configured Loki; None when no query URL is set."""
+    if settings.loki_query_url is None:
+        return None
+    return LokiClient(
+        url=settings.loki_query_url,
+        username=settings.loki_username,
+        api_key=settings.loki_api_key.get_secret_value() if settings.loki_api_key else None,
+        tenant_id=settings.loki_tenant_id,
+    )

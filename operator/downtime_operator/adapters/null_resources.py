@@ -11,7 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from downtime_operator.domain.models import Incident, MonitorRef
+from downtime_operator.domain.log_capture import CaptureResult
+from downtime_operator.domain.models import Incident, LogCaptureState, MonitorRef
 
 logger = logging.getLogger("downtime_operator.monitor")
 
@@ -43,3 +44,16 @@ class LoggingResources:
 
     async def delete_incident(self, incident: Incident) -> None:
         logger.debug("no DowntimeIncident to delete for %s outside Kubernetes", incident.k8s_name)
+
+    async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+        if result.state is LogCaptureState.CAPTURED:
+            logger.info(
+                "logs of incident %s: %d lines captured%s",
+                incident.incident_id,
+                len(result.records),
+                " (truncated)" if result.truncated else "",
+            )
+        else:
+            logger.warning(
+                "logs of incident %s: %s (%s)", incident.incident_id, result.state, result.error
+            )

@@ -1,0 +1,89 @@
+"""Serves the admin API over whichever store's ports it is given: the operator's PostgreSQL or
+the standalone monitor's SQLite file. The one place that assembles the API's services, so the
+two commands cannot drift apart in what the API does (auth, limits, audit, log routes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from downtime_operator.api import RateLimit, create_app
+from downtime_operator.api.server import serving
+from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
+from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
+from downtime_operator.services.ports import (
+    CaptureFiles,
+    Clock,
+    IncidentLogStatus,
+    IncidentResources,
+    LogCaptureStore,
+    LogSource,
+)
+from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.settings import ApiSettings
+
+logger = logging.getLogger(__name__)
+
+
+class AdminQueries(IncidentQueries, IncidentTransitions, Protocol):
+    """Both stores answer reads and guarded transitions with one object."""
+
+
+class AdminResources(IncidentResources, IncidentLogStatus, Protocol):
+    """Where manual transitions and on-demand captures are shown (CRs, or log lines)."""
+
+
+@contextlib.asynccontextmanager
+async def serve_admin_api(
+    api: ApiSettings,
+    *,
+    queries: AdminQueries,
+    audit: AuditLog,
+    captures: LogCaptureStore,
+    files: CaptureFiles,
+    resources: AdminResources,
+    clock: Clock,
+    source: LogSource | None,
+    metrics_text: Callable[[], bytes] | None = None,
+) -> AsyncIterator[int]:
+    """Serve until the block ends; yields the bound port (``api.port`` 0 picks a free one).
+
+    Manual resolves, acknowledgements and on-demand captures get a write queue of their own, so
+    a person's action never waits behind the monitors' writes. Scheduled captures stay with the
+    monitoring engine; a claim in the store keeps the two from running the same capture.
+    """
+    if not api.keys:
+        logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
+    kube_writes = OrderedRetryQueue(name="resources (admin API)")
+    admin = IncidentAdmin(
+        transitions=queries, resources=resources, clock=clock, kube_writes=kube_writes
+    )
+    logs = LogCaptureService(
+        LogCaptureDeps(
+            store=captures,
+            files=files,
+            status=resources,
+            kube_writes=kube_writes,
+            clock=clock,
+            source=source,
+        )
+    )
+    app = create_app(
+        queries=queries,
+        admin=admin,
+        audit=audit,
+        logs=logs,
+        keys={name: key.get_secret_value() for name, key in api.keys.items()},
+        clock=clock,
+        key_limit=RateLimit(rate=api.key_rate, burst=api.key_burst),
+        address_limit=RateLimit(rate=api.address_rate, burst=api.address_burst),
+        allowed_networks=api.allowed_cidrs,
+        metrics_text=metrics_text,
+    )
+    async with serving(app, host=api.host, port=api.port) as port:
+        logger.info("admin API listening on %s:%d", api.host, port)
+        yield port
