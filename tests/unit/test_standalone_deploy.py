@@ -6,7 +6,8 @@ import configparser
 import re
 from pathlib import Path
 
-from downtime_operator.standalone import EXIT_USAGE
+from downtime_operator.__main__ import _parser
+from downtime_operator.standalone import EXIT_USAGE, load_monitor_settings, load_standalone_api
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "downtime-monitor.service"
@@ -20,7 +21,17 @@ SEED_VARIABLES = {
     "GRAFANA_LOKI_USERNAME",
     "GRAFANA_LOKI_API_KEY",
 }
-OURS = {"DATABASE_URL", "SUPABASE_DB_URL", "LOG_LEVEL", "RETENTION_DAYS"}
+OURS = {
+    "DATABASE_URL",
+    "SUPABASE_DB_URL",
+    "LOG_LEVEL",
+    "RETENTION_DAYS",
+    "LOKI_QUERY",
+    "LOKI_TENANT_ID",
+    "LOG_FILES_DIR",
+    "ADMIN_API_KEYS",
+    "API_HOST",
+}
 
 
 def test_unit_runs_the_monitor_and_does_not_restart_on_bad_settings() -> None:
@@ -37,3 +48,14 @@ def test_unit_runs_the_monitor_and_does_not_restart_on_bad_settings() -> None:
 def test_env_example_shows_the_seeds_variables_and_no_unknown_one() -> None:
     named = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
     assert SEED_VARIABLES <= named <= SEED_VARIABLES | OURS
+
+
+def test_every_example_value_is_accepted_when_uncommented() -> None:
+    """The example is documentation users copy: each value in it must be a valid setting."""
+    env = dict(re.findall(r"^#?([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    env["LOKI_ENABLED"] = "true"
+    args = _parser().parse_args(["monitor", "--api-port", "8081"])
+    settings = load_monitor_settings(args, env=env)
+    assert settings.capture_enabled and settings.loki_query == '{app="gatewayz-api"}'
+    api = load_standalone_api(settings, env=env)
+    assert api is not None and list(api.keys) == ["ops"]
