@@ -92,6 +92,8 @@ class StoreSettings(BaseModel):
     database_url: SecretStr | None = None
     db_path: Path = Path("downtime.db")
     log_level: str = "INFO"
+    log_files_dir: Path = Path("logs/downtime")
+    """Captured-log files: written there by ``monitor``, removed only from there by ``cleanup``."""
 
     @field_validator("database_url")
     @classmethod
@@ -114,6 +116,7 @@ _STORE_SOURCES = {
     "database_url": _Source("--database-url", ("DATABASE_URL", "SUPABASE_DB_URL")),
     "db_path": _Source("--db-path"),
     "log_level": _Source(env=("LOG_LEVEL",)),
+    "log_files_dir": _Source(env=("LOG_FILES_DIR",)),
 }
 _SECRETS = frozenset({"database_url", "loki_api_key"})
 """Never echoed back in an error message."""
@@ -136,7 +139,6 @@ class MonitorSettings(StoreSettings):
     loki_query: str | None = None
     capture_before: float = Field(default=300.0, ge=0, le=86400, allow_inf_nan=False)
     capture_after: float = Field(default=300.0, ge=0, le=86400, allow_inf_nan=False)
-    log_files_dir: Path = Path("logs/downtime")
     api_port: int | None = Field(default=None, ge=0, le=65535)
     api_host: str = "127.0.0.1"
     """Loopback unless asked: a laptop's monitor should not serve its API to the network."""
@@ -191,7 +193,6 @@ _MONITOR_SOURCES = {
     "loki_query": _Source("--loki-query", ("LOKI_QUERY",)),
     "capture_before": _Source("--capture-before"),
     "capture_after": _Source("--capture-after"),
-    "log_files_dir": _Source(env=("LOG_FILES_DIR",)),
     "api_port": _Source("--api-port"),
     "api_host": _Source("--api-host", ("API_HOST",)),
 }
@@ -617,7 +618,7 @@ async def run_cleanup(settings: CleanupSettings, *, env: Mapping[str, str]) -> i
         retention = RetentionService(
             store=store,
             resources=_resources_for(store, env=env),
-            log_files=LocalLogFiles(),
+            log_files=LocalLogFiles(directory=settings.log_files_dir),
             clock=SystemClock(),
         )
         report = await retention.cleanup(days=settings.days, keep_critical=settings.keep_critical)

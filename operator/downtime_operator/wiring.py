@@ -100,7 +100,10 @@ def _start_retention(
 ) -> Callable[[], Awaitable[None]]:
     """Run retention daily (rows, their CRs and log files together); return its stopper."""
     retention = RetentionService(
-        store=store, resources=resources, log_files=LocalLogFiles(), clock=clock
+        store=store,
+        resources=resources,
+        log_files=LocalLogFiles(directory=settings.log_files_dir),
+        clock=clock,
     )
     stop = EventStopSignal()
     task = asyncio.create_task(

@@ -470,7 +470,10 @@ async def test_retention_removes_rows_crs_and_log_files_together(
     for incident in made.values():
         await resources.upsert_incident(incident)
     retention = RetentionService(
-        store=store, resources=resources, log_files=LocalLogFiles(), clock=FakeClock(NOW)
+        store=store,
+        resources=resources,
+        log_files=LocalLogFiles(directory=tmp_path),
+        clock=FakeClock(NOW),
     )
 
     report = await retention.cleanup(days=90, keep_critical=keep_critical)
@@ -499,7 +502,10 @@ async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_pa
     files = await _with_log_files(store, made, tmp_path)
     old = made["old"]
     down = RetentionService(
-        store=store, resources=_ApiServerDown(), log_files=LocalLogFiles(), clock=FakeClock(NOW)
+        store=store,
+        resources=_ApiServerDown(),
+        log_files=LocalLogFiles(directory=tmp_path),
+        clock=FakeClock(NOW),
     )
     report = await down.cleanup(days=90, keep_critical=True)
     assert (report.removed, report.deferred) == ([], [old.incident_id])
@@ -508,7 +514,10 @@ async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_pa
     resources = RecordingResources()
     await resources.upsert_incident(old)
     up = RetentionService(
-        store=store, resources=resources, log_files=LocalLogFiles(), clock=FakeClock(NOW)
+        store=store,
+        resources=resources,
+        log_files=LocalLogFiles(directory=tmp_path),
+        clock=FakeClock(NOW),
     )
     report = await up.cleanup(days=90, keep_critical=True)
     assert report.removed == [old.incident_id]
@@ -577,3 +586,31 @@ async def test_an_outage_across_a_restart_stays_one_incident(stores: Stores) -> 
     assert incident.status is IncidentStatus.RESOLVED
     assert (incident.started_at, incident.ended_at) == (T0, T0 + timedelta(seconds=200))
     assert incident.duration_seconds == 200.0
+
+
+async def test_retention_removes_only_capture_files_of_its_directory(
+    store: Store, tmp_path: Path
+) -> None:
+    """A row pointing outside LOG_FILES_DIR (restored dump, hand edit) deletes no foreign file."""
+    made = retention_fixture()
+    await _create_all(store, made)
+    captures = tmp_path / "captures"
+    captures.mkdir()
+    foreign = tmp_path / "precious.json"
+    foreign.write_text("[]")
+    not_json = captures / "notes.txt"
+    not_json.write_text("keep")
+    await store.update_incident(made["old"].incident_id, {"logs_file_path": str(foreign)})
+    await store.update_incident(made["old-critical"].incident_id, {"logs_file_path": str(not_json)})
+    escape = captures / ".." / "precious.json"
+    await store.update_incident(made["recent"].incident_id, {"logs_file_path": str(escape)})
+    retention = RetentionService(
+        store=store,
+        resources=RecordingResources(),
+        log_files=LocalLogFiles(directory=captures),
+        clock=FakeClock(NOW),
+    )
+    report = await retention.cleanup(days=90, keep_critical=False)
+    assert report.files_removed == 0 and report.deferred == []
+    assert foreign.exists() and not_json.exists()
+    assert await store.get_incident(made["old"].incident_id) is None  # the row still goes

@@ -71,6 +71,7 @@ async def where(
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "SUPABASE_DB_URL", "KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
+    env["LOG_FILES_DIR"] = str(tmp_path)
     store: Store
     if databases is None:
         path = tmp_path / "incidents.db"

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LOG_FILES_DIR = Path("logs/downtime")
 """The seed's relative directory; the chart mounts a volume and sets ``LOG_FILES_DIR``."""
@@ -40,7 +43,18 @@ class LocalLogFiles:
         return await asyncio.to_thread(_read, Path(path))
 
     async def remove(self, path: str) -> bool:
-        return await asyncio.to_thread(_unlink, Path(path))
+        """Remove a capture file of this directory; anything else is left alone (False).
+
+        The path comes from a database row. Rows are ours, but a restored dump, a hand edit or
+        a changed ``LOG_FILES_DIR`` must never turn retention into deleting arbitrary files.
+        """
+        return await asyncio.to_thread(self._remove, Path(path))
+
+    def _remove(self, path: Path) -> bool:
+        if path.resolve().parent != self._directory.resolve() or path.suffix != ".json":
+            logger.warning("not removing %s: not a capture file in %s", path, self._directory)
+            return False
+        return _unlink(path)
 
     def _write(self, incident_id: UUID, records: list[dict[str, Any]]) -> str:
         self._directory.mkdir(parents=True, exist_ok=True)
