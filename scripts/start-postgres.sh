@@ -86,6 +86,9 @@ else
   # Re-assert the attributes the tests rely on, in case the role was changed by hand.
   psql_admin -c "ALTER ROLE $DB_USER LOGIN CREATEDB PASSWORD '$DB_PASSWORD'"
 fi
+# The tests drop their throw-away databases WITH (FORCE); PostgreSQL 15 refuses that when an
+# autovacuum worker happens to be in the database, unless the role may signal other backends.
+psql_admin -c "GRANT pg_signal_backend TO $DB_USER"
 
 db_exists="$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")"
 if [ "$db_exists" != "1" ]; then
