@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from tests.conftest import DatabaseFactory
 from tests.support.api import KEYS, ApiUnderTest, clear, insert_incident, serve_api
 
 from downtime_operator.domain.models import IncidentStatus, Severity
@@ -434,6 +435,19 @@ async def test_readyz_fails_when_postgres_is_unreachable() -> None:
         async with session.get(api.url("/admin/downtime/incidents")) as response:
             assert response.status == 503
             assert (await response.json())["status"] == "error"
+
+
+async def test_a_schema_not_migrated_yet_answers_503_not_500(
+    make_database: DatabaseFactory,
+) -> None:
+    """The standalone monitor serves its API while it applies the migrations (in its queue)."""
+    dsn = await make_database()
+    async with serve_api(dsn) as api, aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.get(api.url("/admin/downtime/incidents")) as response:
+            assert response.status == 503
+        incident = api.url(f"/admin/downtime/incidents/{uuid.uuid4()}/resolve")
+        async with session.post(incident) as response:
+            assert response.status == 503  # the audit trail cannot be written: nothing is done
 
 
 # -- The seed's curl examples, verbatim but for the host ---------------------------------------

@@ -447,3 +447,43 @@ async def test_logs_are_captured_into_the_sqlite_file_and_the_final_capture_surv
     analysis = json.loads(str(done["log_analysis"]))
     assert analysis["error_types"] == {"ConnectionError": done["logs_count"]}
     assert "logs of incident" in second.log
+
+
+async def test_the_admin_api_serves_postgres_too(
+    target: TargetServer,
+    start_monitor: Callable[..., MonitorProcess],
+    make_database: DatabaseFactory,
+) -> None:
+    dsn = await make_database()
+    monitor = start_monitor(
+        "--url",
+        target.base_url,
+        *FAST,
+        "--api-port",
+        "0",
+        env=monitor_env(DATABASE_URL=dsn, ADMIN_API_KEYS=f"ops={KEY}"),
+    )
+    base = f"http://127.0.0.1:{await api_port(monitor)}/admin/downtime"
+    target.set_mode("failing")
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+
+        async def listed() -> list[dict[str, object]] | None:
+            async with http.get(f"{base}/incidents/ongoing") as response:
+                if response.status == 503:  # the monitor is still applying the migrations
+                    return None
+                assert response.status == 200, await response.text()
+                found: list[dict[str, object]] = (await response.json())["incidents"]
+            return found or None
+
+        [ongoing] = await eventually(listed, within=15, what="an ongoing incident", monitor=monitor)
+        async with http.post(f"{base}/incidents/{ongoing['incident_id']}/acknowledge") as response:
+            assert response.status == 200, await response.text()
+    assert await monitor.terminate() == 0
+    store = await PostgresIncidentStore.connect(dsn, min_size=1, max_size=1)
+    try:
+        [incident] = await store.get_recent_incidents()
+        audited = await store.pool.fetchval("SELECT count(*) FROM downtime_audit_log")
+    finally:
+        await store.close()
+    assert str(incident.incident_id) == ongoing["incident_id"]
+    assert incident.status is IncidentStatus.INVESTIGATING and audited == 1

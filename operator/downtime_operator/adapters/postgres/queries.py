@@ -270,7 +270,8 @@ async def connect_pool(dsn: str, *, max_size: int = 5) -> asyncpg.Pool[Any]:
 
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
-    """Connection trouble becomes the port's StoreUnavailableError; anything else is a bug."""
+    """Connection trouble or a schema not in place yet becomes the port's StoreUnavailableError
+    (503); anything else is a bug."""
     try:
         yield
     except (
@@ -282,6 +283,10 @@ def store_errors() -> Iterator[None]:
         asyncpg.TooManyConnectionsError,
     ) as exc:
         raise StoreUnavailableError(f"PostgreSQL unavailable: {type(exc).__name__}") from exc
+    except asyncpg.UndefinedTableError as exc:
+        # Served before the migrations ran (the database was down at start, or they are still
+        # running): not ready yet, rather than an internal error.
+        raise StoreUnavailableError("PostgreSQL schema not migrated yet") from exc
 
 
 class PostgresIncidentQueries:
