@@ -58,6 +58,33 @@ async def test_postgres_down_for_30s_during_an_outage_loses_nothing(
     assert len(env.incidents()) == 1
 
 
+async def test_kill_9_while_postgres_is_down_keeps_the_incident(
+    env: Env, target: TargetServer
+) -> None:
+    """The queued row dies with the process; the DowntimeIncident does not. The next start
+    writes the row from it: same incident id and start, resolved later, nothing duplicated."""
+    env.apply(monitor("killed", target.url))
+    await eventually(
+        lambda: env.monitor_status("killed").get("state") == "Up", within=30, what="Up"
+    )
+    postgres_cluster("stop")
+    try:
+        target.set_mode("failing")
+        [incident] = await eventually(
+            env.incidents, within=20, what="the CR while Postgres is down"
+        )
+        env.op.kill9()
+    finally:
+        postgres_cluster("start")
+    env.op.start()
+    [row] = await eventually(env.rows, within=60, what="the row written again from the CR")
+    assert str(row["incident_id"]) == incident["spec"]["incidentId"]
+    assert row["started_at"].isoformat()[:19] == incident["spec"]["startedAt"][:19]
+    target.set_mode("healthy")
+    await eventually(lambda: resolved_rows(env), within=30, what="resolution in Postgres")
+    assert len(env.incidents()) == 1 and len(await env.rows()) == 1
+
+
 async def test_healthy_monitors_write_status_rarely(env: Env, target: TargetServer) -> None:
     """50 monitors checked every second for 2 minutes: at most 3 status writes each."""
     names = [f"m{i:02d}" for i in range(50)]

@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,6 +142,38 @@ async def test_restart_with_store_down_reloads_from_the_resource() -> None:
     await fresh.run(read_spec=lambda: SpecSnapshot(spec=world.spec), stop=stop)
     assert fresh.incident is not None
     assert fresh.incident.incident_id == next(iter(world.store.rows))
+
+
+async def test_a_row_lost_with_the_process_is_written_again_from_its_cr() -> None:
+    """Killed while the store was down: the queued row died with the process, the CR did not.
+    The next start continues that incident and writes its row, rather than opening another."""
+    world = World(outage(0, 500))
+    await world.run(seconds=100)
+    [first] = world.store.rows.values()
+    world.store.rows.clear()  # what kill -9 with a queued create leaves behind
+    fresh = MonitorRunner(ref=REF, deps=world.deps)
+    await world.run(seconds=600, runner=fresh)
+    [incident] = world.store.rows.values()
+    assert incident.incident_id == first.incident_id
+    assert incident.started_at == first.started_at
+    assert incident.status is IncidentStatus.RESOLVED
+    assert world.resources.incidents[first.k8s_name].status is IncidentStatus.RESOLVED
+    assert [reason for reason, _ in world.resources.events].count("IncidentOpened") == 1
+
+
+async def test_a_cr_left_open_after_the_row_was_resolved_is_brought_up_to_date() -> None:
+    """Killed while the API server was down: the row says resolved, the CR still ongoing."""
+    world = World(outage(0, 100))
+    await world.run(seconds=300)
+    [incident] = world.store.rows.values()
+    assert incident.status is IncidentStatus.RESOLVED
+    stale = dataclasses.replace(incident, status=IncidentStatus.ONGOING, ended_at=None)
+    world.resources.incidents[incident.k8s_name] = stale
+    fresh = MonitorRunner(ref=REF, deps=world.deps)
+    await world.run(seconds=60, runner=fresh)
+    assert fresh.incident is None
+    assert world.resources.incidents[incident.k8s_name].status is IncidentStatus.RESOLVED
+    assert len(world.store.rows) == 1
 
 
 async def test_deleting_the_monitor_resolves_with_a_note() -> None:

@@ -8,6 +8,7 @@ reorders them, and never stops the checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -196,9 +197,11 @@ class MonitorRunner:
     async def _reload(self, snapshot: SpecSnapshot) -> None:
         """Continue an outage that was open before a restart instead of opening a second one.
 
-        The store is the truth when it answers. A runner that restarts in the same process (a
-        replica paused by peering while the other one worked) drops what it remembered unless
-        its incident is still open in the CRs (its row may still be queued).
+        The store is the truth when it answers, but the CRs are asked too: an open CR is the
+        only copy of an incident whose row was still queued when the process died (killed while
+        the store was down), and a CR can lag a row that was resolved. A runner that restarts
+        in the same process (a replica paused by peering while the other one worked) drops what
+        it remembered unless its incident is still open in the CRs.
         """
         incident: Incident | None = None
         try:
@@ -210,11 +213,8 @@ class MonitorRunner:
             logger.warning(
                 "%s: store unavailable at start (%s); reloading from the CRs", self.ref, exc
             )
-        if incident is None and (not store_answered or self.incident is not None):
-            try:
-                incident = await self._deps.resources.find_open_incident(self.ref)
-            except Exception as kube_exc:
-                logger.warning("%s: no open incident reloaded: %s", self.ref, kube_exc)
+        if incident is None:
+            incident = await self._open_in_resources(snapshot, store_answered=store_answered)
         if incident is None:
             self.incident = None
             self.detector = None
@@ -233,6 +233,52 @@ class MonitorRunner:
         )
         logger.info("%s: continuing open incident %s", self.ref, incident.incident_id)
         self._tell(IncidentChange.RESUMED, incident)
+
+    async def _open_in_resources(
+        self, snapshot: SpecSnapshot, *, store_answered: bool
+    ) -> Incident | None:
+        """The open incident of the CRs, reconciled with a store that has none open."""
+        try:
+            found = await self._deps.resources.find_open_incident(self.ref)
+        except Exception as exc:
+            logger.warning("%s: no open incident reloaded from the CRs: %s", self.ref, exc)
+            return None
+        if found is None or not store_answered:
+            return found
+        try:
+            async with asyncio.timeout(self._deps.reload_timeout):
+                stored = await self._deps.store.get_incident(found.incident_id)
+        except Exception as exc:  # the store went away meanwhile: the CR is what we have
+            logger.warning("%s: store unavailable at start (%s)", self.ref, exc)
+            return found
+        if stored is None:
+            logger.warning(
+                "%s: open incident %s is only in its DowntimeIncident (its row was lost);"
+                " writing the row again",
+                self.ref,
+                found.incident_id,
+            )
+            snapshot_copy = dataclasses.replace(found)
+            self._deps.store_writes.submit(
+                f"re-create incident {found.incident_id} from its CR",
+                lambda: self._create_in_store(snapshot_copy),
+                on_permanent=self._duplicate_suppressed,
+            )
+            with contextlib.suppress(InvalidSpecError):
+                self._plan_log_capture(parse_monitor_spec(snapshot.spec), found)
+            return found
+        if stored.status is IncidentStatus.RESOLVED:
+            logger.info(
+                "%s: incident %s was resolved in the store; updating its DowntimeIncident",
+                self.ref,
+                stored.incident_id,
+            )
+            self._deps.kube_writes.submit(
+                f"update incident {stored.incident_id}",
+                lambda: self._deps.resources.upsert_incident(stored),
+            )
+            return None
+        return stored
 
     def _tell(self, change: IncidentChange, incident: Incident) -> None:
         if self._deps.incident_observer is not None:
