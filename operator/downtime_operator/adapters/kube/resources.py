@@ -29,7 +29,7 @@ from downtime_operator.adapters.kube.bodies import (
 )
 from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
 from downtime_operator.domain.log_capture import CaptureResult
-from downtime_operator.domain.models import Incident, MonitorRef
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,29 @@ class KubeResources:
             # from the outage start, so this is the same incident and only its status moves on.
             if exc.status != HTTP_CONFLICT:
                 raise
+        patch: dict[str, Any] = {"status": incident_status(incident)}
+        if incident.is_open:
+            # A write queued before someone resolved the incident (the admin API, another
+            # replica) must not move the CR back to ongoing: resolved is final. Read, then
+            # patch on that resourceVersion, so a resolve in between makes this one a conflict
+            # (409, retried by the queue, which then reads "resolved" and stops here).
+            current = await self._call(
+                self._custom.get_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                INCIDENTS,
+                incident.k8s_name,
+            )
+            if (current.get("status") or {}).get("status") == IncidentStatus.RESOLVED.value:
+                logger.info(
+                    "DowntimeIncident %s/%s is resolved; not moving it back to %s",
+                    namespace,
+                    incident.k8s_name,
+                    incident.status,
+                )
+                return
+            patch["metadata"] = {"resourceVersion": current["metadata"]["resourceVersion"]}
         await self._call(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -103,7 +126,7 @@ class KubeResources:
             namespace,
             INCIDENTS,
             incident.k8s_name,
-            {"status": incident_status(incident)},
+            patch,
         )
 
     async def delete_incident(self, incident: Incident) -> None:

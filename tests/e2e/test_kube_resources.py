@@ -1,0 +1,61 @@
+"""The Kubernetes adapter alone against the real API server: what no fake can show."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
+from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from tests.e2e.controlplane import ControlPlane
+
+
+def ongoing(namespace: str) -> Incident:
+    started = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    return Incident(
+        incident_id=uuid.uuid4(),
+        monitor=MonitorRef(namespace=namespace, name="api"),
+        k8s_name="api-20260310-120000",
+        health_endpoint="http://api/health",
+        environment="production",
+        started_at=started,
+        detected_at=started + timedelta(seconds=20),
+        severity=Severity.HIGH,
+        error_message="HTTP 503",
+        http_status_code=503,
+    )
+
+
+async def test_a_stale_write_never_moves_a_resolved_incident_back(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """A runner's escalation queued before an admin resolve arrives after it: the CR stays
+    resolved (the race the admin API and a running monitor can have)."""
+    resources = KubeResources(load_api_client(str(control_plane.kubeconfig)))
+    incident = ongoing(namespace)
+    await resources.upsert_incident(incident)
+    resolved = dataclasses.replace(
+        incident,
+        status=IncidentStatus.RESOLVED,
+        ended_at=incident.started_at + timedelta(minutes=5),
+        duration_seconds=300.0,
+    )
+    await resources.upsert_incident(resolved)
+    escalated = dataclasses.replace(incident, severity=Severity.CRITICAL)
+    await resources.upsert_incident(escalated)  # the stale write
+
+    body = control_plane.kubectl_json(
+        "get", "downtimeincidents", incident.k8s_name, "-n", namespace
+    )
+    assert body["status"]["status"] == "resolved"
+    assert body["status"]["endedAt"].startswith("2026-03-10T12:05:00")
+
+    # Open incidents still move on: escalation of a second, open one is written.
+    second = dataclasses.replace(
+        ongoing(namespace), k8s_name="api-20260310-130000", incident_id=uuid.uuid4()
+    )
+    await resources.upsert_incident(second)
+    await resources.upsert_incident(dataclasses.replace(second, severity=Severity.CRITICAL))
+    body = control_plane.kubectl_json("get", "downtimeincidents", second.k8s_name, "-n", namespace)
+    assert (body["status"]["status"], body["status"]["severity"]) == ("ongoing", "critical")
