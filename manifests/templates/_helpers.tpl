@@ -53,6 +53,7 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
                       patch (kopf's finalizer, so a daemon stops before its monitor is deleted)
   .../status          patch (state, lastCheck, uptime, conditions)
   downtimeincidents   list/watch (kopf: a manual resolve; reload when Postgres is down),
+                      get (an open incident's write first checks it was not resolved meanwhile),
                       create, patch (kopf's bookkeeping annotations), delete (retention)
   .../status          patch (the incident's mutable facts)
   events              create (IncidentOpened/Resolved/Escalated, InvalidSpec, kopf's errors)
@@ -66,7 +67,7 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
   verbs: [patch]
 - apiGroups: [monitoring.gatewayz.ai]
   resources: [downtimeincidents]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.gatewayz.ai]
   resources: [downtimeincidents/status]
   verbs: [patch]

@@ -39,7 +39,7 @@ EVERYTHING_ON: dict[str, Any] = {
 EXPECTED_RULES = {
     (OUR_GROUP, "healthmonitors"): {"get", "list", "watch", "patch"},
     (OUR_GROUP, "healthmonitors/status"): {"patch"},
-    (OUR_GROUP, "downtimeincidents"): {"list", "watch", "create", "patch", "delete"},
+    (OUR_GROUP, "downtimeincidents"): {"get", "list", "watch", "create", "patch", "delete"},
     (OUR_GROUP, "downtimeincidents/status"): {"patch"},
     ("", "events"): {"create"},
 }

@@ -103,7 +103,7 @@ class KubeResources:
             # patch on that resourceVersion, so a resolve in between makes this one a conflict
             # (409, retried by the queue, which then reads "resolved" and stops here).
             current = await self._call(
-                self._custom.get_namespaced_custom_object_status,
+                self._custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
                 namespace,
