@@ -57,6 +57,7 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
                       create, patch (kopf's bookkeeping annotations), delete (retention)
   .../status          patch (the incident's mutable facts)
   events              create (IncidentOpened/Resolved/Escalated, InvalidSpec, kopf's errors)
+  secrets             get (values of headersFrom request headers; never list or watch)
 */}}
 {{- define "downtime-operator.resourceRules" -}}
 - apiGroups: [monitoring.gatewayz.ai]
@@ -74,6 +75,9 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 {{- end }}
 
 {{/* kopf reads its peering object and patches its own keep-alive into it. */}}

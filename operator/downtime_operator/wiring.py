@@ -15,6 +15,7 @@ import kopf
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
+from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient, loki_client_for
 from downtime_operator.adapters.metrics import OperatorMetrics
@@ -44,7 +45,8 @@ async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) 
     store = await PostgresIncidentStore.connect(settings.database_url, min_size=0)
     prober = HttpProber(clock=clock)
     await prober.start()
-    resources = KubeResources(load_api_client(settings.kubeconfig))
+    api_client = load_api_client(settings.kubeconfig)
+    resources = KubeResources(api_client)
     store_writes = OrderedRetryQueue(
         name="postgres", permanent=(OpenIncidentExistsError, ValueError)
     )
@@ -67,6 +69,7 @@ async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) 
         incident_observer=metrics.incident_changed,
         captures=captures,
         loki_configured=loki is not None,
+        secrets=KubeSecrets(api_client),
     )
     log_capture = LogCaptureService(
         LogCaptureDeps(

@@ -186,7 +186,8 @@ async def test_main_scenario_as_the_charts_service_account(
     assert refused == [], refused
     assert "Forbidden" not in op.log_tail(100_000)
 
-    # Denied: reading Secrets anywhere, touching monitors outside the watched namespaces.
+    # Denied: listing Secrets (it may only get one by name), touching monitors outside the
+    # watched namespaces.
     denied = control_plane.kubectl(
         "auth", "can-i", "list", "secrets", "--all-namespaces", kubeconfig=kubeconfig, check=False
     )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
+from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.services.ports import SecretUnavailableError
 from tests.e2e.controlplane import ControlPlane
 
 
@@ -59,3 +64,39 @@ async def test_a_stale_write_never_moves_a_resolved_incident_back(
     await resources.upsert_incident(dataclasses.replace(second, severity=Severity.CRITICAL))
     body = control_plane.kubectl_json("get", "downtimeincidents", second.k8s_name, "-n", namespace)
     assert (body["status"]["status"], body["status"]["severity"]) == ("ongoing", "critical")
+
+
+def secret(name: str, **string_data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": string_data,
+    }
+
+
+async def test_secret_values_for_headers_from(control_plane: ControlPlane, namespace: str) -> None:
+    clock = [0.0]
+    secrets = KubeSecrets(
+        load_api_client(str(control_plane.kubeconfig)), ttl=60, monotonic=lambda: clock[0]
+    )
+    control_plane.apply(
+        secret("api-token", token="Bearer one\n", multi="a\nb"), namespace=namespace
+    )
+
+    async def value(name: str, key: str) -> str:
+        return await secrets.secret_value(namespace=namespace, name=name, key=key)
+
+    assert await value("api-token", "token") == "Bearer one"  # echo's newline dropped
+    for name, key, message in (
+        ("api-token", "missing", f"Secret {namespace}/api-token has no key 'missing'"),
+        ("nope", "token", f"Secret {namespace}/nope not found"),
+        ("api-token", "multi", "holds a line break"),
+    ):
+        with pytest.raises(SecretUnavailableError, match=message):
+            await value(name, key)
+
+    control_plane.apply(secret("api-token", token="Bearer two"), namespace=namespace)
+    assert await value("api-token", "token") == "Bearer one"  # cached for the ttl
+    clock[0] = 61
+    assert await value("api-token", "token") == "Bearer two"  # a rotation is picked up

@@ -226,3 +226,39 @@ async def test_a_manual_resolve_lets_a_later_failure_open_a_new_incident(
 async def _two(env: Env) -> list[asyncpg.Record]:
     rows = await env.rows()
     return rows if len(rows) == 2 else []
+
+
+async def test_headers_from_a_secret_are_sent_and_a_missing_one_invents_no_outage(
+    env: Env, target: TargetServer
+) -> None:
+    env.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api-token"},
+            "stringData": {"token": "Bearer s3cret"},
+        }
+    )
+    from_secret = [{"name": "Authorization", "secretKeyRef": {"name": "api-token", "key": "token"}}]
+    env.apply(monitor("authed", target.url, headersFrom=from_secret))
+    # Would be refused (connection refused) if it were checked: no Secret, so it must not be.
+    missing = [{"name": "Authorization", "secretKeyRef": {"name": "absent", "key": "token"}}]
+    env.apply(monitor("unauthed", "http://127.0.0.1:9/health", headersFrom=missing))
+
+    await eventually(
+        lambda: env.monitor_status("authed").get("state") == "Up", within=30, what="Up"
+    )
+    last = target.last_request
+    assert last is not None and last.headers.get("Authorization") == "Bearer s3cret"
+
+    def reported() -> dict[str, Any] | None:
+        status = env.monitor_status("unauthed")
+        conditions = status.get("conditions") or []
+        return conditions[0] if conditions else None
+
+    condition = await eventually(reported, within=30, what="the SecretUnavailable condition")
+    assert (condition["status"], condition["reason"]) == ("False", "SecretUnavailable")
+    assert f"Secret {env.namespace}/absent not found" in condition["message"]
+    await asyncio.sleep(5)  # several intervals: still no check, so no incident
+    assert env.incidents() == [] and await env.rows() == []
+    assert env.monitor_status("unauthed")["state"] == "Unknown"

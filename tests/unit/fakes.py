@@ -66,10 +66,12 @@ class ScriptedProber:
         self.down = down
         self.error = error
         self.checks: list[datetime] = []
+        self.headers: list[tuple[tuple[str, str], ...]] = []
 
     async def check(self, spec: MonitorSpec) -> CheckResult:
         now = self.clock.now()
         self.checks.append(now)
+        self.headers.append(spec.headers)
         if self.down(now):
             return CheckResult(at=now, ok=False, status_code=503, latency_ms=3.0, error=self.error)
         return CheckResult(at=now, ok=True, status_code=200, latency_ms=3.0)

@@ -42,6 +42,7 @@ EXPECTED_RULES = {
     (OUR_GROUP, "downtimeincidents"): {"get", "list", "watch", "create", "patch", "delete"},
     (OUR_GROUP, "downtimeincidents/status"): {"patch"},
     ("", "events"): {"create"},
+    ("", "secrets"): {"get"},
 }
 
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from downtime_operator.domain.durations import format_duration, parse_duration
-from downtime_operator.domain.models import Escalation, Severity
+from downtime_operator.domain.models import Escalation, SecretHeader, Severity
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
@@ -80,3 +80,23 @@ def test_spec_errors_name_the_field(raw: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidSpecError) as caught:
         parse_monitor_spec(raw)
     assert field in str(caught.value)
+
+
+def test_headers_from_become_secret_headers_and_bad_ones_name_their_path() -> None:
+    spec = parse_monitor_spec(
+        {
+            "url": "http://api/health",
+            "headersFrom": [{"name": "Authorization", "secretKeyRef": {"name": "tok", "key": "t"}}],
+        }
+    )
+    assert spec.headers_from == (SecretHeader(name="Authorization", secret="tok", key="t"),)
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_monitor_spec(
+            {
+                "url": "http://api/health",
+                "headersFrom": [{"name": "Bad Header", "secretKeyRef": {"name": "tok"}}],
+            }
+        )
+    message = str(caught.value)
+    assert "spec.headersFrom[0].name" in message
+    assert "spec.headersFrom[0].secretKeyRef.key" in message

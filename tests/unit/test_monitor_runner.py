@@ -6,7 +6,7 @@ from typing import Any
 
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
-from downtime_operator.services.ports import OpenIncidentExistsError
+from downtime_operator.services.ports import OpenIncidentExistsError, SecretUnavailableError
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.unit.fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
 
@@ -264,3 +264,65 @@ async def test_an_acknowledged_incident_stays_investigating_when_it_escalates() 
     cr = world.resources.incidents[incident.k8s_name]
     assert cr.severity is Severity.CRITICAL
     assert cr.status is IncidentStatus.INVESTIGATING
+
+
+class FakeSecrets:
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str, str], str] = {}
+
+    async def secret_value(self, *, namespace: str, name: str, key: str) -> str:
+        try:
+            return self.values[(namespace, name, key)]
+        except KeyError:
+            raise SecretUnavailableError(f"Secret {namespace}/{name} not found") from None
+
+
+HEADER_SPEC = {
+    **SPEC,
+    "headers": {"X-Team": "sre"},
+    "headersFrom": [{"name": "Authorization", "secretKeyRef": {"name": "api-token", "key": "t"}}],
+}
+
+
+async def test_headers_from_secrets_are_sent_with_each_check() -> None:
+    world = World(lambda now: False, spec=HEADER_SPEC)
+    secrets = FakeSecrets()
+    secrets.values[("default", "api-token", "t")] = "Bearer s3cret"
+    world.deps.secrets = secrets
+    await world.run(seconds=120)
+    assert world.prober.headers[-1] == (("X-Team", "sre"), ("Authorization", "Bearer s3cret"))
+
+
+async def test_a_missing_secret_is_reported_and_no_check_is_made() -> None:
+    """Probing without the header would get a 401 and invent an outage: report, do not check."""
+    world = World(lambda now: False, spec=HEADER_SPEC)
+    secrets = FakeSecrets()
+    world.deps.secrets = secrets
+    world.deps.invalid_spec_retry = 10
+    runner = await world.run(seconds=25)
+    assert world.prober.checks == [] and world.store.rows == {}
+    assert world.resources.events == [
+        (
+            "SecretUnavailable",
+            "spec.headersFrom[0].secretKeyRef: Secret default/api-token not found",
+        )
+    ]
+    condition = world.resources.status_patches[-1]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "SpecValid",
+        "False",
+        "SecretUnavailable",
+    )
+    assert world.resources.status_patches[-1]["state"] == "Unknown"
+
+    secrets.values[("default", "api-token", "t")] = "Bearer s3cret"  # the Secret is created
+    await world.run(seconds=30, runner=runner)
+    assert world.prober.checks and world.store.rows == {}
+    assert world.resources.status_patches[-1]["state"] == "Up"
+
+
+async def test_headers_from_outside_kubernetes_is_reported() -> None:
+    world = World(lambda now: False, spec=HEADER_SPEC)
+    await world.run(seconds=20)
+    assert world.prober.checks == []
+    assert "Secrets cannot be read outside Kubernetes" in world.resources.events[0][1]

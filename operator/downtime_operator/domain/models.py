@@ -83,10 +83,21 @@ class LogCaptureSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecretHeader:
+    """A request header whose value is a key of a Secret in the monitor's namespace."""
+
+    name: str
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class MonitorSpec:
     url: str
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
+    headers_from: tuple[SecretHeader, ...] = ()
+    """Resolved into ``headers`` by the runner before each check (``resolved_headers``)."""
     body: str | None = None
     interval: timedelta = timedelta(seconds=60)
     timeout: timedelta = timedelta(seconds=10)

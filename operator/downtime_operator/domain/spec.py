@@ -28,6 +28,7 @@ from downtime_operator.domain.models import (
     LogCaptureSpec,
     LogStorage,
     MonitorSpec,
+    SecretHeader,
     Severity,
 )
 
@@ -37,9 +38,22 @@ StatusPattern = Annotated[str, StringConstraints(pattern=r"^([1-5]xx|[1-5][0-9]{
 class InvalidSpecError(ValueError):
     """The spec cannot be used; ``errors`` lists ``(field path, message)`` pairs."""
 
+    reason = "InvalidSpec"
+    """The Event reason and condition reason it is reported with."""
+
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"spec.{path}: {message}" for path, message in errors))
+
+
+class UnresolvedHeadersError(InvalidSpecError):
+    """A ``headersFrom`` Secret or key cannot be read: the check cannot be made as specified.
+
+    Probing without the header would answer 401 and open an incident the service never had, so
+    the monitor reports this instead, as it reports an invalid spec, until the Secret is there.
+    """
+
+    reason = "SecretUnavailable"
 
 
 def _duration(value: str) -> timedelta:
@@ -70,10 +84,21 @@ class _LogCapture(_Model):
     storage: LogStorage = LogStorage.AUTO
 
 
+class _SecretKeyRef(_Model):
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class _HeaderFrom(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    secret_key_ref: _SecretKeyRef = Field(alias="secretKeyRef")
+
+
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
+    headers_from: list[_HeaderFrom] = Field(default_factory=list, alias="headersFrom")
     body: str | None = None
     interval: str = "60s"
     timeout: str = "10s"
@@ -131,6 +156,10 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         url=spec.url,
         method=spec.method,
         headers=tuple(sorted(spec.headers.items())),
+        headers_from=tuple(
+            SecretHeader(name=h.name, secret=h.secret_key_ref.name, key=h.secret_key_ref.key)
+            for h in spec.headers_from
+        ),
         body=spec.body,
         interval=parse_duration(spec.interval),
         timeout=parse_duration(spec.timeout),
@@ -158,6 +187,8 @@ _ALIASES = {
     "body_contains": "bodyContains",
     "max_latency": "maxLatency",
     "max_lines": "maxLines",
+    "headers_from": "headersFrom",
+    "secret_key_ref": "secretKeyRef",
 }
 
 

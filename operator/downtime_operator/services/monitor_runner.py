@@ -31,7 +31,11 @@ from downtime_operator.domain.models import (
 )
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
-from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.domain.spec import (
+    InvalidSpecError,
+    UnresolvedHeadersError,
+    parse_monitor_spec,
+)
 from downtime_operator.domain.status import (
     UPTIME_WINDOWS,
     Condition,
@@ -46,6 +50,8 @@ from downtime_operator.services.ports import (
     LogCaptureStore,
     OpenIncidentExistsError,
     Prober,
+    SecretUnavailableError,
+    SecretValues,
     StopSignal,
 )
 from downtime_operator.services.retry_queue import OrderedRetryQueue
@@ -95,6 +101,8 @@ class RunnerDeps:
     captures: LogCaptureStore | None = None
     """Where log captures are planned; None: this store keeps none (incidents get no logs)."""
     loki_configured: bool = False
+    secrets: SecretValues | None = None
+    """Where ``headersFrom`` values are read; None outside Kubernetes (no Secrets there)."""
 
 
 class MonitorRunner:
@@ -116,7 +124,7 @@ class MonitorRunner:
         while not stop.is_set():
             snapshot = read_spec()
             try:
-                spec = self._parsed(snapshot.spec)
+                spec = await self._with_secret_headers(self._parsed(snapshot.spec))
             except InvalidSpecError as exc:
                 await self._report_invalid(exc, snapshot.generation)
                 await stop.sleep(self._deps.invalid_spec_retry)
@@ -143,6 +151,29 @@ class MonitorRunner:
         if self._spec_cache is None or self._spec_cache[0] != raw:
             self._spec_cache = (dict(raw), parse_monitor_spec(raw))
         return self._spec_cache[1]
+
+    async def _with_secret_headers(self, spec: MonitorSpec) -> MonitorSpec:
+        """The spec with its ``headersFrom`` values read (the adapter caches them briefly)."""
+        if not spec.headers_from:
+            return spec
+        problems: list[tuple[str, str]] = []
+        values: list[tuple[str, str]] = []
+        for index, header in enumerate(spec.headers_from):
+            where = f"headersFrom[{index}].secretKeyRef"
+            if self._deps.secrets is None:
+                problems.append((where, "Secrets cannot be read outside Kubernetes"))
+                continue
+            try:
+                value = await self._deps.secrets.secret_value(
+                    namespace=self.ref.namespace, name=header.secret, key=header.key
+                )
+            except SecretUnavailableError as exc:
+                problems.append((where, str(exc)))
+                continue
+            values.append((header.name, value))
+        if problems:
+            raise UnresolvedHeadersError(problems)
+        return dataclasses.replace(spec, headers=spec.headers + tuple(values))
 
     def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
         """Feed one check result; queue whatever it implies."""
@@ -436,14 +467,14 @@ class MonitorRunner:
         if self._reported_invalid != text:
             self._reported_invalid = text
             logger.error("%s: invalid spec: %s", self.ref, text)
-            await self._post_event_now(reason="InvalidSpec", message=text, warning=True)
+            await self._post_event_now(reason=exc.reason, message=text, warning=True)
         facts = StatusFacts(
             state=MonitorState.UNKNOWN,
             consecutive_failures=0,
             current_incident=self.incident.k8s_name if self.incident else None,
             observed_generation=generation,
             conditions=(
-                Condition(type="SpecValid", status="False", reason="InvalidSpec", message=text),
+                Condition(type="SpecValid", status="False", reason=exc.reason, message=text),
             ),
         )
         await self._write_status(facts, last_check=None)

@@ -260,3 +260,15 @@ class IncidentLogStatus(Protocol):
     async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
         """Show the result; an incident resource that no longer exists is no error."""
         ...
+
+
+class SecretUnavailableError(Exception):
+    """A Secret or one of its keys cannot be read; the message says which and why."""
+
+
+class SecretValues(Protocol):
+    """Values of Secret keys, for ``headersFrom`` request headers."""
+
+    async def secret_value(self, *, namespace: str, name: str, key: str) -> str:
+        """The key's value as text; raises SecretUnavailableError naming what is missing."""
+        ...
