@@ -22,6 +22,7 @@ from downtime_operator.services.ports import (
     IncidentResources,
     LogCaptureStore,
     LogSource,
+    WriteRefusedError,
 )
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.settings import ApiSettings
@@ -58,7 +59,7 @@ async def serve_admin_api(
     """
     if not api.keys:
         logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
-    kube_writes = OrderedRetryQueue(name="resources (admin API)")
+    kube_writes = OrderedRetryQueue(name="resources (admin API)", permanent=(WriteRefusedError,))
     admin = IncidentAdmin(
         transitions=queries, resources=resources, clock=clock, kube_writes=kube_writes
     )

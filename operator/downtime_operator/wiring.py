@@ -31,7 +31,7 @@ from downtime_operator.handlers import register
 from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.monitor_runner import RunnerDeps
-from downtime_operator.services.ports import OpenIncidentExistsError
+from downtime_operator.services.ports import OpenIncidentExistsError, WriteRefusedError
 from downtime_operator.services.retention import RetentionService
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.stop import EventStopSignal
@@ -63,7 +63,7 @@ async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) 
         resources=resources,
         clock=clock,
         store_writes=store_writes,
-        kube_writes=OrderedRetryQueue(name="kubernetes"),
+        kube_writes=OrderedRetryQueue(name="kubernetes", permanent=(WriteRefusedError,)),
         status_sync_period=settings.status_sync_period,
         observer=metrics.check_observed,
         incident_observer=metrics.incident_changed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,8 @@ import pytest
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.services.ports import SecretUnavailableError
+from downtime_operator.services.ports import SecretUnavailableError, WriteRefusedError
+from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.e2e.controlplane import ControlPlane
 
 
@@ -100,3 +102,34 @@ async def test_secret_values_for_headers_from(control_plane: ControlPlane, names
     assert await value("api-token", "token") == "Bearer one"  # cached for the ttl
     clock[0] = 61
     assert await value("api-token", "token") == "Bearer two"  # a rotation is picked up
+
+
+async def test_a_refused_write_is_dropped_and_does_not_hold_up_the_next(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """A body the API server refuses (422, here a schema maxLength) is reported and dropped by
+    the ordered queue; the writes queued behind it still go through."""
+    resources = KubeResources(load_api_client(str(control_plane.kubeconfig)))
+    refused = dataclasses.replace(
+        ongoing(namespace), health_endpoint="http://api/" + "x" * 3000, k8s_name="api-bad"
+    )
+    with pytest.raises(WriteRefusedError, match=r"HTTP 422 .*healthEndpoint"):
+        await resources.upsert_incident(refused)
+
+    queue = OrderedRetryQueue(name="kubernetes", permanent=(WriteRefusedError,))
+    dropped: list[str] = []
+
+    async def note(description: str, exc: BaseException) -> None:
+        dropped.append(description)
+
+    good = ongoing(namespace)
+    queue.submit("bad", lambda: resources.upsert_incident(refused), on_permanent=note)
+    queue.submit("good", lambda: resources.upsert_incident(good))
+    worker = asyncio.create_task(queue.run())
+    try:
+        assert await queue.drained(20)
+    finally:
+        worker.cancel()
+    assert dropped == ["bad"]
+    body = control_plane.kubectl_json("get", "downtimeincidents", good.k8s_name, "-n", namespace)
+    assert body["spec"]["incidentId"] == str(good.incident_id)

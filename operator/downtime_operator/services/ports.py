@@ -36,6 +36,11 @@ class Prober(Protocol):
     async def check(self, spec: MonitorSpec) -> CheckResult: ...
 
 
+class WriteRefusedError(Exception):
+    """The dependency refused the write for good (bad request, schema violation): retrying the
+    same write cannot succeed, and in an ordered queue it would hold up every write after it."""
+
+
 class OpenIncidentExistsError(Exception):
     """The store already holds an open incident for this monitor (the partial unique index)."""
 

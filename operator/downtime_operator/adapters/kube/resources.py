@@ -8,6 +8,7 @@ changes, events), so threads cost nothing that matters and keep the client's aut
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -30,11 +31,23 @@ from downtime_operator.adapters.kube.bodies import (
 from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
 from downtime_operator.domain.log_capture import CaptureResult
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef
+from downtime_operator.services.ports import WriteRefusedError
 
 logger = logging.getLogger(__name__)
 
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
+REFUSED_FOR_GOOD = frozenset({400, 422})
+"""Bad request and invalid (schema, CEL): the same body will be refused again. Not 403: RBAC
+is fixed by people, and then the queued writes should go through."""
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's Status message (it names the field), or the reason phrase."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(exc.reason)
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -57,7 +70,15 @@ class KubeResources:
 
     async def _call(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
         # The client's return types are loose; callers read the JSON bodies they asked for.
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status in REFUSED_FOR_GOOD:
+                raise WriteRefusedError(
+                    f"API server refused {getattr(fn, '__name__', 'the call')}:"
+                    f" HTTP {exc.status} {_message(exc)}"
+                ) from exc
+            raise
 
     async def _monitor_uid(self, monitor: MonitorRef) -> str | None:
         if monitor not in self._uids:
