@@ -1,0 +1,61 @@
+"""The SQLite file's schema versions: an existing file is upgraded in place, nothing is lost."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.contract.stores import make_incident
+
+from downtime_operator.adapters.sqlite import SqliteIncidentStore, SqliteLogCaptures
+from downtime_operator.adapters.sqlite.schema import MIGRATIONS
+from downtime_operator.domain.log_capture import CapturePlan
+
+
+def version_one_file(path: Path) -> None:
+    """A file as the first release wrote it, holding one open incident."""
+    with sqlite3.connect(path) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO downtime_incidents (incident_id, started_at, detected_at,"
+            " health_endpoint, severity, created_at, updated_at, monitor_namespace, monitor_name)"
+            " VALUES ('6f1c1e0e-0000-4000-8000-000000000001',"
+            " '2026-03-10T12:00:00.000000+00:00', '2026-03-10T12:00:20.000000+00:00',"
+            " 'http://api/health', 'high', '2026-03-10T12:00:20.000000+00:00',"
+            " '2026-03-10T12:00:20.000000+00:00', 'standalone', 'api')"
+        )
+
+
+async def test_a_version_one_file_is_upgraded_and_keeps_its_incident(tmp_path: Path) -> None:
+    path = tmp_path / "downtime.db"
+    version_one_file(path)
+    store = await SqliteIncidentStore.open(path)
+    try:
+        [kept] = await store.get_ongoing_incidents()
+        assert str(kept.incident_id) == "6f1c1e0e-0000-4000-8000-000000000001"
+        captures = SqliteLogCaptures(store.database)
+        await captures.schedule_log_capture(
+            kept.incident_id,
+            plan=CapturePlan(enabled=True, query='{app="api"}'),
+            due_at=datetime(2026, 3, 10, 12, 0, 20, tzinfo=UTC),
+        )
+        stored = await captures.get_log_capture(kept.incident_id)
+        assert stored is not None and stored.plan.query == '{app="api"}'
+        await store.create_incident(make_incident("web"))
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("SELECT count(*) FROM downtime_audit_log").fetchone()[0] == 0
+
+
+async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "downtime.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="newer than this program"):
+        await SqliteIncidentStore.open(path)
