@@ -5,12 +5,13 @@ two commands cannot drift apart in what the API does (auth, limits, audit, log r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-from downtime_operator.api import RateLimit, create_app
+from downtime_operator.api import KeyRing, RateLimit, create_app
 from downtime_operator.api.server import serving
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
 from downtime_operator.services.incident_admin import IncidentAdmin
@@ -25,7 +26,7 @@ from downtime_operator.services.ports import (
     WriteRefusedError,
 )
 from downtime_operator.services.retry_queue import OrderedRetryQueue
-from downtime_operator.settings import ApiSettings
+from downtime_operator.settings import ApiSettings, SettingsError, current_api_keys
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +74,45 @@ async def serve_admin_api(
             source=source,
         )
     )
+    keys = {name: key.get_secret_value() for name, key in api.keys.items()}
+    ring = KeyRing(keys)
     app = create_app(
         queries=queries,
         admin=admin,
         audit=audit,
         logs=logs,
-        keys={name: key.get_secret_value() for name, key in api.keys.items()},
+        keys=ring,
         clock=clock,
         key_limit=RateLimit(rate=api.key_rate, burst=api.key_burst),
         address_limit=RateLimit(rate=api.address_rate, burst=api.address_burst),
         allowed_networks=api.allowed_cidrs,
         metrics_text=metrics_text,
     )
-    async with serving(app, host=api.host, port=api.port) as port:
+    async with contextlib.AsyncExitStack() as stack:
+        if api.keys_file is not None:
+            reloading = asyncio.create_task(_reload_keys(api, ring, keys), name="api-keys")
+            stack.callback(reloading.cancel)
+        port = await stack.enter_async_context(serving(app, host=api.host, port=api.port))
         logger.info("admin API listening on %s:%d", api.host, port)
         yield port
+
+
+async def _reload_keys(api: ApiSettings, ring: KeyRing, loaded: dict[str, str]) -> None:
+    """Read ADMIN_API_KEYS_FILE again every ``keys_reload_seconds``: the kubelet updates a
+    mounted Secret in place, so a rotation (add the new key, move clients, remove the old one)
+    needs no restart. A file that became invalid leaves the keys in use as they are."""
+    reported: str | None = None
+    while True:
+        await asyncio.sleep(api.keys_reload_seconds)
+        try:
+            keys = await asyncio.to_thread(current_api_keys, api)
+        except SettingsError as exc:
+            if str(exc) != reported:  # once per problem, not every period
+                reported = str(exc)
+                logger.error("admin API keys not reloaded, still using %s: %s", ring.names, exc)
+            continue
+        reported = None
+        if keys != loaded:
+            ring.replace(keys)
+            loaded = keys
+            logger.info("admin API keys reloaded: %s", ", ".join(ring.names) or "none")

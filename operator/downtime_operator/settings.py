@@ -142,6 +142,11 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     keys: dict[str, SecretStr] = Field(default_factory=dict)
+    inline_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """The keys of ADMIN_API_KEYS alone; ``keys`` adds those of ``keys_file``."""
+    keys_file: Path | None = None
+    """ADMIN_API_KEYS_FILE, read again while serving so a rotated Secret takes effect."""
+    keys_reload_seconds: float = Field(default=30.0, gt=0)
     enabled: bool | None = None
     """None: served (inside ``run``) exactly when keys are configured."""
     host: str = "0.0.0.0"
@@ -166,6 +171,7 @@ _API_ENV = {
     "key_burst": "API_RATE_BURST_PER_KEY",
     "address_rate": "API_RATE_LIMIT_PER_ADDRESS",
     "address_burst": "API_RATE_BURST_PER_ADDRESS",
+    "keys_reload_seconds": "ADMIN_API_KEYS_RELOAD_SECONDS",
 }
 
 
@@ -210,24 +216,42 @@ def _keys_from_path(path: Path, *, into: dict[str, str]) -> None:
         _keys_from_text(path.read_text(encoding="utf-8"), separator="\n", into=into)
 
 
-def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
-    """``ADMIN_API_KEYS`` (``name=key,name=key``) and/or ``ADMIN_API_KEYS_FILE``, plus API_*."""
-    keys: dict[str, str] = {}
-    try:
-        _keys_from_text(env.get("ADMIN_API_KEYS", ""), separator=",", into=keys)
-    except ValueError as exc:
-        raise SettingsError(f"ADMIN_API_KEYS: {exc}") from exc
-    if env.get("ADMIN_API_KEYS_FILE"):
+def _keys_with_file(inline: Mapping[str, str], keys_file: Path | None) -> dict[str, str]:
+    keys = dict(inline)
+    if keys_file is not None:
         try:
-            _keys_from_path(Path(env["ADMIN_API_KEYS_FILE"]), into=keys)
+            _keys_from_path(keys_file, into=keys)
         except (OSError, ValueError) as exc:
             raise SettingsError(f"ADMIN_API_KEYS_FILE: {exc}") from exc
+    return keys
+
+
+def current_api_keys(api: ApiSettings) -> dict[str, str]:
+    """The keys as they are now: ADMIN_API_KEYS plus ADMIN_API_KEYS_FILE read again.
+
+    Raises SettingsError (naming the variable, never a key) when the file is now invalid.
+    """
+    inline = {name: key.get_secret_value() for name, key in api.inline_keys.items()}
+    return _keys_with_file(inline, api.keys_file)
+
+
+def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
+    """``ADMIN_API_KEYS`` (``name=key,name=key``) and/or ``ADMIN_API_KEYS_FILE``, plus API_*."""
+    inline: dict[str, str] = {}
+    try:
+        _keys_from_text(env.get("ADMIN_API_KEYS", ""), separator=",", into=inline)
+    except ValueError as exc:
+        raise SettingsError(f"ADMIN_API_KEYS: {exc}") from exc
+    keys_file = Path(env["ADMIN_API_KEYS_FILE"]) if env.get("ADMIN_API_KEYS_FILE") else None
+    keys = _keys_with_file(inline, keys_file)
     raw: dict[str, object] = {f: env[v] for f, v in _API_ENV.items() if env.get(v)}
     if "allowed_cidrs" in raw:
         raw["allowed_cidrs"] = tuple(
             c.strip() for c in str(raw["allowed_cidrs"]).split(",") if c.strip()
         )
     raw["keys"] = keys
+    raw["inline_keys"] = inline
+    raw["keys_file"] = keys_file
     try:
         return ApiSettings.model_validate(raw)
     except ValidationError as exc:

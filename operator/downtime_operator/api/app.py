@@ -40,7 +40,7 @@ def create_app(
     admin: IncidentAdmin,
     audit: AuditLog,
     logs: IncidentLogs | None,
-    keys: Mapping[str, str],
+    keys: Mapping[str, str] | KeyRing,
     clock: Clock,
     key_limit: RateLimit = DEFAULT_KEY_LIMIT,
     address_limit: RateLimit = DEFAULT_ADDRESS_LIMIT,
@@ -51,7 +51,8 @@ def create_app(
 ) -> web.Application:
     """The admin API over the given ports.
 
-    ``keys`` maps key names to keys. ``logs`` may be None in a process without log capture; its
+    ``keys`` maps key names to keys, or is a ``KeyRing`` the caller may update while serving.
+    ``logs`` may be None in a process without log capture; its
     routes then answer 503. ``/metrics`` serves ``metrics_text()`` if given, else the text
     exposition of ``registry`` (an empty one by default). ``admin``'s queued Kubernetes writes
     start and are flushed with the application.
@@ -69,7 +70,7 @@ def create_app(
         logs=logs,
         audit=audit,
         clock=clock,
-        keys=KeyRing(keys),
+        keys=keys if isinstance(keys, KeyRing) else KeyRing(keys),
         key_buckets=TokenBuckets(limit=key_limit, clock=monotonic),
         address_buckets=TokenBuckets(limit=address_limit, clock=monotonic),
         allowed_networks=tuple(allowed_networks),

@@ -22,7 +22,15 @@ def _digest(secret: str) -> bytes:
 class KeyRing:
     def __init__(self, keys: Mapping[str, str]) -> None:
         """``keys`` maps a key's name (what the audit log records) to the key itself."""
+        self.replace(keys)
+
+    def replace(self, keys: Mapping[str, str]) -> None:
+        """Serve with these keys from now on (a rotated Secret), in one assignment."""
         self._entries = tuple((name, _digest(key)) for name, key in keys.items())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self._entries)
 
     def __bool__(self) -> bool:
         return bool(self._entries)
