@@ -86,6 +86,7 @@ async def serve_admin_api(
         key_limit=RateLimit(rate=api.key_rate, burst=api.key_burst),
         address_limit=RateLimit(rate=api.address_rate, burst=api.address_burst),
         allowed_networks=api.allowed_cidrs,
+        trusted_proxies=api.trusted_proxies,
         metrics_text=metrics_text,
     )
     async with contextlib.AsyncExitStack() as stack:

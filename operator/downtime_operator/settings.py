@@ -152,6 +152,7 @@ class ApiSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     allowed_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     key_rate: float = Field(default=10.0, gt=0)
     key_burst: int = Field(default=20, ge=1)
     address_rate: float = Field(default=20.0, gt=0)
@@ -167,6 +168,7 @@ _API_ENV = {
     "host": "API_HOST",
     "port": "API_PORT",
     "allowed_cidrs": "API_ALLOWED_CIDRS",
+    "trusted_proxies": "API_TRUSTED_PROXIES",
     "key_rate": "API_RATE_LIMIT_PER_KEY",
     "key_burst": "API_RATE_BURST_PER_KEY",
     "address_rate": "API_RATE_LIMIT_PER_ADDRESS",
@@ -245,10 +247,9 @@ def load_api_settings(env: Mapping[str, str]) -> ApiSettings:
     keys_file = Path(env["ADMIN_API_KEYS_FILE"]) if env.get("ADMIN_API_KEYS_FILE") else None
     keys = _keys_with_file(inline, keys_file)
     raw: dict[str, object] = {f: env[v] for f, v in _API_ENV.items() if env.get(v)}
-    if "allowed_cidrs" in raw:
-        raw["allowed_cidrs"] = tuple(
-            c.strip() for c in str(raw["allowed_cidrs"]).split(",") if c.strip()
-        )
+    for cidrs in ("allowed_cidrs", "trusted_proxies"):
+        if cidrs in raw:
+            raw[cidrs] = tuple(c.strip() for c in str(raw[cidrs]).split(",") if c.strip())
     raw["keys"] = keys
     raw["inline_keys"] = inline
     raw["keys_file"] = keys_file

@@ -185,6 +185,49 @@ async def test_the_address_allowlist(migrated_dsn: str, networks: list[str], exp
             assert response.status == 200
 
 
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_the_client(
+    migrated_dsn: str,
+) -> None:
+    """Behind an ingress (API_TRUSTED_PROXIES) the allowlist, the per-address limit and the
+    audit trail see the client; a client that is not behind it cannot claim an address."""
+    clients = [ip_network("203.0.113.0/24")]
+    loopback = [ip_network("127.0.0.1/32")]
+
+    def via(client: str) -> dict[str, str]:
+        return {**bearer(KEYS["ops"]), "X-Forwarded-For": f"198.51.100.9, {client}"}
+
+    async with (
+        serve_api(
+            migrated_dsn,
+            allowed_networks=clients,
+            trusted_proxies=loopback,
+            address_limit=RateLimit(rate=0.001, burst=2),
+        ) as api,
+        aiohttp.ClientSession() as session,
+    ):
+        statuses = []
+        for client in ("203.0.113.7", "203.0.113.7", "203.0.113.7", "203.0.113.8", "10.9.9.9"):
+            async with session.get(api.url(INCIDENTS), headers=via(client)) as response:
+                statuses.append(response.status)
+        # Two for .7, then its own limit; .8 has its own bucket; 10.9.9.9 is not allowed.
+        assert statuses == [200, 200, 429, 200, 403]
+        async with session.post(
+            api.url(f"{INCIDENTS}/{uuid.uuid4()}/resolve"), headers=via("203.0.113.9")
+        ) as response:
+            assert response.status == 404
+        remote = await api.pool.fetchval(
+            "SELECT remote_addr FROM downtime_audit_log ORDER BY audit_id DESC LIMIT 1"
+        )
+        assert remote == "203.0.113.9"
+
+    async with (
+        serve_api(migrated_dsn, allowed_networks=clients) as untrusting,
+        aiohttp.ClientSession() as session,
+        session.get(untrusting.url(INCIDENTS), headers=via("203.0.113.7")) as response,
+    ):
+        assert response.status == 403  # the header alone proves nothing
+
+
 # -- Audit -------------------------------------------------------------------------------------
 
 

@@ -126,6 +126,7 @@ async def serve_api(
     key_limit: RateLimit = GENEROUS,
     address_limit: RateLimit = GENEROUS,
     allowed_networks: Sequence[IPv4Network | IPv6Network] = (),
+    trusted_proxies: Sequence[IPv4Network | IPv6Network] = (),
     monotonic: Callable[[], float] | None = None,
     metrics_text: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[ApiUnderTest]:
@@ -154,6 +155,7 @@ async def serve_api(
             key_limit=key_limit,
             address_limit=address_limit,
             allowed_networks=allowed_networks,
+            trusted_proxies=trusted_proxies,
             metrics_text=metrics_text,
             **options,
         )

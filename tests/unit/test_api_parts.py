@@ -8,6 +8,7 @@ import statistics
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from downtime_operator.adapters.postgres.queries import SPAN_LEVELS, day_spans
 from downtime_operator.api.auth import KeyRing
 from downtime_operator.api.coalesce import SingleFlight
+from downtime_operator.api.guard import client_address
 from downtime_operator.api.ratelimit import RateLimit, TokenBuckets, retry_after_header
 from downtime_operator.api.schemas import ListQuery, decode_cursor, encode_cursor
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
@@ -350,3 +352,31 @@ async def test_a_failed_computation_fails_every_waiter() -> None:
         *(flight.run("k", compute) for _ in range(3)), return_exceptions=True
     )
     assert all(isinstance(r, TimeoutError) for r in results)
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "trusted", "client"),
+    [
+        ("127.0.0.1", "203.0.113.7", [], "127.0.0.1"),  # no trusted proxy: the peer
+        ("192.0.2.1", "203.0.113.7", ["127.0.0.1/32"], "192.0.2.1"),  # peer not trusted
+        ("127.0.0.1", None, ["127.0.0.1/32"], "127.0.0.1"),
+        ("127.0.0.1", "203.0.113.7", ["127.0.0.1/32"], "203.0.113.7"),
+        ("127.0.0.1", "6.6.6.6, 203.0.113.7", ["127.0.0.1/32"], "203.0.113.7"),  # spoofed left
+        ("127.0.0.1", "203.0.113.7, 10.0.0.5", ["127.0.0.1/32", "10.0.0.0/8"], "203.0.113.7"),
+        ("127.0.0.1", "10.0.0.6, 10.0.0.5", ["127.0.0.1/32", "10.0.0.0/8"], "10.0.0.6"),
+        ("127.0.0.1", "203.0.113.7, junk", ["127.0.0.1/32"], "127.0.0.1"),  # malformed hop
+        ("::1", "2001:db8::7", ["::1/128"], "2001:db8::7"),
+    ],
+)
+def test_client_address_behind_trusted_proxies(
+    remote: str, forwarded: str | None, trusted: list[str], client: str
+) -> None:
+    networks = tuple(ip_network(n) for n in trusted)
+    assert client_address(remote, forwarded, networks) == client
+
+
+def test_trusted_proxies_are_read_from_the_environment() -> None:
+    settings = load_api_settings({"API_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1/32"})
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
+    with pytest.raises(SettingsError, match=r"^API_TRUSTED_PROXIES: "):
+        load_api_settings({"API_TRUSTED_PROXIES": "not-a-network"})

@@ -45,6 +45,7 @@ def create_app(
     key_limit: RateLimit = DEFAULT_KEY_LIMIT,
     address_limit: RateLimit = DEFAULT_ADDRESS_LIMIT,
     allowed_networks: Sequence[IPv4Network | IPv6Network] = (),
+    trusted_proxies: Sequence[IPv4Network | IPv6Network] = (),
     registry: CollectorRegistry | None = None,
     metrics_text: Callable[[], bytes] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -74,6 +75,7 @@ def create_app(
         key_buckets=TokenBuckets(limit=key_limit, clock=monotonic),
         address_buckets=TokenBuckets(limit=address_limit, clock=monotonic),
         allowed_networks=tuple(allowed_networks),
+        trusted_proxies=tuple(trusted_proxies),
         metrics_text=metrics_text,
         statistics=SingleFlight(),
     )

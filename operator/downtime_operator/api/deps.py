@@ -28,6 +28,8 @@ class ApiDeps:
     key_buckets: TokenBuckets
     address_buckets: TokenBuckets
     allowed_networks: tuple[IPv4Network | IPv6Network, ...]
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+    """Peers whose X-Forwarded-For names the client (the ingress); empty: the peer is it."""
     metrics_text: Callable[[], bytes]
     statistics: SingleFlight[PeriodStatistics]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from ipaddress import ip_address
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from uuid import UUID
 
 from aiohttp import web
@@ -46,14 +46,40 @@ def _guarded(path: str) -> bool:
     return (path == PREFIX or path.startswith(f"{PREFIX}/")) and path != OPENAPI_PATH
 
 
-def _address_allowed(deps: ApiDeps, remote: str | None) -> bool:
-    if not deps.allowed_networks:
-        return True
+def client_address(
+    remote: str | None,
+    forwarded_for: str | None,
+    trusted: tuple[IPv4Network | IPv6Network, ...],
+) -> str | None:
+    """The client's address: the peer's, or behind trusted proxies the nearest untrusted hop.
+
+    Only a peer inside ``trusted`` (API_TRUSTED_PROXIES: the ingress) may speak for the client,
+    and only its own hops are skipped, from the right, so a client cannot pick its address by
+    sending its own X-Forwarded-For. A malformed hop stops the walk at the peer's address.
+    """
+    if not trusted or not _within(remote, trusted) or not forwarded_for:
+        return remote
+    hops = [hop.strip() for hop in forwarded_for.split(",")]
+    for hop in reversed(hops):
+        try:
+            ip_address(hop)
+        except ValueError:
+            return remote
+        if not _within(hop, trusted):
+            return hop
+    return hops[0]
+
+
+def _within(address: str | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
     try:
-        address = ip_address(remote or "")
+        parsed = ip_address(address or "")
     except ValueError:
         return False
-    return any(address in network for network in deps.allowed_networks)
+    return any(parsed in network for network in networks)
+
+
+def _address_allowed(deps: ApiDeps, remote: str | None) -> bool:
+    return not deps.allowed_networks or _within(remote, deps.allowed_networks)
 
 
 def _outcome(status: int) -> str:
@@ -70,7 +96,9 @@ def _rate_limited(wait: float, who: str) -> ApiError:
     )
 
 
-def _audit_entry(request: web.Request, deps: ApiDeps, key_name: str | None) -> AuditEntry:
+def _audit_entry(
+    request: web.Request, deps: ApiDeps, key_name: str | None, remote: str | None
+) -> AuditEntry:
     raw_id = request.match_info.get("incident_id", "")
     return AuditEntry(
         key_name=key_name,
@@ -79,7 +107,7 @@ def _audit_entry(request: web.Request, deps: ApiDeps, key_name: str | None) -> A
         parameters={
             name[:100]: value[:_AUDITED_VALUE_CHARS] for name, value in request.query.items()
         },
-        remote_addr=request.remote,
+        remote_addr=remote,
         at=deps.clock.now(),
     )
 
@@ -89,16 +117,19 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     if not _guarded(request.path):
         return await handler(request)
     deps = request.app[DEPS]
-    if not _address_allowed(deps, request.remote):
+    remote = client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), deps.trusted_proxies
+    )
+    if not _address_allowed(deps, remote):
         return error_response(ApiError(403, "client address not allowed"))
-    wait = deps.address_buckets.take(request.remote or "")
+    wait = deps.address_buckets.take(remote or "")
     if wait is not None:
         return error_response(_rate_limited(wait, "client address"))
     key_name = deps.keys.identify(request.headers.get("Authorization"))
     audit_id: int | None = None
     if request.method == "POST":
         # Raises when the audit log cannot be written: the call is then refused (503).
-        audit_id = await deps.audit.record_attempt(_audit_entry(request, deps, key_name))
+        audit_id = await deps.audit.record_attempt(_audit_entry(request, deps, key_name, remote))
     response = await _authorized(request, handler, deps, key_name)
     if audit_id is not None:
         try:
