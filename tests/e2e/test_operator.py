@@ -262,3 +262,33 @@ async def test_headers_from_a_secret_are_sent_and_a_missing_one_invents_no_outag
     await asyncio.sleep(5)  # several intervals: still no check, so no incident
     assert env.incidents() == [] and await env.rows() == []
     assert env.monitor_status("unauthed")["state"] == "Unknown"
+
+
+async def test_a_namespace_being_deleted_does_not_hold_up_the_others(
+    env: Env, target: TargetServer, control_plane: ControlPlane, make_namespace: Callable[[], str]
+) -> None:
+    """A namespace that is terminating refuses new objects (403) for as long as it takes; the
+    operator's Kubernetes writes are one ordered queue, and must not all wait behind it."""
+    doomed = make_namespace()
+    env.op.stop()
+    env.op.env["WATCH_NAMESPACES"] = f"{env.namespace},{doomed}"
+    env.op.start()
+    with TargetServer() as second:
+        env.apply(monitor("doomed", second.url), namespace=doomed)
+        await eventually(
+            lambda: env.monitor_status("doomed", doomed).get("state") == "Up",
+            within=30,
+            what="doomed Up",
+        )
+        # No controller-manager here: the namespace stays Terminating, objects inside remain.
+        control_plane.kubectl("delete", "namespace", doomed, "--wait=false")
+        second.set_mode("failing")  # its new incident's CR and Event are refused
+        await eventually(
+            lambda: "being terminated" in env.op.log_tail(2000), within=30, what="the refusal"
+        )
+        env.apply(monitor("alive", target.url))
+        target.set_mode("failing")
+        [incident] = await eventually(
+            env.opened_incidents, within=30, what="the CR in the live namespace"
+        )
+        assert incident["spec"]["monitorRef"]["name"] == "alive"

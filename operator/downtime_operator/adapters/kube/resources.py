@@ -35,19 +35,41 @@ from downtime_operator.services.ports import WriteRefusedError
 
 logger = logging.getLogger(__name__)
 
+HTTP_FORBIDDEN = 403
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
 REFUSED_FOR_GOOD = frozenset({400, 422})
-"""Bad request and invalid (schema, CEL): the same body will be refused again. Not 403: RBAC
-is fixed by people, and then the queued writes should go through."""
+"""Bad request and invalid (schema, CEL): the same body will be refused again. Not 403 in
+general: RBAC is fixed by people, and then the queued writes should go through."""
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "")
+    except (ValueError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _message(exc: ApiException) -> str:
     """The API server's Status message (it names the field), or the reason phrase."""
-    try:
-        return str(json.loads(exc.body or "")["message"])
-    except (ValueError, KeyError, TypeError):
-        return str(exc.reason)
+    return str(_status_body(exc).get("message") or exc.reason)
+
+
+def refused_for_good(exc: ApiException) -> bool:
+    """Whether the same request can only be refused again, so retrying it must stop."""
+    return exc.status in REFUSED_FOR_GOOD or _namespace_closed(exc)
+
+
+def _namespace_closed(exc: ApiException) -> bool:
+    """Nothing can be created in a namespace that is being deleted (403, for as long as its
+    finalizers take) or is gone (404 on the namespace): retrying would hold up every write
+    queued behind this one, for every other namespace too."""
+    if exc.status == HTTP_FORBIDDEN:
+        return "because it is being terminated" in _message(exc)
+    if exc.status == HTTP_NOT_FOUND:
+        return (_status_body(exc).get("details") or {}).get("kind") == "namespaces"
+    return False
 
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -73,7 +95,7 @@ class KubeResources:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as exc:
-            if exc.status in REFUSED_FOR_GOOD:
+            if refused_for_good(exc):
                 raise WriteRefusedError(
                     f"API server refused {getattr(fn, '__name__', 'the call')}:"
                     f" HTTP {exc.status} {_message(exc)}"
