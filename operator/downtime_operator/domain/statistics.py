@@ -48,6 +48,35 @@ class PeriodStatistics:
     longest_incident_seconds: float
     monitors: list[MonitorDowntime] = field(default_factory=list)
 
+    @classmethod
+    def from_micros(
+        cls,
+        *,
+        since: datetime,
+        until: datetime,
+        incidents: int,
+        micros: int,
+        by_severity: dict[str, int],
+        by_status: dict[str, int],
+        resolved: int,
+        resolved_micros: int,
+        longest_micros: int,
+        monitors: list[MonitorDowntime],
+    ) -> PeriodStatistics:
+        """From whole-microsecond totals, as both stores count them."""
+        return cls(
+            since=since,
+            until=until,
+            total_incidents=incidents,
+            total_downtime_seconds=micros / MICROS,
+            by_severity=by_severity,
+            by_status=by_status,
+            resolved_in_period=resolved,
+            mttr_seconds=resolved_micros / MICROS / resolved if resolved else None,
+            longest_incident_seconds=longest_micros / MICROS,
+            monitors=monitors,
+        )
+
 
 class IncidentSpan(NamedTuple):
     """What statistics need of one incident; ``name`` is None for rows without a monitor."""
@@ -102,16 +131,16 @@ def period_statistics(
             resolved_micros += _micros(incident.started_at, incident.ended_at)
         if incident.name is not None:
             spans.setdefault((incident.namespace, incident.name), []).append((start, end))
-    return PeriodStatistics(
+    return PeriodStatistics.from_micros(
         since=since,
         until=until,
-        total_incidents=total,
-        total_downtime_seconds=micros / MICROS,
+        incidents=total,
+        micros=micros,
         by_severity=by_severity,
         by_status=by_status,
-        resolved_in_period=resolved,
-        mttr_seconds=resolved_micros / MICROS / resolved if resolved else None,
-        longest_incident_seconds=longest / MICROS,
+        resolved=resolved,
+        resolved_micros=resolved_micros,
+        longest_micros=longest,
         monitors=[
             MonitorDowntime(namespace, name, len(found), _union_micros(found) / MICROS)
             for (namespace, name), found in sorted(spans.items())

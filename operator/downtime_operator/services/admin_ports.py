@@ -39,6 +39,17 @@ class IncidentFilter:
     monitor: str | None = None
     namespace: str | None = None
 
+    def equalities(self) -> dict[str, str]:
+        """The filters that are set, by the column they compare (the same in both stores)."""
+        values = {
+            "status": None if self.status is None else self.status.value,
+            "severity": None if self.severity is None else self.severity.value,
+            "environment": self.environment,
+            "monitor_name": self.monitor,
+            "monitor_namespace": self.namespace,
+        }
+        return {column: value for column, value in values.items() if value is not None}
+
 
 @dataclass(frozen=True, kw_only=True)
 class PageCursor:
@@ -56,6 +67,18 @@ class PageCursor:
 class IncidentPage:
     incidents: list[dict[str, Any]]
     next_cursor: PageCursor | None
+
+    @classmethod
+    def of(cls, found: list[dict[str, Any]], *, limit: int) -> IncidentPage:
+        """A page from up to ``limit + 1`` rows: the extra row only says another page exists."""
+        page = found[:limit]
+        if len(found) <= limit or not page:
+            return cls(incidents=page, next_cursor=None)
+        last = page[-1]
+        return cls(
+            incidents=page,
+            next_cursor=PageCursor(started_at=last["started_at"], incident_id=last["incident_id"]),
+        )
 
 
 class IncidentQueries(Protocol):

@@ -25,7 +25,7 @@ from downtime_operator.domain.log_capture import (
     PendingCapture,
     StoredCapture,
 )
-from downtime_operator.domain.models import LogCaptureState, LogStorage
+from downtime_operator.domain.models import Incident, LogCaptureState, LogStorage
 
 _PLANNED = "logs_capture_status IN ('pending', 'captured', 'failed')"
 
@@ -147,6 +147,20 @@ def plan_from_row(row: Mapping[str, Any]) -> CapturePlan:
     )
 
 
+def stored_capture(row: Mapping[str, Any], incident: Incident) -> StoredCapture:
+    """The capture columns of a row (JSON as text, due time decoded) as a ``StoredCapture``."""
+    state = row["logs_capture_status"]
+    return StoredCapture(
+        incident=incident,
+        plan=plan_from_row(row),
+        state=LogCaptureState(state) if state else None,
+        due_at=row["logs_capture_due_at"],
+        records=_json(row["logs_captured"]),
+        file_path=row["logs_file_path"],
+        analysis=_json(row["log_analysis"]),
+    )
+
+
 class PostgresLogCaptures:
     """Implements ``LogCaptureStore``; shares the incident store's pool."""
 
@@ -219,18 +233,7 @@ class PostgresLogCaptures:
 
     async def get_log_capture(self, incident_id: UUID) -> StoredCapture | None:
         row = await self._pool.fetchrow(_GET_SQL, incident_id)
-        if row is None:
-            return None
-        state = row["logs_capture_status"]
-        return StoredCapture(
-            incident=rows.incident_from_row(row),
-            plan=plan_from_row(row),
-            state=LogCaptureState(state) if state else None,
-            due_at=row["logs_capture_due_at"],
-            records=_json(row["logs_captured"]),
-            file_path=row["logs_file_path"],
-            analysis=_json(row["log_analysis"]),
-        )
+        return None if row is None else stored_capture(row, rows.incident_from_row(row))
 
 
 def _json(text: str | None) -> Any:

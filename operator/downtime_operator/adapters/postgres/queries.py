@@ -221,15 +221,8 @@ def list_query(
         params.append(value)
         return f"${len(params)}"
 
-    for column, value in (
-        ("status", None if filters.status is None else filters.status.value),
-        ("severity", None if filters.severity is None else filters.severity.value),
-        ("environment", filters.environment),
-        ("monitor_name", filters.monitor),
-        ("monitor_namespace", filters.namespace),
-    ):
-        if value is not None:
-            conditions.append(f"{column} = {bind(value)}")
+    for column, value in filters.equalities().items():
+        conditions.append(f"{column} = {bind(value)}")
     if after is not None:
         conditions.append(
             f"(started_at, incident_id) < ({bind(after.started_at)}, {bind(after.incident_id)})"
@@ -303,14 +296,7 @@ class PostgresIncidentQueries:
         sql, params = list_query(filters=filters, limit=limit, after=after)
         with store_errors():
             found = [dict(r) for r in await self._pool.fetch(sql, *params)]
-        page, more = found[:limit], len(found) > limit
-        last = page[-1] if page else None
-        cursor = (
-            PageCursor(started_at=last["started_at"], incident_id=last["incident_id"])
-            if more and last is not None
-            else None
-        )
-        return IncidentPage(incidents=page, next_cursor=cursor)
+        return IncidentPage.of(found, limit=limit)
 
     async def ongoing_incidents(self) -> list[dict[str, Any]]:
         with store_errors():
@@ -354,16 +340,16 @@ class PostgresIncidentQueries:
             longest = max(longest, int(group["longest"]))
             resolved += int(group["resolved"])
             resolved_micros += int(group["resolved_micros"] or 0)
-        return PeriodStatistics(
+        return PeriodStatistics.from_micros(
             since=since,
             until=until,
-            total_incidents=total,
-            total_downtime_seconds=micros / MICROS,
+            incidents=total,
+            micros=micros,
             by_severity=by_severity,
             by_status=by_status,
-            resolved_in_period=resolved,
-            mttr_seconds=resolved_micros / MICROS / resolved if resolved else None,
-            longest_incident_seconds=longest / MICROS,
+            resolved=resolved,
+            resolved_micros=resolved_micros,
+            longest_micros=longest,
             monitors=[
                 MonitorDowntime(
                     m["monitor_namespace"],

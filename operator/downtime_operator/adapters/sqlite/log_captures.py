@@ -9,13 +9,12 @@ LOCKED`` does against other replicas.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from downtime_operator.adapters.postgres.log_captures import plan_from_row
+from downtime_operator.adapters.postgres.log_captures import plan_from_row, stored_capture
 from downtime_operator.adapters.postgres.rows import clean_text, to_json_text
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
@@ -93,10 +92,6 @@ def _plan_row(row: sqlite3.Row) -> dict[str, Any]:
     plan = dict(zip(row.keys(), tuple(row), strict=True))
     plan["logs_capture_due_at"] = columns.parse_timestamp(plan["logs_capture_due_at"])
     return plan
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class SqliteLogCaptures:
@@ -220,16 +215,6 @@ class SqliteLogCaptures:
             ).fetchone()
             if row is None:
                 return None
-            plan = _plan_row(row)
-            state = plan["logs_capture_status"]
-            return StoredCapture(
-                incident=columns.incident_from_row(row),
-                plan=plan_from_row(plan),
-                state=LogCaptureState(state) if state else None,
-                due_at=plan["logs_capture_due_at"],
-                records=_json(plan["logs_captured"]),
-                file_path=plan["logs_file_path"],
-                analysis=_json(plan["log_analysis"]),
-            )
+            return stored_capture(_plan_row(row), columns.incident_from_row(row))
 
         return await self._db.run(get)

@@ -63,16 +63,9 @@ class SqliteIncidentQueries:
         params: dict[str, Any] = {"limit": limit + 1}
         conditions: list[str] = []
         # Only constant column names enter the SQL; the values are parameters.
-        for column, value in (
-            ("status", None if filters.status is None else filters.status.value),
-            ("severity", None if filters.severity is None else filters.severity.value),
-            ("environment", filters.environment),
-            ("monitor_name", filters.monitor),
-            ("monitor_namespace", filters.namespace),
-        ):
-            if value is not None:
-                params[column] = value
-                conditions.append(f"{column} = :{column}")
+        for column, value in filters.equalities().items():
+            params[column] = value
+            conditions.append(f"{column} = :{column}")
         if after is not None:
             # Fixed-width UTC text and lower-case UUID text order as PostgreSQL's values do.
             params["after_started"] = columns.timestamp(after.started_at, "cursor")
@@ -83,13 +76,7 @@ class SqliteIncidentQueries:
         found = await self._run(
             lambda conn: [columns.details_from_row(r) for r in conn.execute(sql, params)]
         )
-        page, more = found[:limit], len(found) > limit
-        cursor = (
-            PageCursor(started_at=page[-1]["started_at"], incident_id=page[-1]["incident_id"])
-            if more
-            else None
-        )
-        return IncidentPage(incidents=page, next_cursor=cursor)
+        return IncidentPage.of(found, limit=limit)
 
     async def ongoing_incidents(self) -> list[dict[str, Any]]:
         sql = (
