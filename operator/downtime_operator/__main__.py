@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from downtime_operator.api.server import ListenError
 from downtime_operator.settings import SettingsError, load_api_settings, load_operator_settings
 from downtime_operator.standalone import add_standalone_commands
 from downtime_operator.wiring import migrate, run_api, run_operator
@@ -54,9 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        asyncio.run(run_api(settings, api))
-        return 0
-    asyncio.run(run_operator(settings, api))
+    try:
+        if args.command == "api":
+            assert api is not None
+            asyncio.run(run_api(settings, api))
+        else:
+            asyncio.run(run_operator(settings, api))
+    except ListenError as exc:
+        print(f"downtime-operator: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -93,9 +93,7 @@ async def serve_admin_api(
         if api.keys_file is not None:
             reloading = asyncio.create_task(_reload_keys(api, ring, keys), name="api-keys")
             stack.callback(reloading.cancel)
-        port = await stack.enter_async_context(serving(app, host=api.host, port=api.port))
-        logger.info("admin API listening on %s:%d", api.host, port)
-        yield port
+        yield await stack.enter_async_context(serving(app, host=api.host, port=api.port))
 
 
 async def _reload_keys(api: ApiSettings, ring: KeyRing, loaded: dict[str, str]) -> None:

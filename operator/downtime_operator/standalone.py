@@ -41,6 +41,7 @@ from downtime_operator.adapters.sqlite import (
     SqliteLogCaptures,
 )
 from downtime_operator.admin_server import AdminQueries, serve_admin_api
+from downtime_operator.api.server import ListenError
 from downtime_operator.domain.models import CheckResult, Incident, IncidentStatus, MonitorRef
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
 from downtime_operator.services.admin_ports import AuditLog
@@ -407,6 +408,9 @@ def monitor_command(args: argparse.Namespace, *, env: Mapping[str, str]) -> int:
         return asyncio.run(run_monitor(settings, api=api))
     except SettingsError as exc:
         return _usage_error("monitor", exc)
+    except ListenError as exc:  # not a usage error: the port may be free on the next start
+        print(f"downtime-operator monitor: {exc}", file=sys.stderr)
+        return 1
 
 
 def cleanup_command(args: argparse.Namespace, *, env: Mapping[str, str]) -> int:

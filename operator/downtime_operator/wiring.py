@@ -165,7 +165,7 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
         if settings.metrics_port is not None:
             app = metrics_app(metrics_text=metrics.text, ready=lambda: "engine" in memo)
             await stack.enter_async_context(
-                serving(app, host=settings.metrics_host, port=settings.metrics_port)
+                serving(app, host=settings.metrics_host, port=settings.metrics_port, name="metrics")
             )
         if api is not None and api.serve:
             await stack.enter_async_context(admin_api(settings, api, metrics_text=metrics.text))

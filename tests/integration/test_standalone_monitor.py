@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -487,3 +488,34 @@ async def test_the_admin_api_serves_postgres_too(
         await store.close()
     assert str(incident.incident_id) == ongoing["incident_id"]
     assert incident.status is IncidentStatus.INVESTIGATING and audited == 1
+
+
+def test_an_api_port_in_use_ends_with_one_line_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "downtime_operator",
+                "monitor",
+                "--url",
+                "http://127.0.0.1:9",
+                *FAST,
+                "--api-port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=monitor_env(ADMIN_API_KEYS=f"ops={KEY}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1  # not 2: systemd may retry, the port can be free then
+    assert (
+        f"downtime-operator monitor: admin API: cannot listen on 127.0.0.1:{port}:" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
