@@ -101,6 +101,18 @@ async def test_escalation_raises_severity_in_store_and_resource() -> None:
     assert "IncidentEscalated" in [reason for reason, _ in world.resources.events]
 
 
+async def test_a_long_outage_shows_its_failed_checks_once_per_sync_period() -> None:
+    world = World(outage(0, 10_000))
+    await world.run(seconds=600)
+    [incident] = world.store.rows.values()
+    assert incident.is_open
+    failed = len(world.prober.checks)  # every check of this run failed
+    assert incident.failed_checks >= failed - 6  # written at most one sync period (60 s) ago
+    assert world.resources.incidents[incident.k8s_name].failed_checks == incident.failed_checks
+    updates = [w for w in world.store.writes if w.startswith("update")]
+    assert 8 <= len(updates) <= 10  # ~580 s of outage / 60 s, not one per check (58)
+
+
 async def test_store_outage_delays_writes_in_order_and_checks_go_on() -> None:
     world = World(outage(0, 100))
     world.store.available = False
@@ -114,7 +126,8 @@ async def test_store_outage_delays_writes_in_order_and_checks_go_on() -> None:
     await world.run(seconds=300)
     [incident] = world.store.rows.values()
     assert incident.status is IncidentStatus.RESOLVED
-    assert [w.split()[0] for w in world.store.writes] == ["create", "update", "resolve"]
+    # update: the failed-check count one sync period after detection, then at resolution.
+    assert [w.split()[0] for w in world.store.writes] == ["create", "update", "update", "resolve"]
     assert world.deps.store_writes.failures > 0
     assert len(world.prober.checks) == 14  # every check happened while the store was down
 

@@ -115,6 +115,7 @@ class MonitorRunner:
         self._reported_invalid: str | None = None
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
         self._uptime_missing = False
+        self._failed_checks_written_at: datetime | None = None
 
     async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
         """Check until stopped. A spec change is picked up at the next check."""
@@ -338,6 +339,7 @@ class MonitorRunner:
             failed_checks=opened.failed_checks,
         )
         self.incident = incident
+        self._failed_checks_written_at = opened.detected_at
         self._tell(IncidentChange.OPENED, incident)
         snapshot = dataclasses.replace(incident)
         self._deps.store_writes.submit(
@@ -387,10 +389,18 @@ class MonitorRunner:
             escalation=spec.escalation,
             elapsed=down.last_failure.at - incident.started_at,
         )
+        now = down.last_failure.at
         if severity == incident.severity:
+            # The count goes on rising with each check; written at most once per status sync
+            # period (like lastCheck), so a long outage shows it without a write per check.
+            written = self._failed_checks_written_at
+            if written is None or now - written >= self._deps.status_sync_period:
+                self._failed_checks_written_at = now
+                self._write_failed_checks(incident)
             return
         previous = incident.severity
         incident.severity = severity
+        self._failed_checks_written_at = now
         fields = {"severity": severity.value, "failed_checks": incident.failed_checks}
         incident_id = incident.incident_id
         self._deps.store_writes.submit(
@@ -402,6 +412,20 @@ class MonitorRunner:
             reason="IncidentEscalated",
             message=f"Incident {incident.k8s_name} escalated from {previous} to {severity}",
             warning=True,
+        )
+
+    def _write_failed_checks(self, incident: Incident) -> None:
+        incident_id = incident.incident_id
+        fields = {"failed_checks": incident.failed_checks}
+        self._deps.store_writes.submit(
+            f"failed checks of incident {incident_id}",
+            lambda: self._deps.store.update_incident(incident_id, fields),
+        )
+        snapshot = dataclasses.replace(incident, logs_state=None)
+        resources = self._deps.resources
+        self._deps.kube_writes.submit(
+            f"upsert DowntimeIncident {snapshot.k8s_name}",
+            lambda: resources.upsert_incident(snapshot),
         )
 
     def _resolve(self, *, ended_at: datetime, notes: str | None, reason: str) -> None:
