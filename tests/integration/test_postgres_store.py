@@ -1,54 +1,25 @@
-"""PostgresIncidentStore against a real PostgreSQL (one migrated database per module)."""
+"""PostgresIncidentStore against a real PostgreSQL (one migrated database per module).
+
+What every store must do is in ``tests/contract`` (run on PostgreSQL too); here only what is
+PostgreSQL's own: concurrent retries, NUL bytes, values that look like SQL, and the variants
+of the shared scenarios that read the rows directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
+from tests.contract.stores import T0, ids, make_incident
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.postgres.rows import RESPONSE_BODY_MAX_CHARS
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.ports import IncidentStore, OpenIncidentExistsError
 
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 INJECTION = "'; DROP TABLE downtime_incidents; --"
-
-
-def make_incident(
-    name: str = "api",
-    *,
-    namespace: str = "default",
-    started_at: datetime = T0,
-    ended_at: datetime | None = None,
-    severity: Severity = Severity.HIGH,
-    status: IncidentStatus | None = None,
-    environment: str = "production",
-    **extra: Any,
-) -> Incident:
-    if status is None:
-        status = IncidentStatus.ONGOING if ended_at is None else IncidentStatus.RESOLVED
-    return Incident(
-        incident_id=uuid.uuid4(),
-        monitor=MonitorRef(namespace=namespace, name=name),
-        k8s_name=f"{name}-{started_at:%Y%m%d-%H%M%S}",
-        health_endpoint=f"https://{name}.example/health",
-        environment=environment,
-        started_at=started_at,
-        detected_at=started_at + timedelta(seconds=20),
-        severity=severity,
-        status=status,
-        ended_at=ended_at,
-        **extra,
-    )
-
-
-def ids(incidents: list[Incident]) -> list[uuid.UUID]:
-    return [i.incident_id for i in incidents]
 
 
 def test_satisfies_the_port(store: PostgresIncidentStore) -> None:
@@ -57,28 +28,6 @@ def test_satisfies_the_port(store: PostgresIncidentStore) -> None:
 
 
 # -- create ------------------------------------------------------------------------------------
-
-
-async def test_create_round_trips_every_field(store: PostgresIncidentStore) -> None:
-    incident = make_incident(
-        error_message="HTTP 503",
-        http_status_code=503,
-        response_body="<h1>down</h1>",
-        failed_checks=3,
-        notes="first",
-    )
-    assert await store.create_incident(incident) == incident
-    assert await store.get_incident(incident.incident_id) == incident
-    assert await store.get_incident(uuid.uuid4()) is None
-
-
-async def test_create_is_idempotent_on_incident_id(store: PostgresIncidentStore) -> None:
-    incident = make_incident()
-    await store.create_incident(incident)
-    retry = make_incident(severity=Severity.LOW)
-    retry.incident_id = incident.incident_id
-    assert await store.create_incident(retry) == incident  # the stored one, untouched
-    assert len(await store.get_recent_incidents()) == 1
 
 
 async def test_concurrent_retries_of_one_create_agree(store: PostgresIncidentStore) -> None:
@@ -93,25 +42,6 @@ async def test_second_open_incident_for_a_monitor_is_refused(store: PostgresInci
     with pytest.raises(OpenIncidentExistsError) as caught:
         await store.create_incident(make_incident(started_at=T0 + timedelta(minutes=5)))
     assert caught.value.existing == first
-
-
-async def test_investigating_still_counts_as_open(store: PostgresIncidentStore) -> None:
-    first = await store.create_incident(make_incident())
-    await store.update_incident(first.incident_id, {"status": IncidentStatus.INVESTIGATING})
-    with pytest.raises(OpenIncidentExistsError):
-        await store.create_incident(make_incident())
-
-
-async def test_racing_opens_for_one_monitor_leave_exactly_one(store: PostgresIncidentStore) -> None:
-    attempts = [make_incident(started_at=T0 + timedelta(seconds=i)) for i in range(4)]
-    results = await asyncio.gather(
-        *(store.create_incident(i) for i in attempts), return_exceptions=True
-    )
-    created = [r for r in results if isinstance(r, Incident)]
-    refused = [r for r in results if isinstance(r, OpenIncidentExistsError)]
-    assert len(created) == 1
-    assert len(refused) == 3
-    assert all(r.existing == created[0] for r in refused)
 
 
 async def test_after_resolve_a_new_incident_may_open(store: PostgresIncidentStore) -> None:
@@ -207,17 +137,6 @@ async def test_update_validates_enum_values(store: PostgresIncidentStore) -> Non
             await store.update_incident(incident.incident_id, fields)
 
 
-async def test_update_of_ended_at_recomputes_duration(store: PostgresIncidentStore) -> None:
-    incident = await store.create_incident(make_incident())
-    await store.update_incident(
-        incident.incident_id,
-        {"status": IncidentStatus.RESOLVED, "ended_at": T0 + timedelta(seconds=90)},
-    )
-    stored = await store.get_incident(incident.incident_id)
-    assert stored is not None
-    assert stored.duration_seconds == 90.0
-
-
 async def test_update_values_are_data_not_sql(store: PostgresIncidentStore) -> None:
     incident = await store.create_incident(make_incident())
     await store.update_incident(incident.incident_id, {"notes": INJECTION, "error_message": "$1"})
@@ -229,57 +148,7 @@ async def test_update_values_are_data_not_sql(store: PostgresIncidentStore) -> N
 # -- resolve -----------------------------------------------------------------------------------
 
 
-async def test_resolve_sets_duration_and_appends_notes(store: PostgresIncidentStore) -> None:
-    incident = await store.create_incident(make_incident(notes="auto-detected"))
-    ended = T0 + timedelta(minutes=4, seconds=30, microseconds=250_000)
-    resolved = await store.resolve_incident(incident.incident_id, ended_at=ended, notes="fixed")
-    assert resolved is not None
-    assert resolved.status is IncidentStatus.RESOLVED
-    assert resolved.ended_at == ended
-    assert resolved.duration_seconds == 270.25
-    assert resolved.notes == "auto-detected\nfixed"
-    assert await store.get_incident(incident.incident_id) == resolved
-    assert await store.get_open_incident(incident.monitor) is None
-
-
-async def test_resolving_twice_changes_nothing(store: PostgresIncidentStore) -> None:
-    incident = await store.create_incident(make_incident())
-    first = await store.resolve_incident(incident.incident_id, ended_at=T0 + timedelta(minutes=1))
-    again = await store.resolve_incident(
-        incident.incident_id, ended_at=T0 + timedelta(hours=1), notes="late"
-    )
-    assert again == first
-    assert first is not None
-    assert first.notes is None
-
-
-async def test_resolve_clamps_an_end_before_the_start(store: PostgresIncidentStore) -> None:
-    incident = await store.create_incident(make_incident())
-    resolved = await store.resolve_incident(
-        incident.incident_id, ended_at=T0 - timedelta(seconds=5), notes=""
-    )
-    assert resolved is not None
-    assert (resolved.ended_at, resolved.duration_seconds, resolved.notes) == (T0, 0.0, None)
-
-
-async def test_resolve_unknown_incident_returns_none(store: PostgresIncidentStore) -> None:
-    assert await store.resolve_incident(uuid.uuid4(), ended_at=T0) is None
-
-
 # -- queries -----------------------------------------------------------------------------------
-
-
-async def test_ongoing_includes_investigating_not_resolved(store: PostgresIncidentStore) -> None:
-    ongoing = await store.create_incident(make_incident("a"))
-    investigating = await store.create_incident(
-        make_incident("b", started_at=T0 + timedelta(minutes=1))
-    )
-    await store.update_incident(investigating.incident_id, {"status": "investigating"})
-    await store.create_incident(make_incident("c", ended_at=T0 + timedelta(minutes=1)))
-    assert ids(await store.get_ongoing_incidents()) == [
-        investigating.incident_id,
-        ongoing.incident_id,
-    ]
 
 
 async def test_recent_is_newest_first_and_filters(store: PostgresIncidentStore) -> None:
@@ -394,16 +263,6 @@ async def test_statistics_clip_to_the_period(store: PostgresIncidentStore) -> No
     assert one_day["total_downtime_seconds"] == 3600.0
 
 
-async def test_statistics_of_an_empty_period(store: PostgresIncidentStore) -> None:
-    assert await store.get_incident_statistics(7) == {
-        "total_incidents": 0,
-        "total_downtime_seconds": 0.0,
-        "average_duration_seconds": 0.0,
-        "by_severity": {},
-        "by_status": {},
-    }
-
-
 async def test_cleanup_deletes_only_old_resolved_incidents(store: PostgresIncidentStore) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)  # 90 days before: 2026-03-03
     long_ago = datetime(2026, 1, 1, tzinfo=UTC)
@@ -436,17 +295,3 @@ async def test_cleanup_deletes_only_old_resolved_incidents(store: PostgresIncide
     assert ids(deleted) == [old_critical.incident_id]
     remaining = {i.incident_id for i in await store.get_recent_incidents()}
     assert remaining == {old_ongoing.incident_id, recent.incident_id, long_outage.incident_id}
-
-
-async def test_monitor_downtime_is_clipped_to_the_window(store: PostgresIncidentStore) -> None:
-    hour = timedelta(hours=1)
-    await store.create_incident(make_incident(started_at=T0 - 2 * hour, ended_at=T0 - hour))
-    await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
-    await store.create_incident(make_incident(started_at=T0 + 3 * hour))
-    await store.create_incident(make_incident("other", started_at=T0, ended_at=T0 + hour))
-    seconds = await store.monitor_downtime_seconds(
-        MonitorRef(namespace="default", name="api"),
-        since=T0 - 90 * timedelta(minutes=1),
-        until=T0 + 3 * hour + 10 * timedelta(minutes=1),
-    )
-    assert seconds == (30 + 60 + 10) * 60
