@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 _MICROSECOND = timedelta(microseconds=1)
 MICROS = 1_000_000
@@ -156,3 +156,20 @@ def _union_micros(spans: list[tuple[datetime, datetime]]) -> int:
         total += _micros(start if covered is None else max(start, covered), end)
         covered = end if covered is None else max(covered, end)
     return total
+
+
+def seed_statistics(
+    *,
+    incidents: int,
+    downtime_seconds: float,
+    by_severity: dict[str, int],
+    by_status: dict[str, int],
+) -> dict[str, Any]:
+    """The seed's ``get_incident_statistics`` answer, the same from every store."""
+    return {
+        "total_incidents": incidents,
+        "total_downtime_seconds": downtime_seconds,
+        "average_duration_seconds": downtime_seconds / incidents if incidents else 0.0,
+        "by_severity": by_severity,
+        "by_status": by_status,
+    }

@@ -18,6 +18,7 @@ import asyncpg
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.statistics import seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {rows.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -240,13 +241,12 @@ class PostgresIncidentStore:
             seconds += float(r["seconds"])
             by_severity[r["severity"]] = by_severity.get(r["severity"], 0) + count
             by_status[r["status"]] = by_status.get(r["status"], 0) + count
-        return {
-            "total_incidents": total,
-            "total_downtime_seconds": seconds,
-            "average_duration_seconds": seconds / total if total else 0.0,
-            "by_severity": by_severity,
-            "by_status": by_status,
-        }
+        return seed_statistics(
+            incidents=total,
+            downtime_seconds=seconds,
+            by_severity=by_severity,
+            by_status=by_status,
+        )
 
     async def cleanup_old_incidents(
         self, days: int = 90, keep_critical: bool = True, *, now: datetime | None = None

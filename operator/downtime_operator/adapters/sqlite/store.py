@@ -19,6 +19,7 @@ from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.domain.log_capture import DEFAULT_AFTER
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.statistics import seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {columns.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -301,13 +302,12 @@ class SqliteIncidentStore:
             )
             by_severity[incident.severity.value] = by_severity.get(incident.severity.value, 0) + 1
             by_status[incident.status.value] = by_status.get(incident.status.value, 0) + 1
-        return {
-            "total_incidents": len(found),
-            "total_downtime_seconds": seconds,
-            "average_duration_seconds": seconds / len(found) if found else 0.0,
-            "by_severity": by_severity,
-            "by_status": by_status,
-        }
+        return seed_statistics(
+            incidents=len(found),
+            downtime_seconds=seconds,
+            by_severity=by_severity,
+            by_status=by_status,
+        )
 
     async def cleanup_old_incidents(
         self, days: int = 90, keep_critical: bool = True, *, now: datetime | None = None
