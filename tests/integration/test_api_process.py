@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -14,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 from tests.conftest import DatabaseFactory
+from tests.e2e.controlplane import free_port
 from tests.support.api import KEYS
 
 # Parsed, never contacted: GETs need no Kubernetes, and a resolve's CR update would be retried.
@@ -25,13 +25,6 @@ users: [{name: none, user: {token: unused}}]
 contexts: [{name: none, context: {cluster: none, user: none}}]
 current-context: none
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def api_env(dsn: str, tmp_path: Path, **extra: str) -> dict[str, str]:
