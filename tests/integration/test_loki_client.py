@@ -153,6 +153,28 @@ async def test_persistent_500_fails_with_lokis_text_after_the_deadline(loki: Lok
     assert gaps[-1] > gaps[0]  # exponential backoff
 
 
+async def test_a_backoff_sleep_that_overruns_the_deadline_still_names_lokis_answer(
+    loki: LokiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded host wakes late from the backoff; the error must still say what Loki answered."""
+    loki.fail_always = "500:rpc error: code = Unavailable desc = no queriers"
+    real_sleep = asyncio.sleep
+
+    async def late_sleep(delay: float) -> None:
+        await real_sleep(delay + 1.0)
+
+    async with LokiClient(url=loki.url, deadline=1.0, base_delay=0.05, max_delay=0.2) as client:
+        monkeypatch.setattr(asyncio, "sleep", late_sleep)
+        with pytest.raises(LogSourceError) as caught:
+            await client.fetch(LogQuery(query=QUERY, window=whole(), max_lines=10))
+        monkeypatch.undo()
+    assert str(caught.value) == (
+        "Loki query failed after 1 attempt(s) within the 1s deadline:"
+        " HTTP 500: rpc error: code = Unavailable desc = no queriers"
+    )
+    assert len(loki.requests) == 1
+
+
 async def test_400_fails_at_once_with_the_plain_text_body(
     loki: LokiServer, client: LokiClient
 ) -> None:

@@ -187,27 +187,35 @@ class LokiClient(SessionOwner):
             "direction": "forward",
         }
         attempts = 0
+        last: _Retryable | None = None
         while True:
             remaining = deadline_at - loop.time()
             if remaining < _MIN_ATTEMPT_SECONDS:
-                raise LogSourceError(
-                    f"Loki query did not finish within the {self._deadline:g}s deadline"
-                )
+                # A sleep can overrun on a busy host; Loki's own answer still names the cause.
+                raise self._out_of_time(attempts, last)
             try:
                 return await self._request(params, min(self._request_timeout, remaining))
             except _Retryable as exc:
                 attempts += 1
+                last = exc
                 delay = min(self._max_delay, self._base_delay * 2 ** (attempts - 1))
                 delay *= self._rng.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
                 if loop.time() + delay + _MIN_ATTEMPT_SECONDS > deadline_at:
-                    raise LogSourceError(
-                        f"Loki query failed after {attempts} attempt(s) within the"
-                        f" {self._deadline:g}s deadline: {exc}"
-                    ) from exc
+                    raise self._out_of_time(attempts, last) from exc
                 logger.info("Loki: %s; retry %d in %.2fs", exc, attempts, delay)
                 await asyncio.sleep(delay)
+
+    def _out_of_time(self, attempts: int, last: _Retryable | None) -> LogSourceError:
+        if last is None:
+            return LogSourceError(
+                f"Loki query did not finish within the {self._deadline:g}s deadline"
+            )
+        return LogSourceError(
+            f"Loki query failed after {attempts} attempt(s) within the"
+            f" {self._deadline:g}s deadline: {last}"
+        )
 
     async def _request(self, params: dict[str, str], seconds: float) -> list[_Value]:
         if self._session is None:
