@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,130 @@ def service_account_kubeconfig(
     return cp.write_kubeconfig(path, token.strip(), user=name), token.strip()
 
 
+@dataclass(frozen=True)
+class InstalledRbac:
+    """The chart's RBAC objects applied, and what the operator needs to run under them."""
+
+    control_plane: ControlPlane
+    objects: list[dict[str, Any]]
+    service_account: str
+    kubeconfig: Path
+    token: str
+    watched: list[str]
+    env: dict[str, str]
+    log_path: Path
+
+    def operator(self, *, database_url: str) -> OperatorProcess:
+        return OperatorProcess(
+            self.control_plane,
+            database_url=database_url,
+            namespaces=self.watched,
+            log_path=self.log_path,
+            kubeconfig=self.kubeconfig,
+            extra_env={"PEERING_NAME": self.env["PEERING_NAME"]},
+        )
+
+
+def install_rbac(
+    cp: ControlPlane, helm: Helm, *, release: str, home: str, watched: list[str], tmp_path: Path
+) -> InstalledRbac:
+    """Apply the chart's RBAC for ``watched`` (empty: cluster-wide) and log in as its account."""
+    values: dict[str, Any] = {"watchNamespaces": watched} if watched else {}
+    objects = rendered(
+        helm, release=release, namespace=home, values=values, kinds=RBAC_KINDS + PEERING_KINDS
+    )
+    cp.apply("\n---\n".join(yaml.safe_dump(o) for o in objects))
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    sa = account["metadata"]["name"]
+    kubeconfig, token = service_account_kubeconfig(
+        cp, name=sa, namespace=home, path=tmp_path / "sa.kubeconfig"
+    )
+    env = deployment_env(helm, release=release, namespace=home, values=values)
+    assert env.get("WATCH_NAMESPACES", "") == ",".join(watched)
+    return InstalledRbac(
+        control_plane=cp,
+        objects=objects,
+        service_account=sa,
+        kubeconfig=kubeconfig,
+        token=token,
+        watched=watched,
+        env=env,
+        log_path=tmp_path / "operator.log",
+    )
+
+
+async def test_a_namespace_that_lost_its_rolebinding_does_not_hold_up_the_others(
+    *,
+    control_plane: ControlPlane,
+    helm: Helm,
+    peering_crds: None,
+    release: str,
+    namespace: str,
+    make_namespace: Callable[[], str],
+    make_database: DatabaseFactory,
+    target: TargetServer,
+    tmp_path: Path,
+) -> None:
+    """Namespaced mode, two teams; team-a's RoleBinding is deleted. Its writes are refused (403)
+    until the binding is back, then applied; team-b's incident does not wait for them."""
+    team_a = make_namespace()
+    installed = install_rbac(
+        control_plane,
+        helm,
+        release=release,
+        home=make_namespace(),
+        watched=[team_a, namespace],
+        tmp_path=tmp_path,
+    )
+    op = installed.operator(database_url=await make_database())
+    env = Env(control_plane, namespace, op.env["DATABASE_URL"], op)
+    [binding] = [
+        o
+        for o in installed.objects
+        if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == team_a
+    ]
+    op.start()
+    try:
+        with TargetServer() as team_a_target:
+            env.apply(monitor("api", team_a_target.url), namespace=team_a)
+            env.apply(monitor("api", target.url))
+            for ns in (team_a, namespace):
+                await eventually(
+                    lambda ns=ns: env.monitor_status("api", ns).get("state") == "Up",
+                    within=60,
+                    what=f"Up in {ns}",
+                )
+            name = binding["metadata"]["name"]
+            control_plane.kubectl("delete", "rolebinding", name, "-n", team_a)
+            team_a_target.set_mode("failing")
+
+            async def team_a_row() -> bool:
+                return [r["monitor_namespace"] for r in await env.rows()] == [team_a]
+
+            await eventually(team_a_row, within=30, what="team-a's row")
+            await eventually(
+                lambda: "forbidden" in op.log_tail(2000), within=30, what="team-a's refused write"
+            )
+            target.set_mode("failing")
+            [incident] = await eventually(
+                env.opened_incidents, within=30, what="team-b's CR while team-a's wait"
+            )
+            assert incident["spec"]["monitorRef"]["namespace"] == namespace
+            assert len(await env.rows()) == 2
+
+            control_plane.apply(yaml.safe_dump(binding))
+            [held] = await eventually(
+                lambda: env.opened_incidents(team_a), within=60, what="team-a's CR once allowed"
+            )
+            rows = {str(r["incident_id"]): r for r in await env.rows()}
+            assert held["spec"]["incidentId"] in rows
+            assert rows[held["spec"]["incidentId"]]["monitor_namespace"] == team_a
+            assert op.alive
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
+
+
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 async def test_main_scenario_as_the_charts_service_account(
     *,
@@ -147,27 +272,12 @@ async def test_main_scenario_as_the_charts_service_account(
     mode: str,
 ) -> None:
     home = make_namespace()
-    values: dict[str, Any] = {"watchNamespaces": [namespace]} if mode == "namespaced" else {}
-    objects = rendered(
-        helm, release=release, namespace=home, values=values, kinds=RBAC_KINDS + PEERING_KINDS
-    )
-    control_plane.apply("\n---\n".join(yaml.safe_dump(o) for o in objects))
-    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
-    sa = account["metadata"]["name"]
-    kubeconfig, token = service_account_kubeconfig(
-        control_plane, name=sa, namespace=home, path=tmp_path / "sa.kubeconfig"
-    )
-    env = deployment_env(helm, release=release, namespace=home, values=values)
     watched = [namespace] if mode == "namespaced" else []
-    assert env.get("WATCH_NAMESPACES", "") == ",".join(watched)
-    op = OperatorProcess(
-        control_plane,
-        database_url=await make_database(),
-        namespaces=watched,
-        log_path=tmp_path / "operator.log",
-        kubeconfig=kubeconfig,
-        extra_env={"PEERING_NAME": env["PEERING_NAME"]},
+    installed = install_rbac(
+        control_plane, helm, release=release, home=home, watched=watched, tmp_path=tmp_path
     )
+    sa, kubeconfig, token = installed.service_account, installed.kubeconfig, installed.token
+    op = installed.operator(database_url=await make_database())
     op.start()
     try:
         await outage_is_recorded_and_resolved(

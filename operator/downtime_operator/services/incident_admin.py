@@ -98,11 +98,14 @@ class IncidentAdmin:
             return
         snapshot = dataclasses.replace(incident)
         resources = self._resources
+        lane = snapshot.monitor.namespace
         self._kube_writes.submit(
             f"upsert DowntimeIncident {snapshot.k8s_name}",
             lambda: resources.upsert_incident(snapshot),
+            lane=lane,
         )
         self._kube_writes.submit(
             f"event {reason} on {snapshot.monitor}",
             lambda: resources.post_event(snapshot.monitor, reason=reason, message=message),
+            lane=lane,
         )

@@ -181,6 +181,7 @@ class LogCaptureService:
         self._deps.kube_writes.submit(
             f"log capture state of DowntimeIncident {incident.k8s_name}",
             lambda: status.publish_log_capture(incident, result),
+            lane=incident.monitor.namespace,
         )
 
     async def _remove(self, path: str) -> None:

@@ -308,6 +308,7 @@ class MonitorRunner:
             self._deps.kube_writes.submit(
                 f"update incident {stored.incident_id}",
                 lambda: self._deps.resources.upsert_incident(stored),
+                lane=self.ref.namespace,
             )
             return None
         return stored
@@ -426,6 +427,7 @@ class MonitorRunner:
         self._deps.kube_writes.submit(
             f"upsert DowntimeIncident {snapshot.k8s_name}",
             lambda: resources.upsert_incident(snapshot),
+            lane=self.ref.namespace,
         )
 
     def _resolve(self, *, ended_at: datetime, notes: str | None, reason: str) -> None:
@@ -480,10 +482,12 @@ class MonitorRunner:
         self._deps.kube_writes.submit(
             f"upsert DowntimeIncident {snapshot.k8s_name}",
             lambda: resources.upsert_incident(snapshot),
+            lane=self.ref.namespace,
         )
         self._deps.kube_writes.submit(
             f"event {reason} on {self.ref}",
             lambda: resources.post_event(self.ref, reason=reason, message=message, warning=warning),
+            lane=self.ref.namespace,
         )
 
     async def _report_invalid(self, exc: InvalidSpecError, generation: int | None) -> None:

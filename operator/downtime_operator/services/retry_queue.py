@@ -3,6 +3,11 @@
 While PostgreSQL (or the API server) is unreachable, checks go on and their consequences queue
 up here; when the dependency is back they are applied in the order they happened. A write that
 can never succeed (``permanent`` errors) is reported and dropped so it cannot block the rest.
+
+Order matters only among writes that touch the same things, so writes are submitted to a
+*lane* (for Kubernetes, the namespace): each lane keeps its order, and a write retried forever
+in one lane (a RoleBinding removed from one team's namespace answers 403 until someone fixes
+it) does not hold up the others.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class OrderedRetryQueue:
         self._permanent = permanent
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._items: deque[_Item] = deque()
+        self._lanes: dict[str, deque[_Item]] = {}
+        self._draining: set[str] = set()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -48,16 +54,18 @@ class OrderedRetryQueue:
 
     @property
     def pending(self) -> int:
-        return len(self._items)
+        return sum(len(items) for items in self._lanes.values())
 
     def submit(
         self,
         description: str,
         operation: Operation,
         *,
+        lane: str = "",
         on_permanent: PermanentHandler | None = None,
     ) -> None:
-        self._items.append(_Item(description, operation, on_permanent))
+        """Queue one write after every earlier write of the same lane."""
+        self._lanes.setdefault(lane, deque()).append(_Item(description, operation, on_permanent))
         self._idle.clear()
         self._wakeup.set()
 
@@ -71,16 +79,25 @@ class OrderedRetryQueue:
         return True
 
     async def run(self) -> None:
-        """The single worker: one write at a time, in submission order, forever."""
-        while True:
-            if not self._items:
-                self._idle.set()
-                self._wakeup.clear()
+        """Start one worker per lane with writes waiting, forever; cancelling stops them all."""
+        async with asyncio.TaskGroup() as workers:
+            while True:
                 await self._wakeup.wait()
-                continue
-            item = self._items[0]
-            await self._apply(item)
-            self._items.popleft()
+                self._wakeup.clear()
+                for lane in self._lanes.keys() - self._draining:
+                    self._draining.add(lane)
+                    workers.create_task(self._drain(lane), name=f"{self._name} lane {lane!r}")
+
+    async def _drain(self, lane: str) -> None:
+        items = self._lanes[lane]
+        while items:
+            await self._apply(items[0])
+            items.popleft()
+        # No await since the last check: nothing can have joined this lane in between.
+        del self._lanes[lane]
+        self._draining.discard(lane)
+        if not self._lanes:
+            self._idle.set()
 
     async def _apply(self, item: _Item) -> None:
         attempt = 0

@@ -1,0 +1,90 @@
+"""OrderedRetryQueue: order within a lane, independence between lanes, nothing dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from downtime_operator.services.retry_queue import Operation, OrderedRetryQueue
+
+
+class Forbidden(Exception):
+    """Stands in for a 403 that lasts until someone fixes a RoleBinding."""
+
+
+@pytest.fixture
+async def queue() -> AsyncIterator[OrderedRetryQueue]:
+    q = OrderedRetryQueue(name="test", base_delay=0.001, max_delay=0.01)
+    worker = asyncio.create_task(q.run())
+    yield q
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+
+
+def recorder(log: list[str], entry: str) -> Operation:
+    async def write() -> None:
+        log.append(entry)
+
+    return write
+
+
+async def test_a_write_retried_in_one_lane_does_not_hold_up_another(
+    queue: OrderedRetryQueue,
+) -> None:
+    applied: list[str] = []
+    forbidden = True
+
+    async def team_a_write() -> None:
+        if forbidden:
+            raise Forbidden("downtimeincidents is forbidden in namespace team-a")
+        applied.append("team-a 1")
+
+    queue.submit("team-a 1", team_a_write, lane="team-a")
+    queue.submit("team-a 2", recorder(applied, "team-a 2"), lane="team-a")
+    for n in range(3):
+        queue.submit(f"team-b {n}", recorder(applied, f"team-b {n}"), lane="team-b")
+
+    assert not await queue.drained(0.3)
+    assert applied == ["team-b 0", "team-b 1", "team-b 2"]
+    assert queue.pending == 2  # team-a's writes are kept, not dropped
+    assert queue.failures > 3
+
+    forbidden = False
+    assert await queue.drained(2)
+    assert applied[3:] == ["team-a 1", "team-a 2"]  # in submission order once allowed
+    assert queue.pending == 0
+
+
+async def test_writes_of_one_lane_keep_their_order_across_retries(
+    queue: OrderedRetryQueue,
+) -> None:
+    applied: list[int] = []
+    attempts = {"n": 0}
+
+    async def flaky_first() -> None:
+        attempts["n"] += 1
+        if attempts["n"] < 4:
+            raise ConnectionError("API server restarting")
+        applied.append(0)
+
+    queue.submit("0", flaky_first, lane="ns")
+    for n in range(1, 5):
+
+        async def write(n: int = n) -> None:
+            applied.append(n)
+
+        queue.submit(str(n), write, lane="ns")
+    assert await queue.drained(2)
+    assert applied == [0, 1, 2, 3, 4]
+
+
+async def test_a_lane_emptied_and_used_again_is_served_again(queue: OrderedRetryQueue) -> None:
+    applied: list[str] = []
+    queue.submit("first", recorder(applied, "first"), lane="ns")
+    assert await queue.drained(1)
+    queue.submit("second", recorder(applied, "second"), lane="ns")
+    assert await queue.drained(1)
+    assert applied == ["first", "second"]
