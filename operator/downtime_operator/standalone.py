@@ -329,7 +329,11 @@ def add_standalone_commands(commands: Any) -> None:
     monitor.add_argument(
         "--no-log-capture", action="store_true", help="disable automatic log capture"
     )
-    monitor.add_argument("--enable-notifications", action="store_true", help="enable notifications")
+    monitor.add_argument(
+        "--enable-notifications",
+        action="store_true",
+        help="accepted for the seed's scripts; no notification channel exists yet (warns)",
+    )
     monitor.add_argument("--verbose", "-v", action="store_true", help="DEBUG logging")
     monitor.add_argument(
         "--failure-threshold", metavar="N", help="failed checks that open an incident (3)"

@@ -35,6 +35,18 @@ def test_flapping_below_threshold_opens_nothing() -> None:
     assert detector.state is MonitorState.UP
 
 
+def test_a_monitor_that_never_answered_well_is_unknown_until_it_does_or_goes_down() -> None:
+    detector = Detector(failure_threshold=3, success_threshold=1)
+    assert detector.state is MonitorState.UNKNOWN
+    detector.observe(check(0, ok=False))
+    detector.observe(check(10, ok=False))
+    assert detector.state is MonitorState.UNKNOWN  # not Up: nothing has shown it up
+    detector.observe(check(20, ok=True))
+    assert detector.state is MonitorState.UP
+    detector.observe(check(30, ok=False))
+    assert detector.state is MonitorState.UP  # below the threshold a known-Up monitor stays Up
+
+
 def test_resolution_ends_at_first_success_of_the_resolving_streak() -> None:
     detector = Detector(failure_threshold=1, success_threshold=3)
     assert isinstance(detector.observe(check(0, ok=False)), Opened)

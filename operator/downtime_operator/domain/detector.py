@@ -48,6 +48,7 @@ class Detector:
     first_failure: CheckResult | None = None
     recovery_started_at: datetime | None = None
     last_result: CheckResult | None = None
+    ever_succeeded: bool = False
 
     @classmethod
     def resuming(
@@ -74,9 +75,11 @@ class Detector:
 
     @property
     def state(self) -> MonitorState:
+        # Failures below the threshold keep a monitor that was Up "Up" (no flapping), but one
+        # that has never answered well is not shown as Up on the strength of nothing.
         if self.incident_open:
             return MonitorState.DOWN
-        if self.last_result is None:
+        if not self.ever_succeeded:
             return MonitorState.UNKNOWN
         return MonitorState.UP
 
@@ -115,6 +118,7 @@ class Detector:
         return None
 
     def _on_success(self, result: CheckResult) -> Transition:
+        self.ever_succeeded = True
         if not self.incident_open:
             self.consecutive_failures = 0
             self.streak_started_at = None
