@@ -339,3 +339,26 @@ async def test_headers_from_outside_kubernetes_is_reported() -> None:
     await world.run(seconds=20)
     assert world.prober.checks == []
     assert "Secrets cannot be read outside Kubernetes" in world.resources.events[0][1]
+
+
+async def test_listed_notification_channels_are_reported_as_not_sent_once() -> None:
+    """The CRD accepts ``notifications``; no notifier exists, and the team must be told so."""
+    spec = {**SPEC, "notifications": [{"name": "oncall", "type": "slack"}, {"type": "pagerduty"}]}
+    world = World(outage(100, 200), spec=spec)
+    await world.run(seconds=400)
+    conditions = {c["type"]: c for c in world.resources.status_patches[-1]["conditions"]}
+    assert conditions["SpecValid"]["status"] == "True"
+    unsent = conditions["Notifications"]
+    assert (unsent["status"], unsent["reason"]) == ("False", "NotificationsNotSupported")
+    assert "oncall, pagerduty" in unsent["message"]
+    reasons = [reason for reason, _ in world.resources.events]
+    assert reasons.count("NotificationsNotSupported") == 1  # not once per check
+    assert "IncidentOpened" in reasons and "IncidentResolved" in reasons
+
+
+async def test_without_notification_channels_there_is_no_notifications_condition() -> None:
+    world = World(lambda now: False)
+    await world.run(seconds=120)
+    [condition] = world.resources.status_patches[-1]["conditions"]
+    assert condition["type"] == "SpecValid"
+    assert world.resources.events == []

@@ -110,6 +110,8 @@ class MonitorSpec:
     environment: str = "production"
     paused: bool = False
     log_capture: LogCaptureSpec = field(default_factory=LogCaptureSpec)
+    notifications: tuple[str, ...] = ()
+    """The channels the spec lists (name, else type), reported as not sent: no notifier exists."""
 
 
 @dataclass(frozen=True, kw_only=True)

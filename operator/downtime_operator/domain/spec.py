@@ -94,6 +94,15 @@ class _HeaderFrom(_Model):
     secret_key_ref: _SecretKeyRef = Field(alias="secretKeyRef")
 
 
+class _Notification(_Model):
+    name: str | None = None
+    type: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type or "unnamed"
+
+
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
@@ -111,6 +120,7 @@ class _Spec(_Model):
     environment: str = "production"
     paused: bool = False
     log_capture: _LogCapture = Field(default_factory=_LogCapture, alias="logCapture")
+    notifications: list[_Notification] = Field(default_factory=list)
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
@@ -176,6 +186,7 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         environment=spec.environment,
         paused=spec.paused,
         log_capture=capture,
+        notifications=tuple(channel.label for channel in spec.notifications),
     )
 
 

@@ -41,6 +41,7 @@ from downtime_operator.domain.status import (
     Condition,
     StatusFacts,
     StatusSync,
+    notifications_condition,
     uptime_percent,
 )
 from downtime_operator.services.ports import (
@@ -113,6 +114,7 @@ class MonitorRunner:
         self.incident: Incident | None = None
         self._status = StatusSync(sync_period=deps.status_sync_period)
         self._reported_invalid: str | None = None
+        self._reported_notifications: tuple[str, ...] = ()
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
         self._uptime_missing = False
         self._failed_checks_written_at: datetime | None = None
@@ -518,14 +520,23 @@ class MonitorRunner:
         detector = self._detector_for(spec)
         self._reported_invalid = None
         failing = last_check is not None and not last_check.ok
+        conditions = [
+            Condition(type="SpecValid", status="True", reason="Valid", message="spec accepted")
+        ]
+        unsent = notifications_condition(spec.notifications)
+        if unsent is not None:
+            conditions.append(unsent)
+            if self._reported_notifications != spec.notifications:
+                await self._post_event_now(
+                    reason=unsent.reason, message=unsent.message, warning=True
+                )
+        self._reported_notifications = spec.notifications
         facts = StatusFacts(
             state=MonitorState.PAUSED if paused else detector.state,
             consecutive_failures=detector.consecutive_failures if failing else 0,
             current_incident=self.incident.k8s_name if self.incident else None,
             observed_generation=generation,
-            conditions=(
-                Condition(type="SpecValid", status="True", reason="Valid", message="spec accepted"),
-            ),
+            conditions=tuple(conditions),
         )
         await self._write_status(facts, last_check=last_check)
 
