@@ -71,6 +71,7 @@ async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) 
         loki_configured=loki is not None,
         secrets=KubeSecrets(api_client),
     )
+    metrics.watch_queues(store_writes, deps.kube_writes)
     log_capture = LogCaptureService(
         LogCaptureDeps(
             store=captures,

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from tests.conftest import DatabaseFactory
-from tests.e2e.controlplane import ApiError, ControlPlane
+from tests.e2e.controlplane import ApiError, ControlPlane, free_port
 from tests.e2e.harness import Env, eventually, monitor, resolved_rows
 from tests.e2e.operator_process import OperatorProcess
 from tests.support.helm import CHART, MODES, Helm, apply_peering_crds, helm_binary
+from tests.support.prometheus import scrape
 from tests.support.target import TargetServer
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
@@ -146,14 +147,17 @@ class InstalledRbac:
     env: dict[str, str]
     log_path: Path
 
-    def operator(self, *, database_url: str) -> OperatorProcess:
+    def operator(self, *, database_url: str, metrics_port: int | None = None) -> OperatorProcess:
+        extra_env = {"PEERING_NAME": self.env["PEERING_NAME"]}
+        if metrics_port is not None:
+            extra_env |= {"METRICS_PORT": str(metrics_port), "METRICS_HOST": "127.0.0.1"}
         return OperatorProcess(
             self.control_plane,
             database_url=database_url,
             namespaces=self.watched,
             log_path=self.log_path,
             kubeconfig=self.kubeconfig,
-            extra_env={"PEERING_NAME": self.env["PEERING_NAME"]},
+            extra_env=extra_env,
         )
 
 
@@ -208,8 +212,10 @@ async def test_a_namespace_that_lost_its_rolebinding_does_not_hold_up_the_others
         watched=[team_a, namespace],
         tmp_path=tmp_path,
     )
-    op = installed.operator(database_url=await make_database())
+    metrics_port = free_port()
+    op = installed.operator(database_url=await make_database(), metrics_port=metrics_port)
     env = Env(control_plane, namespace, op.env["DATABASE_URL"], op)
+    stuck = ("gatewayz_operator_pending_writes", (("lane", team_a), ("queue", "kubernetes")))
     [binding] = [
         o
         for o in installed.objects
@@ -243,6 +249,7 @@ async def test_a_namespace_that_lost_its_rolebinding_does_not_hold_up_the_others
             )
             assert incident["spec"]["monitorRef"]["namespace"] == namespace
             assert len(await env.rows()) == 2
+            assert scrape(metrics_port).get(stuck, 0) >= 1  # what an alert would see
 
             control_plane.apply(yaml.safe_dump(binding))
             [held] = await eventually(
@@ -251,6 +258,9 @@ async def test_a_namespace_that_lost_its_rolebinding_does_not_hold_up_the_others
             rows = {str(r["incident_id"]): r for r in await env.rows()}
             assert held["spec"]["incidentId"] in rows
             assert rows[held["spec"]["incidentId"]]["monitor_namespace"] == team_a
+            await eventually(
+                lambda: stuck not in scrape(metrics_port), within=30, what="team-a's lane drained"
+            )
             assert op.alive
     finally:
         op.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.services.monitor_runner import MonitorRunner
+from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.unit.test_monitor_runner import REF, World, outage
 
 MONITOR = f"{REF.namespace}/{REF.name}"
@@ -83,6 +86,37 @@ async def test_a_manual_resolve_releases_the_incident_without_inventing_its_dura
     got = samples(metrics)
     assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 0
     assert ("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),)) not in got
+
+
+async def test_a_stuck_lane_shows_in_the_pending_writes_gauge() -> None:
+    store = OrderedRetryQueue(name="postgres", base_delay=0.001, max_delay=0.001)
+    kube = OrderedRetryQueue(name="kubernetes", base_delay=0.001, max_delay=0.001)
+    metrics = OperatorMetrics()
+    metrics.watch_queues(store, kube)
+    worker = asyncio.create_task(kube.run())
+    allowed = False
+
+    async def forbidden_until_allowed() -> None:
+        if not allowed:
+            raise PermissionError("403 Forbidden")
+
+    async def fine() -> None:
+        return None
+
+    kube.submit("team-a write", forbidden_until_allowed, lane="team-a")
+    kube.submit("team-b write", fine, lane="team-b")
+    assert not await kube.drained(0.05)
+    got = samples(metrics)
+    pending = "gatewayz_operator_pending_writes"
+    assert got[(pending, (("lane", "team-a"), ("queue", "kubernetes")))] == 1
+    assert (pending, (("lane", "team-b"), ("queue", "kubernetes"))) not in got  # applied
+    retries = got[("gatewayz_operator_write_retries_total", (("queue", "kubernetes"),))]
+    assert retries >= 1
+    assert got[("gatewayz_operator_write_retries_total", (("queue", "postgres"),))] == 0
+    allowed = True
+    assert await kube.drained(1)
+    assert not [key for key in samples(metrics) if key[0] == pending]
+    worker.cancel()
 
 
 def test_each_process_has_its_own_registry() -> None:

@@ -12,10 +12,15 @@ detection: an escalation later does not move an incident to another series.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from downtime_operator.domain.models import CheckResult, Incident, MonitorRef
 from downtime_operator.services.monitor_runner import IncidentChange
+from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 PREFIX = "gatewayz_"
 CHECK_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -81,6 +86,34 @@ class OperatorMetrics:
         if change is IncidentChange.RESOLVED and incident.duration_seconds is not None:
             self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
 
+    def watch_queues(self, *queues: OrderedRetryQueue) -> None:
+        """Expose the write queues, read at scrape time: a stuck lane is worth an alert."""
+        self.registry.register(_QueueCollector(queues))
+
     def text(self) -> bytes:
         """The text exposition format, for a ``/metrics`` route."""
         return generate_latest(self.registry)
+
+
+class _QueueCollector(Collector):
+    def __init__(self, queues: tuple[OrderedRetryQueue, ...]) -> None:
+        self._queues = queues
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            f"{PREFIX}operator_pending_writes",
+            "Writes waiting to be applied (retried while their dependency refuses them), by"
+            " queue and lane (the namespace for Kubernetes writes).",
+            labels=["queue", "lane"],
+        )
+        retries = CounterMetricFamily(
+            f"{PREFIX}operator_write_retries",
+            "Failed write attempts that were retried, by queue.",
+            labels=["queue"],
+        )
+        for queue in self._queues:
+            for lane, count in sorted(queue.pending_by_lane().items()):
+                pending.add_metric([queue.name, lane], count)
+            retries.add_metric([queue.name], queue.failures)
+        yield pending
+        yield retries

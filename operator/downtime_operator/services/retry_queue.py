@@ -53,8 +53,16 @@ class OrderedRetryQueue:
         self.failures = 0
 
     @property
+    def name(self) -> str:
+        return self._name
+
+    @property
     def pending(self) -> int:
         return sum(len(items) for items in self._lanes.values())
+
+    def pending_by_lane(self) -> dict[str, int]:
+        """Writes waiting in each lane: a lane that stays non-empty is stuck (metrics)."""
+        return {lane: len(items) for lane, items in self._lanes.items()}
 
     def submit(
         self,
