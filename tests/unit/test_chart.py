@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from downtime_operator.adapters.metrics import OperatorMetrics
+from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.settings import load_api_settings, load_operator_settings
 from tests.support.helm import CHART, MODES, REPO, Helm, helm_binary
 
@@ -221,9 +222,11 @@ def test_values_are_documented_line_by_line() -> None:
 
 def test_the_dashboard_is_built_on_the_operators_metrics() -> None:
     dashboard = json.loads((CHART / "dashboards" / "downtime-operator.json").read_text())
+    metrics = OperatorMetrics()
+    metrics.watch_queues(OrderedRetryQueue(name="postgres"))
     exported = {
         sample_name
-        for family in OperatorMetrics().registry.collect()
+        for family in metrics.registry.collect()
         for sample_name in (
             family.name,
             f"{family.name}_total",
