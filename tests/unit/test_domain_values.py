@@ -100,3 +100,18 @@ def test_headers_from_become_secret_headers_and_bad_ones_name_their_path() -> No
     message = str(caught.value)
     assert "spec.headersFrom[0].name" in message
     assert "spec.headersFrom[0].secretKeyRef.key" in message
+
+
+def test_notification_channels_are_named_back_and_never_invalidate_the_spec() -> None:
+    spec = parse_monitor_spec(
+        {
+            "url": "http://127.0.0.1/health",
+            "notifications": [
+                {"name": "oncall", "type": "slack"},
+                {"type": "email"},
+                {"name": 7},
+                {},
+            ],
+        }
+    )
+    assert spec.notifications == ("oncall", "email", "7", "unnamed")

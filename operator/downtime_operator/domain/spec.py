@@ -94,15 +94,6 @@ class _HeaderFrom(_Model):
     secret_key_ref: _SecretKeyRef = Field(alias="secretKeyRef")
 
 
-class _Notification(_Model):
-    name: str | None = None
-    type: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.name or self.type or "unnamed"
-
-
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
@@ -120,7 +111,8 @@ class _Spec(_Model):
     environment: str = "production"
     paused: bool = False
     log_capture: _LogCapture = Field(default_factory=_LogCapture, alias="logCapture")
-    notifications: list[_Notification] = Field(default_factory=list)
+    # Only named back to the user (no notifier exists): never a reason to stop the checks.
+    notifications: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
@@ -186,7 +178,10 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         environment=spec.environment,
         paused=spec.paused,
         log_capture=capture,
-        notifications=tuple(channel.label for channel in spec.notifications),
+        notifications=tuple(
+            str(channel.get("name") or channel.get("type") or "unnamed")
+            for channel in spec.notifications
+        ),
     )
 
 
