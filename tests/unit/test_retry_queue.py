@@ -88,3 +88,31 @@ async def test_a_lane_emptied_and_used_again_is_served_again(queue: OrderedRetry
     queue.submit("second", recorder(applied, "second"), lane="ns")
     assert await queue.drained(1)
     assert applied == ["first", "second"]
+
+
+async def test_writes_cut_short_by_a_stop_are_applied_by_the_next_run() -> None:
+    queue = OrderedRetryQueue(name="test", base_delay=0.001, max_delay=0.01)
+    applied: list[str] = []
+    refused = True
+
+    async def held() -> None:
+        if refused:
+            raise ConnectionError("API server away")
+        applied.append("held")
+
+    first = asyncio.create_task(queue.run())
+    queue.submit("held", held, lane="ns")
+    queue.submit("after", recorder(applied, "after"), lane="ns")
+    assert not await queue.drained(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert queue.pending == 2
+
+    refused = False
+    second = asyncio.create_task(queue.run())
+    assert await queue.drained(1)
+    assert applied == ["held", "after"]
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second

@@ -87,14 +87,20 @@ class OrderedRetryQueue:
         return True
 
     async def run(self) -> None:
-        """Start one worker per lane with writes waiting, forever; cancelling stops them all."""
-        async with asyncio.TaskGroup() as workers:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                for lane in self._lanes.keys() - self._draining:
-                    self._draining.add(lane)
-                    workers.create_task(self._drain(lane), name=f"{self._name} lane {lane!r}")
+        """Start one worker per lane with writes waiting, forever; cancelling stops them all.
+
+        Writes cut short by a cancel stay queued, and a later ``run`` starts with them.
+        """
+        try:
+            async with asyncio.TaskGroup() as workers:
+                while True:
+                    self._wakeup.clear()
+                    for lane in self._lanes.keys() - self._draining:
+                        self._draining.add(lane)
+                        workers.create_task(self._drain(lane), name=f"{self._name} lane {lane!r}")
+                    await self._wakeup.wait()
+        finally:
+            self._draining.clear()
 
     async def _drain(self, lane: str) -> None:
         items = self._lanes[lane]
