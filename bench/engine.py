@@ -60,6 +60,7 @@ from downtime_operator.domain.models import (
     Severity,
 )
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.domain.status import IncidentSpan
 from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.retry_queue import OrderedRetryQueue
@@ -108,10 +109,10 @@ class NullStore:
     async def get_ongoing_incidents(self) -> list[Incident]:
         return []
 
-    async def monitor_downtime_seconds(
+    async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> float:
-        return 0.0
+    ) -> list[IncidentSpan]:
+        return []
 
     async def get_recent_incidents(
         self,

@@ -20,6 +20,7 @@ from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.status import clipped_seconds
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.ports import (
     IncidentStore,
@@ -384,11 +385,17 @@ async def test_monitor_downtime_is_clipped_to_the_window(store: Store) -> None:
     await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
     await store.create_incident(make_incident(started_at=T0 + 3 * hour))
     await store.create_incident(make_incident("other", started_at=T0, ended_at=T0 + hour))
-    seconds = await store.monitor_downtime_seconds(
-        MonitorRef(namespace="default", name="api"),
-        since=T0 - 90 * timedelta(minutes=1),
-        until=T0 + 3 * hour + 10 * timedelta(minutes=1),
+    since = T0 - 90 * timedelta(minutes=1)
+    until = T0 + 3 * hour + 10 * timedelta(minutes=1)
+    spans = await store.monitor_incident_spans(
+        MonitorRef(namespace="default", name="api"), since=since, until=until
     )
+    assert sorted(spans, key=lambda s: s[0]) == [
+        (T0 - 2 * hour, T0 - hour),
+        (T0 + hour, T0 + 2 * hour),
+        (T0 + 3 * hour, None),
+    ]
+    seconds = sum(clipped_seconds(s, since=since, until=until) for s in spans)
     assert seconds == (30 + 60 + 10) * 60
 
 

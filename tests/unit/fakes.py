@@ -27,6 +27,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
+from downtime_operator.domain.status import IncidentSpan
 from downtime_operator.services.ports import LogSourceError, OpenIncidentExistsError
 
 
@@ -252,17 +253,17 @@ class MemoryStore:
         found = next((r for r in self.rows.values() if r.monitor == monitor and r.is_open), None)
         return None if found is None else dataclasses.replace(found)
 
-    async def monitor_downtime_seconds(
+    async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> float:
+    ) -> list[IncidentSpan]:
         self._check()
-        total = 0.0
-        for row in self.rows.values():
-            if row.monitor != monitor:
-                continue
-            end = min(row.ended_at or until, until)
-            total += max(0.0, (end - max(row.started_at, since)).total_seconds())
-        return total
+        return [
+            (row.started_at, row.ended_at)
+            for row in self.rows.values()
+            if row.monitor == monitor
+            and row.started_at < until
+            and (row.ended_at is None or row.ended_at > since)
+        ]
 
     async def get_ongoing_incidents(self) -> list[Incident]:
         self._check()

@@ -11,7 +11,13 @@ from downtime_operator.domain.models import (
     MonitorState,
     Severity,
 )
-from downtime_operator.domain.status import StatusFacts, StatusSync, uptime_percent
+from downtime_operator.domain.status import (
+    StatusFacts,
+    StatusSync,
+    clipped_seconds,
+    uptime_percent,
+    uptime_windows,
+)
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 REF = MonitorRef(namespace="shop", name="api")
@@ -49,6 +55,22 @@ def test_forget_resends_everything() -> None:
     assert sync.patch_for(UP, last_check=ok(T0), now=T0) is not None
     sync.forget()
     assert sync.patch_for(UP, last_check=ok(T0), now=T0) is not None
+
+
+def test_uptime_windows_clip_each_incident_to_each_window() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    spans = [
+        (now - 20 * day, now - 20 * day + timedelta(hours=24)),  # only in d30
+        (now - 3 * day - timedelta(hours=1), now - 3 * day + timedelta(hours=1)),  # d7, d30
+        (now - timedelta(minutes=864 / 60), None),  # open: 864 s in every window
+    ]
+    assert uptime_windows(spans, now=now) == {
+        "h24": 99.0,
+        "d7": uptime_percent(downtime_seconds=7200 + 864, window=7 * day),
+        "d30": uptime_percent(downtime_seconds=86400 + 7200 + 864, window=30 * day),
+    }
+    assert clipped_seconds((now + day, None), since=now - day, until=now) == 0.0
 
 
 def test_uptime_percent() -> None:

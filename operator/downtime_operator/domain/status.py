@@ -7,6 +7,7 @@ period. So a healthy monitor checked every second costs about one PATCH a minute
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -139,7 +140,33 @@ def _condition_view(condition: Condition, now: datetime, generation: int | None)
 UPTIME_WINDOWS = {"h24": timedelta(hours=24), "d7": timedelta(days=7), "d30": timedelta(days=30)}
 
 
+IncidentSpan = tuple[datetime, datetime | None]
+"""``(started_at, ended_at)`` of one incident; ``None``: still open."""
+
+
 def uptime_percent(*, downtime_seconds: float, window: timedelta) -> float:
     """Share of the window not spent in incidents, as a percentage with 3 decimals."""
     seconds = window.total_seconds()
     return round(max(0.0, 100.0 * (1.0 - downtime_seconds / seconds)), 3)
+
+
+def clipped_seconds(span: IncidentSpan, *, since: datetime, until: datetime) -> float:
+    """Seconds of ``[since, until)`` inside one incident (an open one runs to ``until``)."""
+    started_at, ended_at = span
+    end = until if ended_at is None else min(ended_at, until)
+    return max((end - max(started_at, since)) / timedelta(seconds=1), 0.0)
+
+
+def uptime_windows(spans: Iterable[IncidentSpan], *, now: datetime) -> dict[str, float]:
+    """``status.uptime`` from one monitor's incidents of the widest window (30 days).
+
+    One monitor's incidents never overlap (one open at a time), so clipped durations add up.
+    """
+    spans = list(spans)
+    return {
+        key: uptime_percent(
+            downtime_seconds=sum(clipped_seconds(s, since=now - window, until=now) for s in spans),
+            window=window,
+        )
+        for key, window in UPTIME_WINDOWS.items()
+    }

@@ -42,7 +42,7 @@ from downtime_operator.domain.status import (
     StatusFacts,
     StatusSync,
     notifications_condition,
-    uptime_percent,
+    uptime_windows,
 )
 from downtime_operator.services.ports import (
     Clock,
@@ -550,15 +550,11 @@ class MonitorRunner:
             return None
 
     async def _uptime_from_store(self, now: datetime) -> dict[str, float]:
-        return {
-            key: uptime_percent(
-                downtime_seconds=await self._deps.store.monitor_downtime_seconds(
-                    self.ref, since=now - window, until=now
-                ),
-                window=window,
-            )
-            for key, window in UPTIME_WINDOWS.items()
-        }
+        widest = max(UPTIME_WINDOWS.values())
+        spans = await self._deps.store.monitor_incident_spans(
+            self.ref, since=now - widest, until=now
+        )
+        return uptime_windows(spans, now=now)
 
     async def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
         now = self._deps.clock.now()

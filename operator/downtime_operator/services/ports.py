@@ -24,6 +24,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
+from downtime_operator.domain.status import IncidentSpan
 
 
 class Clock(Protocol):
@@ -75,10 +76,11 @@ class IncidentStore(Protocol):
 
     async def get_ongoing_incidents(self) -> list[Incident]: ...
 
-    async def monitor_downtime_seconds(
+    async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> float:
-        """Seconds of ``[since, until)`` the monitor spent in incidents, for its uptime."""
+    ) -> list[IncidentSpan]:
+        """The monitor's incidents that overlap ``[since, until)``, for its uptime (one query
+        for every window: the caller clips them)."""
         ...
 
     async def get_recent_incidents(

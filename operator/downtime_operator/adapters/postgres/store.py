@@ -19,6 +19,7 @@ from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.domain.statistics import seed_statistics
+from downtime_operator.domain.status import IncidentSpan
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {rows.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -196,18 +197,13 @@ class PostgresIncidentStore:
         )
         return [rows.incident_from_row(r) for r in found]
 
-    async def monitor_downtime_seconds(
+    async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> float:
-        """Seconds of ``[since, until)`` that the monitor spent in incidents (for uptime).
-
-        One monitor's incidents never overlap (one open at a time), so clipped durations add up.
-        """
-        value = await self._pool.fetchval(
+    ) -> list[IncidentSpan]:
+        """The monitor's incidents overlapping ``[since, until)`` (for uptime), by index."""
+        found = await self._pool.fetch(
             """
-            SELECT COALESCE(SUM(GREATEST(0, EXTRACT(EPOCH FROM
-                LEAST(COALESCE(ended_at, $4), $4) - GREATEST(started_at, $3)))), 0)
-            FROM downtime_incidents
+            SELECT started_at, ended_at FROM downtime_incidents
             WHERE monitor_namespace = $1 AND monitor_name = $2
               AND started_at < $4 AND COALESCE(ended_at, $4) > $3
             """,
@@ -216,7 +212,7 @@ class PostgresIncidentStore:
             rows.require_aware(since, "since"),
             rows.require_aware(until, "until"),
         )
-        return float(value)
+        return [(r["started_at"], r["ended_at"]) for r in found]
 
     async def get_incident_statistics(
         self, days: int = 30, *, now: datetime | None = None

@@ -20,6 +20,7 @@ from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.domain.log_capture import DEFAULT_AFTER
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.domain.statistics import seed_statistics
+from downtime_operator.domain.status import IncidentSpan, clipped_seconds
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {columns.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -86,13 +87,6 @@ def resolve_open_row(
 def get_row(conn: sqlite3.Connection, incident_id: UUID) -> Incident | None:
     row = conn.execute(f"{_SELECT} WHERE incident_id = ?", (str(incident_id),)).fetchone()
     return None if row is None else columns.incident_from_row(row)
-
-
-def _clipped_seconds(
-    started_at: datetime, ended_at: datetime | None, *, since: datetime, until: datetime
-) -> float:
-    end = until if ended_at is None else min(ended_at, until)
-    return max((end - max(started_at, since)) / timedelta(seconds=1), 0.0)
 
 
 class SqliteIncidentStore:
@@ -235,11 +229,10 @@ class SqliteIncidentStore:
 
         return await self._run(fetch)
 
-    async def monitor_downtime_seconds(
+    async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> float:
-        """Seconds of ``[since, until)`` the monitor spent in incidents (its incidents never
-        overlap, so clipped durations add up)."""
+    ) -> list[IncidentSpan]:
+        """The monitor's incidents overlapping ``[since, until)`` (for uptime)."""
         since = require_aware(since, "since")
         until = require_aware(until, "until")
         found = await self._fetch(
@@ -252,9 +245,7 @@ class SqliteIncidentStore:
                 "until": columns.timestamp(until, "until"),
             },
         )
-        return sum(
-            _clipped_seconds(i.started_at, i.ended_at, since=since, until=until) for i in found
-        )
+        return [(i.started_at, i.ended_at) for i in found]
 
     # -- Beyond the port: the seed's reporting and retention functions ---------------------
 
@@ -297,8 +288,8 @@ class SqliteIncidentStore:
         by_status: dict[str, int] = {}
         seconds = 0.0
         for incident in found:
-            seconds += _clipped_seconds(
-                incident.started_at, incident.ended_at, since=start, until=end
+            seconds += clipped_seconds(
+                (incident.started_at, incident.ended_at), since=start, until=end
             )
             by_severity[incident.severity.value] = by_severity.get(incident.severity.value, 0) + 1
             by_status[incident.status.value] = by_status.get(incident.status.value, 0) + 1
