@@ -96,6 +96,31 @@ async def test_outage_is_one_incident_in_both_places_and_resolves(
     assert "IncidentOpened" in events and "IncidentResolved" in events
 
 
+async def test_uptime_in_status_counts_a_real_outage_from_postgres(
+    env: Env, target: TargetServer
+) -> None:
+    env.op.stop()
+    env.op.env["STATUS_SYNC_PERIOD_SECONDS"] = "2"  # uptime is refreshed once per sync period
+    env.op.start()
+    env.apply(monitor("api", target.url))
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=30, what="Up")
+    target.set_mode("failing")
+    await eventually(env.opened_incidents, within=20, what="a DowntimeIncident")
+    await asyncio.sleep(2)
+    target.set_mode("healthy")
+    [row] = await eventually(lambda: resolved_rows(env), within=30, what="resolution in Postgres")
+    seconds = row["duration_seconds"]
+
+    def expected(days: int) -> float:
+        return round(100.0 * (1.0 - seconds / (days * 86400)), 3)
+
+    want = {"h24": expected(1), "d7": expected(7), "d30": expected(30)}
+    assert want["h24"] < 100.0
+    await eventually(
+        lambda: env.monitor_status("api").get("uptime") == want, within=20, what=f"uptime {want}"
+    )
+
+
 @pytest.mark.parametrize(
     ("mode", "error", "status_code"),
     [
