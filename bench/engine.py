@@ -60,7 +60,7 @@ from downtime_operator.domain.models import (
     Severity,
 )
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
-from downtime_operator.domain.status import IncidentSpan
+from downtime_operator.domain.statistics import DowntimeSpan
 from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.retry_queue import OrderedRetryQueue
@@ -111,7 +111,7 @@ class NullStore:
 
     async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[IncidentSpan]:
+    ) -> list[DowntimeSpan]:
         return []
 
     async def get_recent_incidents(

@@ -20,7 +20,7 @@ from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.domain.status import clipped_seconds
+from downtime_operator.domain.statistics import clipped_seconds
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.ports import (
     IncidentStore,

@@ -27,7 +27,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
-from downtime_operator.domain.status import IncidentSpan
+from downtime_operator.domain.statistics import DowntimeSpan
 from downtime_operator.services.ports import LogSourceError, OpenIncidentExistsError
 
 
@@ -255,7 +255,7 @@ class MemoryStore:
 
     async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[IncidentSpan]:
+    ) -> list[DowntimeSpan]:
         self._check()
         return [
             (row.started_at, row.ended_at)

@@ -11,10 +11,10 @@ from downtime_operator.domain.models import (
     MonitorState,
     Severity,
 )
+from downtime_operator.domain.statistics import clipped_seconds
 from downtime_operator.domain.status import (
     StatusFacts,
     StatusSync,
-    clipped_seconds,
     uptime_percent,
     uptime_windows,
 )

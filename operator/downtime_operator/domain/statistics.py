@@ -89,6 +89,23 @@ class IncidentSpan(NamedTuple):
     ended_at: datetime | None
 
 
+DowntimeSpan = tuple[datetime, datetime | None]
+"""``(started_at, ended_at)`` of one incident; ``None``: still open."""
+
+
+def clip(span: DowntimeSpan, *, since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The part of an incident inside ``[since, until)``; an open one runs to ``until``. Empty
+    (end at or before start) when they do not overlap."""
+    started_at, ended_at = span
+    return max(started_at, since), until if ended_at is None else min(ended_at, until)
+
+
+def clipped_seconds(span: DowntimeSpan, *, since: datetime, until: datetime) -> float:
+    """Seconds of ``[since, until)`` inside one incident."""
+    start, end = clip(span, since=since, until=until)
+    return max((end - start) / timedelta(seconds=1), 0.0)
+
+
 def _micros(start: datetime, end: datetime) -> int:
     return max((end - start) // _MICROSECOND, 0)
 
@@ -114,8 +131,7 @@ def period_statistics(
             incident.ended_at is not None and incident.ended_at <= since
         ):
             continue
-        start = max(incident.started_at, since)
-        end = until if incident.ended_at is None else min(incident.ended_at, until)
+        start, end = clip((incident.started_at, incident.ended_at), since=since, until=until)
         clipped = _micros(start, end)
         total += 1
         micros += clipped

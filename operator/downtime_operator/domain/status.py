@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from downtime_operator.domain.models import CheckResult, MonitorState
+from downtime_operator.domain.statistics import DowntimeSpan, clipped_seconds
 
 
 def _iso(moment: datetime) -> str:
@@ -140,24 +141,13 @@ def _condition_view(condition: Condition, now: datetime, generation: int | None)
 UPTIME_WINDOWS = {"h24": timedelta(hours=24), "d7": timedelta(days=7), "d30": timedelta(days=30)}
 
 
-IncidentSpan = tuple[datetime, datetime | None]
-"""``(started_at, ended_at)`` of one incident; ``None``: still open."""
-
-
 def uptime_percent(*, downtime_seconds: float, window: timedelta) -> float:
     """Share of the window not spent in incidents, as a percentage with 3 decimals."""
     seconds = window.total_seconds()
     return round(max(0.0, 100.0 * (1.0 - downtime_seconds / seconds)), 3)
 
 
-def clipped_seconds(span: IncidentSpan, *, since: datetime, until: datetime) -> float:
-    """Seconds of ``[since, until)`` inside one incident (an open one runs to ``until``)."""
-    started_at, ended_at = span
-    end = until if ended_at is None else min(ended_at, until)
-    return max((end - max(started_at, since)) / timedelta(seconds=1), 0.0)
-
-
-def uptime_windows(spans: Iterable[IncidentSpan], *, now: datetime) -> dict[str, float]:
+def uptime_windows(spans: Iterable[DowntimeSpan], *, now: datetime) -> dict[str, float]:
     """``status.uptime`` from one monitor's incidents of the widest window (30 days).
 
     One monitor's incidents never overlap (one open at a time), so clipped durations add up.

@@ -24,7 +24,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
-from downtime_operator.domain.status import IncidentSpan
+from downtime_operator.domain.statistics import DowntimeSpan
 
 
 class Clock(Protocol):
@@ -78,7 +78,7 @@ class IncidentStore(Protocol):
 
     async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[IncidentSpan]:
+    ) -> list[DowntimeSpan]:
         """The monitor's incidents that overlap ``[since, until)``, for its uptime (one query
         for every window: the caller clips them)."""
         ...

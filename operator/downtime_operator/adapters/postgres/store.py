@@ -18,8 +18,7 @@ import asyncpg
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.domain.statistics import seed_statistics
-from downtime_operator.domain.status import IncidentSpan
+from downtime_operator.domain.statistics import DowntimeSpan, seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {rows.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -199,7 +198,7 @@ class PostgresIncidentStore:
 
     async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[IncidentSpan]:
+    ) -> list[DowntimeSpan]:
         """The monitor's incidents overlapping ``[since, until)`` (for uptime), by index."""
         found = await self._pool.fetch(
             """

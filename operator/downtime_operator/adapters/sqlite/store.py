@@ -19,8 +19,7 @@ from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.domain.log_capture import DEFAULT_AFTER
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.domain.statistics import seed_statistics
-from downtime_operator.domain.status import IncidentSpan, clipped_seconds
+from downtime_operator.domain.statistics import DowntimeSpan, clipped_seconds, seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
 _SELECT = f"SELECT {columns.INCIDENT_COLUMNS} FROM downtime_incidents"
@@ -231,7 +230,7 @@ class SqliteIncidentStore:
 
     async def monitor_incident_spans(
         self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[IncidentSpan]:
+    ) -> list[DowntimeSpan]:
         """The monitor's incidents overlapping ``[since, until)`` (for uptime)."""
         since = require_aware(since, "since")
         until = require_aware(until, "until")
