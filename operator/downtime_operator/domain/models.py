@@ -97,7 +97,7 @@ class MonitorSpec:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     headers_from: tuple[SecretHeader, ...] = ()
-    """Resolved into ``headers`` by the runner before each check (``resolved_headers``)."""
+    """Resolved into ``headers`` by the runner before each check (``_with_secret_headers``)."""
     body: str | None = None
     interval: timedelta = timedelta(seconds=60)
     timeout: timedelta = timedelta(seconds=10)

@@ -307,11 +307,7 @@ class MonitorRunner:
                 self.ref,
                 stored.incident_id,
             )
-            self._deps.kube_writes.submit(
-                f"update incident {stored.incident_id}",
-                lambda: self._deps.resources.upsert_incident(stored),
-                lane=self.ref.namespace,
-            )
+            self._mirror(stored)
             return None
         return stored
 
@@ -424,13 +420,7 @@ class MonitorRunner:
             f"failed checks of incident {incident_id}",
             lambda: self._deps.store.update_incident(incident_id, fields),
         )
-        snapshot = dataclasses.replace(incident, logs_state=None)
-        resources = self._deps.resources
-        self._deps.kube_writes.submit(
-            f"upsert DowntimeIncident {snapshot.k8s_name}",
-            lambda: resources.upsert_incident(snapshot),
-            lane=self.ref.namespace,
-        )
+        self._mirror(dataclasses.replace(incident, logs_state=None))
 
     def _resolve(self, *, ended_at: datetime, notes: str | None, reason: str) -> None:
         incident = self.incident
@@ -477,18 +467,24 @@ class MonitorRunner:
         ``status.logs.state`` is sent only when this runner changed it (open, resolve): in
         between, the capture service moves it on, and this runner's copy would be stale.
         """
-        snapshot = dataclasses.replace(
-            incident, logs_state=incident.logs_state if logs_state_changed else None
+        self._mirror(
+            dataclasses.replace(
+                incident, logs_state=incident.logs_state if logs_state_changed else None
+            )
         )
+        resources = self._deps.resources
+        self._deps.kube_writes.submit(
+            f"event {reason} on {self.ref}",
+            lambda: resources.post_event(self.ref, reason=reason, message=message, warning=warning),
+            lane=self.ref.namespace,
+        )
+
+    def _mirror(self, snapshot: Incident) -> None:
+        """Queue the CR update in this monitor's namespace lane; ``snapshot`` must be a copy."""
         resources = self._deps.resources
         self._deps.kube_writes.submit(
             f"upsert DowntimeIncident {snapshot.k8s_name}",
             lambda: resources.upsert_incident(snapshot),
-            lane=self.ref.namespace,
-        )
-        self._deps.kube_writes.submit(
-            f"event {reason} on {self.ref}",
-            lambda: resources.post_event(self.ref, reason=reason, message=message, warning=warning),
             lane=self.ref.namespace,
         )
 

@@ -18,10 +18,8 @@ from collections.abc import Callable, Mapping
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from downtime_operator.adapters.kube.resources import HTTP_FORBIDDEN, HTTP_NOT_FOUND
 from downtime_operator.services.ports import SecretUnavailableError
-
-_NOT_FOUND = 404
-_FORBIDDEN = 403
 
 
 class KubeSecrets:
@@ -65,10 +63,10 @@ class KubeSecrets:
         try:
             secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
-            if exc.status == _NOT_FOUND:
+            if exc.status == HTTP_NOT_FOUND:
                 self._cache.pop((namespace, name), None)
                 raise SecretUnavailableError(f"Secret {namespace}/{name} not found") from exc
-            if exc.status == _FORBIDDEN:
+            if exc.status == HTTP_FORBIDDEN:
                 raise SecretUnavailableError(
                     f"the operator may not read Secret {namespace}/{name} (RBAC: get secrets)"
                 ) from exc
