@@ -466,6 +466,18 @@ async def _with_log_files(store: Store, made: dict[str, Incident], folder: Path)
     return files
 
 
+def retention_at_now(
+    store: Store, *, resources: RecordingResources, log_dir: Path
+) -> RetentionService:
+    """Retention as the operator runs it, at ``NOW``, over this store."""
+    return RetentionService(
+        store=store,
+        resources=resources,
+        log_files=LocalLogFiles(directory=log_dir),
+        clock=FakeClock(NOW),
+    )
+
+
 @pytest.mark.parametrize("keep_critical", [True, False])
 async def test_retention_removes_rows_crs_and_log_files_together(
     store: Store, tmp_path: Path, keep_critical: bool
@@ -476,12 +488,7 @@ async def test_retention_removes_rows_crs_and_log_files_together(
     resources = RecordingResources()
     for incident in made.values():
         await resources.upsert_incident(incident)
-    retention = RetentionService(
-        store=store,
-        resources=resources,
-        log_files=LocalLogFiles(directory=tmp_path),
-        clock=FakeClock(NOW),
-    )
+    retention = retention_at_now(store, resources=resources, log_dir=tmp_path)
 
     report = await retention.cleanup(days=90, keep_critical=keep_critical)
 
@@ -508,24 +515,14 @@ async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_pa
     await _create_all(store, made)
     files = await _with_log_files(store, made, tmp_path)
     old = made["old"]
-    down = RetentionService(
-        store=store,
-        resources=_ApiServerDown(),
-        log_files=LocalLogFiles(directory=tmp_path),
-        clock=FakeClock(NOW),
-    )
+    down = retention_at_now(store, resources=_ApiServerDown(), log_dir=tmp_path)
     report = await down.cleanup(days=90, keep_critical=True)
     assert (report.removed, report.deferred) == ([], [old.incident_id])
     assert await store.get_incident(old.incident_id) is not None
 
     resources = RecordingResources()
     await resources.upsert_incident(old)
-    up = RetentionService(
-        store=store,
-        resources=resources,
-        log_files=LocalLogFiles(directory=tmp_path),
-        clock=FakeClock(NOW),
-    )
+    up = retention_at_now(store, resources=resources, log_dir=tmp_path)
     report = await up.cleanup(days=90, keep_critical=True)
     assert report.removed == [old.incident_id]
     assert report.files_removed == 0  # the first run already removed it
@@ -611,12 +608,7 @@ async def test_retention_removes_only_capture_files_of_its_directory(
     await store.update_incident(made["old-critical"].incident_id, {"logs_file_path": str(not_json)})
     escape = captures / ".." / "precious.json"
     await store.update_incident(made["recent"].incident_id, {"logs_file_path": str(escape)})
-    retention = RetentionService(
-        store=store,
-        resources=RecordingResources(),
-        log_files=LocalLogFiles(directory=captures),
-        clock=FakeClock(NOW),
-    )
+    retention = retention_at_now(store, resources=RecordingResources(), log_dir=captures)
     report = await retention.cleanup(days=90, keep_critical=False)
     assert report.files_removed == 0 and report.deferred == []
     assert foreign.exists() and not_json.exists()

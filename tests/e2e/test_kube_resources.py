@@ -12,23 +12,18 @@ import pytest
 
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import Incident, IncidentStatus, Severity
 from downtime_operator.services.ports import SecretUnavailableError, WriteRefusedError
 from downtime_operator.services.retry_queue import OrderedRetryQueue
+from tests.contract.stores import make_incident
 from tests.e2e.controlplane import ControlPlane
 
 
 def ongoing(namespace: str) -> Incident:
-    started = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-    return Incident(
-        incident_id=uuid.uuid4(),
-        monitor=MonitorRef(namespace=namespace, name="api"),
-        k8s_name="api-20260310-120000",
-        health_endpoint="http://api/health",
-        environment="production",
-        started_at=started,
-        detected_at=started + timedelta(seconds=20),
-        severity=Severity.HIGH,
+    """An open incident of ``<namespace>/api``, named ``api-20260310-120000``."""
+    return make_incident(
+        namespace=namespace,
+        started_at=datetime(2026, 3, 10, 12, 0, tzinfo=UTC),
         error_message="HTTP 503",
         http_status_code=503,
     )

@@ -13,6 +13,7 @@ from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.services.monitor_runner import MonitorRunner
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.unit.test_monitor_runner import REF, World, outage
+from tests.unit.test_retry_queue import RefusedUntilOpened, recorder
 
 MONITOR = f"{REF.namespace}/{REF.name}"
 
@@ -94,17 +95,9 @@ async def test_a_stuck_lane_shows_in_the_pending_writes_gauge() -> None:
     metrics = OperatorMetrics()
     metrics.watch_queues(store, kube)
     worker = asyncio.create_task(kube.run())
-    allowed = False
-
-    async def forbidden_until_allowed() -> None:
-        if not allowed:
-            raise PermissionError("403 Forbidden")
-
-    async def fine() -> None:
-        return None
-
-    kube.submit("team-a write", forbidden_until_allowed, lane="team-a")
-    kube.submit("team-b write", fine, lane="team-b")
+    forbidden = RefusedUntilOpened([], "team-a write", PermissionError("403 Forbidden"))
+    kube.submit("team-a write", forbidden, lane="team-a")
+    kube.submit("team-b write", recorder([], "team-b write"), lane="team-b")
     assert not await kube.drained(0.05)
     got = samples(metrics)
     pending = "gatewayz_operator_pending_writes"
@@ -113,7 +106,7 @@ async def test_a_stuck_lane_shows_in_the_pending_writes_gauge() -> None:
     retries = got[("gatewayz_operator_write_retries_total", (("queue", "kubernetes"),))]
     assert retries >= 1
     assert got[("gatewayz_operator_write_retries_total", (("queue", "postgres"),))] == 0
-    allowed = True
+    forbidden.opened = True
     assert await kube.drained(1)
     assert not [key for key in samples(metrics) if key[0] == pending]
     worker.cancel()

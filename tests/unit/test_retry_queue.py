@@ -10,10 +10,6 @@ import pytest
 from downtime_operator.services.retry_queue import Operation, OrderedRetryQueue
 
 
-class Forbidden(Exception):
-    """Stands in for a 403 that lasts until someone fixes a RoleBinding."""
-
-
 @pytest.fixture
 async def queue() -> AsyncIterator[OrderedRetryQueue]:
     q = OrderedRetryQueue(name="test", base_delay=0.001, max_delay=0.01)
@@ -31,17 +27,29 @@ def recorder(log: list[str], entry: str) -> Operation:
     return write
 
 
+class RefusedUntilOpened:
+    """A write refused with ``error`` (a 403 until a RoleBinding is fixed, an API server away)
+    until ``opened``; then it records ``entry``."""
+
+    def __init__(self, log: list[str], entry: str, error: Exception) -> None:
+        self._log = log
+        self._entry = entry
+        self._error = error
+        self.opened = False
+
+    async def __call__(self) -> None:
+        if not self.opened:
+            raise self._error
+        self._log.append(self._entry)
+
+
 async def test_a_write_retried_in_one_lane_does_not_hold_up_another(
     queue: OrderedRetryQueue,
 ) -> None:
     applied: list[str] = []
-    forbidden = True
-
-    async def team_a_write() -> None:
-        if forbidden:
-            raise Forbidden("downtimeincidents is forbidden in namespace team-a")
-        applied.append("team-a 1")
-
+    team_a_write = RefusedUntilOpened(
+        applied, "team-a 1", PermissionError("downtimeincidents is forbidden in namespace team-a")
+    )
     queue.submit("team-a 1", team_a_write, lane="team-a")
     queue.submit("team-a 2", recorder(applied, "team-a 2"), lane="team-a")
     for n in range(3):
@@ -52,7 +60,7 @@ async def test_a_write_retried_in_one_lane_does_not_hold_up_another(
     assert queue.pending == 2  # team-a's writes are kept, not dropped
     assert queue.failures > 3
 
-    forbidden = False
+    team_a_write.opened = True
     assert await queue.drained(2)
     assert applied[3:] == ["team-a 1", "team-a 2"]  # in submission order once allowed
     assert queue.pending == 0
@@ -93,13 +101,7 @@ async def test_a_lane_emptied_and_used_again_is_served_again(queue: OrderedRetry
 async def test_writes_cut_short_by_a_stop_are_applied_by_the_next_run() -> None:
     queue = OrderedRetryQueue(name="test", base_delay=0.001, max_delay=0.01)
     applied: list[str] = []
-    refused = True
-
-    async def held() -> None:
-        if refused:
-            raise ConnectionError("API server away")
-        applied.append("held")
-
+    held = RefusedUntilOpened(applied, "held", ConnectionError("API server away"))
     first = asyncio.create_task(queue.run())
     queue.submit("held", held, lane="ns")
     queue.submit("after", recorder(applied, "after"), lane="ns")
@@ -109,7 +111,7 @@ async def test_writes_cut_short_by_a_stop_are_applied_by_the_next_run() -> None:
         await first
     assert queue.pending == 2
 
-    refused = False
+    held.opened = True
     second = asyncio.create_task(queue.run())
     assert await queue.drained(1)
     assert applied == ["held", "after"]
