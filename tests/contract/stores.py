@@ -1,4 +1,10 @@
-"""The stores under contract, and incidents to feed them."""
+"""The stores under contract, and incidents to feed them.
+
+Three stores: PostgreSQL, the embedded SQLite file, and the unit tests' in-memory fake, which is
+held to the same scenarios so it cannot drift from them. A test that needs what only a SQL store
+has (its other tables, the seed's reporting functions, the admin API's ports) is marked
+``sql_only`` and is skipped on the fake (``conftest``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
 from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries
+from downtime_operator.adapters.postgres.rows import to_json_text
 from downtime_operator.adapters.sqlite import (
     SqliteAuditLog,
     SqliteIncidentQueries,
@@ -22,25 +29,29 @@ from downtime_operator.adapters.sqlite import (
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.admin_ports import AuditLog
 from downtime_operator.services.ports import LogCaptureStore
+from tests.unit.fakes import CAPTURE_COLUMNS, MemoryStore
 
 Store = PostgresIncidentStore | SqliteIncidentStore
+"""A SQL store: tables underneath (``raw_row``), the admin API's ports beside it (``ports_for``)."""
+AnyStore = Store | MemoryStore
+"""Any store under contract, the in-memory fake included."""
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 class Stores:
     """Opens instances of one store over the same data: a second instance is a restart."""
 
-    def __init__(self, *, kind: str, opener: Callable[[], Awaitable[Store]]) -> None:
+    def __init__(self, *, kind: str, opener: Callable[[], Awaitable[AnyStore]]) -> None:
         self.kind = kind
         self._opener = opener
-        self._opened: list[Store] = []
+        self._opened: list[AnyStore] = []
 
-    async def open(self) -> Store:
+    async def open(self) -> AnyStore:
         store = await self._opener()
         self._opened.append(store)
         return store
 
-    async def close(self, store: Store) -> None:
+    async def close(self, store: AnyStore) -> None:
         self._opened.remove(store)
         await store.close()
 
@@ -98,6 +109,11 @@ def ports_for(store: Store) -> Ports:
     return Ports(PostgresLogCaptures(pool), PostgresIncidentQueries(pool), PostgresAuditLog(pool))
 
 
+def captures_for(store: AnyStore) -> LogCaptureStore:
+    """The store's ``LogCaptureStore`` over the same data; the fake is its own."""
+    return store if isinstance(store, MemoryStore) else ports_for(store).captures
+
+
 _SQLITE_TIMESTAMPS = (
     "started_at",
     "detected_at",
@@ -112,11 +128,15 @@ _SQLITE_TIMESTAMPS = (
 )
 
 
-async def raw_row(store: Store, table: str, key: str, value: Any) -> dict[str, Any]:
+async def raw_row(store: AnyStore, table: str, key: str, value: Any) -> dict[str, Any]:
     """Every column of one row, typed as asyncpg returns them (JSON columns stay text).
 
-    ``table`` and ``key`` are the tests' own constants.
+    ``table`` and ``key`` are the tests' own constants. The fake has incidents only, and of
+    their columns those its ``CaptureRow`` holds beyond ``Incident``'s fields.
     """
+    if isinstance(store, MemoryStore):
+        assert (table, key) == ("downtime_incidents", "incident_id"), "mark the test sql_only"
+        return _memory_row(store, value)
     if isinstance(store, PostgresIncidentStore):
         found = await store.pool.fetchrow(f"SELECT * FROM {table} WHERE {key} = $1", value)
         assert found is not None
@@ -136,3 +156,20 @@ async def raw_row(store: Store, table: str, key: str, value: Any) -> dict[str, A
     if row.get("logs_truncated") is not None:
         row["logs_truncated"] = bool(row["logs_truncated"])
     return row
+
+
+def _memory_row(store: MemoryStore, incident_id: uuid.UUID) -> dict[str, Any]:
+    row, capture = store.rows[incident_id], store.captures[incident_id]
+    window = capture.window
+    return {
+        "incident_id": incident_id,
+        "logs_capture_status": None if row.logs_state is None else row.logs_state.value,
+        **{column: getattr(capture, name) for column, name in CAPTURE_COLUMNS.items()},
+        "logs_captured": to_json_text(capture.records),
+        "log_analysis": to_json_text(capture.analysis),
+        "logs_available": capture.available,
+        "logs_capture_runs": capture.runs,
+        "logs_capture_claimed_until": capture.claimed_until,
+        "logs_window_start": None if window is None else window.start,
+        "logs_window_end": None if window is None else window.end,
+    }

@@ -21,6 +21,8 @@ from downtime_operator.services.admin_ports import (
 )
 from tests.contract.stores import T0, Store, ids, make_incident, ports_for, raw_row
 
+pytestmark = pytest.mark.sql_only("the admin API's ports (queries, audit log) are not faked")
+
 H = timedelta(hours=1)
 D = timedelta(days=1)
 

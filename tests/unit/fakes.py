@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.adapters.postgres.rows import (
+    clean_text,
+    duration_between,
+    require_aware,
+    to_json_text,
+    truncate_body,
+)
+from downtime_operator.adapters.sqlite import columns
 from downtime_operator.domain.log_capture import (
     CapturePlan,
     CaptureResult,
@@ -28,7 +37,12 @@ from downtime_operator.domain.models import (
     Severity,
 )
 from downtime_operator.domain.statistics import DowntimeSpan
-from downtime_operator.services.ports import LogSourceError, OpenIncidentExistsError
+from downtime_operator.domain.window import CaptureWindow
+from downtime_operator.services.ports import (
+    ExpiredIncident,
+    LogSourceError,
+    OpenIncidentExistsError,
+)
 
 
 class FakeClock:
@@ -78,12 +92,82 @@ class ScriptedProber:
         return CheckResult(at=now, ok=True, status_code=200, latency_ms=3.0)
 
 
+UNPLANNED = CapturePlan(enabled=False)
+"""A row's plan before ``schedule_log_capture``: no query, so nothing to run."""
+NOT_PLANNED = "no log capture was planned for this incident"
+"""The reason such a plan reads back with, as from the SQL stores."""
+
+CAPTURE_COLUMNS: Mapping[str, str] = {
+    "logs_capture_due_at": "due_at",
+    "logs_capture_error": "error",
+    "logs_captured": "records",
+    "logs_file_path": "file_path",
+    "log_analysis": "analysis",
+    "logs_count": "count",
+    "logs_truncated": "truncated",
+}
+"""Updatable columns that ``CaptureRow`` holds, and its attribute for each."""
+
+_INCIDENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Incident))
+
+_DECODE: Mapping[str, Callable[[Any], Any]] = {
+    # ``columns.update_values`` validates as the SQLite store does; these undo its encodings.
+    "status": IncidentStatus,
+    "severity": Severity,
+    "logs_capture_status": LogCaptureState,
+    "ended_at": datetime.fromisoformat,
+    "logs_capture_due_at": datetime.fromisoformat,
+    "logs_truncated": bool,
+    **dict.fromkeys(columns.JSON_COLUMNS, json.loads),
+}
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    return require_aware(value, what).astimezone(UTC)
+
+
+def _json_copy(value: Any) -> Any:
+    """What a JSON column gives back: a fresh copy, datetimes as ISO text."""
+    text = to_json_text(value)
+    return None if text is None else json.loads(text)
+
+
+def _as_created(incident: Incident) -> Incident:
+    """The row a SQL store inserts: aware times, clean text, a truncated body, the duration of an
+    ended incident, and no capture state (that is the plan's, ``schedule_log_capture``)."""
+    started_at = _aware(incident.started_at, "started_at")
+    ended_at = None if incident.ended_at is None else _aware(incident.ended_at, "ended_at")
+    duration = incident.duration_seconds
+    if ended_at is not None and duration is None:
+        duration = duration_between(started_at, ended_at)
+    return dataclasses.replace(
+        incident,
+        started_at=started_at,
+        detected_at=_aware(incident.detected_at, "detected_at"),
+        ended_at=ended_at,
+        duration_seconds=duration,
+        severity=Severity(incident.severity),
+        status=IncidentStatus(incident.status),
+        error_message=clean_text(incident.error_message),
+        response_body=truncate_body(incident.response_body),
+        notes=clean_text(incident.notes),
+        logs_state=None,
+    )
+
+
+def _newest_first(incidents: Iterable[Incident]) -> list[Incident]:
+    """Copies, ``ORDER BY started_at DESC, incident_id``."""
+    by_id = sorted(incidents, key=lambda i: i.incident_id)
+    return [dataclasses.replace(i) for i in sorted(by_id, key=lambda i: i.started_at, reverse=True)]
+
+
 @dataclasses.dataclass(kw_only=True)
 class CaptureRow:
-    """The log-capture columns of one incident row."""
+    """The columns of one incident row beyond ``Incident``'s fields: the log capture's, mostly."""
 
-    plan: CapturePlan
-    due_at: datetime | None
+    plan: CapturePlan = UNPLANNED
+    """As scheduled; read back through ``MemoryStore._plan``, as the SQL stores read theirs."""
+    due_at: datetime | None = None
     error: str | None = None
     claimed_until: datetime | None = None
     records: list[dict[str, Any]] | None = None
@@ -93,10 +177,20 @@ class CaptureRow:
     count: int | None = None
     truncated: bool | None = None
     available: int | None = None
+    window: CaptureWindow | None = None
+    snapshots: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """``metrics_snapshot`` and ``server_info``: written, never read by a service."""
 
 
 class MemoryStore:
-    """IncidentStore and LogCaptureStore in memory, with the PostgreSQL store's rules."""
+    """IncidentStore, LogCaptureStore and RetentionStore in memory, run by ``tests/contract`` as a
+    third store so that it keeps the SQL stores' rules.
+
+    ``rows`` and ``captures`` are the table, one ``Incident`` and one ``CaptureRow`` per incident,
+    changed in place: a test may hold them and watch them change. Reads return copies, as a
+    database's do. ``reopen`` is another process on the same data; ``available = False`` makes
+    every call fail as an unreachable database does.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[UUID, Incident] = {}
@@ -104,48 +198,189 @@ class MemoryStore:
         self.available = True
         self.writes: list[str] = []
 
+    def reopen(self) -> MemoryStore:
+        """Another instance over the same data, like a second connection to one database."""
+        other = MemoryStore()
+        other.rows, other.captures = self.rows, self.captures
+        return other
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
     def _check(self) -> None:
         if not self.available:
             raise ConnectionRefusedError("store down")
 
+    def _open_row(self, monitor: MonitorRef, *, besides: UUID | None = None) -> Incident | None:
+        return next(
+            (
+                r
+                for r in self.rows.values()
+                if r.monitor == monitor and r.is_open and r.incident_id != besides
+            ),
+            None,
+        )
+
+    # -- IncidentStore ---------------------------------------------------------------------------
+
     async def create_incident(self, incident: Incident) -> Incident:
         self._check()
-        if incident.incident_id in self.rows:
-            return self.rows[incident.incident_id]
-        existing = await self.get_open_incident(incident.monitor)
+        created = _as_created(incident)
+        stored = self.rows.get(created.incident_id)
+        if stored is not None:  # a retried create: what is stored, untouched
+            return dataclasses.replace(stored)
+        existing = self._open_row(created.monitor) if created.is_open else None
         if existing is not None:
-            raise OpenIncidentExistsError(existing)
-        self.rows[incident.incident_id] = dataclasses.replace(incident)
+            raise OpenIncidentExistsError(dataclasses.replace(existing))
+        self.rows[created.incident_id] = created
+        self.captures[created.incident_id] = CaptureRow()
         self.writes.append(f"create {incident.incident_id}")
-        return incident
+        return dataclasses.replace(created)
 
     async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
         self._check()
-        row = self.rows[incident_id]
-        for key, value in fields.items():
-            converters = {"severity": Severity, "status": IncidentStatus}
-            setattr(row, key, converters[key](value) if key in converters else value)
+        encoded = columns.update_values(fields)  # the whitelist and value checks: ValueError
+        values = {
+            name: None if value is None else _DECODE.get(name, lambda v: v)(value)
+            for name, value in encoded.items()
+        }
+        row = self.rows.get(incident_id)
+        if row is None or not values:
+            return
+        if "ended_at" in values and "duration_seconds" not in values:
+            ended_at = values["ended_at"]
+            values["duration_seconds"] = (
+                None if ended_at is None else duration_between(row.started_at, ended_at)
+            )
+        open_after = values.get("status", row.status) is not IncidentStatus.RESOLVED
+        if open_after and self._open_row(row.monitor, besides=incident_id) is not None:
+            raise ValueError(f"incident {incident_id} update refused: {row.monitor} has one open")
+        capture = self.captures[incident_id]
+        for name, value in values.items():
+            if name == "logs_capture_status":
+                row.logs_state = value
+            elif name in _INCIDENT_FIELDS:
+                setattr(row, name, value)
+            elif name in CAPTURE_COLUMNS:
+                setattr(capture, CAPTURE_COLUMNS[name], value)
+            else:
+                capture.snapshots[name] = value
         self.writes.append(f"update {incident_id} {sorted(fields)}")
 
     async def resolve_incident(
         self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None
     ) -> Incident | None:
         self._check()
+        ended_at = _aware(ended_at, "ended_at")
         row = self.rows.get(incident_id)
-        if row is None or row.status is IncidentStatus.RESOLVED:
-            return row
-        row.status = IncidentStatus.RESOLVED
-        row.ended_at = ended_at
-        row.duration_seconds = (ended_at - row.started_at).total_seconds()
-        row.notes = notes
-        capture = self.captures.get(incident_id)
-        if capture is not None and state_at_resolution(row.logs_state) is LogCaptureState.PENDING:
-            row.logs_state = LogCaptureState.PENDING
-            capture.due_at = max(ended_at, row.started_at) + capture.plan.after
-        self.writes.append(f"resolve {incident_id}")
-        return row
+        if row is None:
+            return None
+        if row.status is not IncidentStatus.RESOLVED:
+            ended_at = max(ended_at, row.started_at)  # a clock that stepped back
+            row.status = IncidentStatus.RESOLVED
+            row.ended_at = ended_at
+            row.duration_seconds = duration_between(row.started_at, ended_at)
+            row.notes = columns.appended_notes(row.notes, clean_text(notes))
+            if state_at_resolution(row.logs_state) is LogCaptureState.PENDING:
+                capture = self.captures[incident_id]
+                row.logs_state = LogCaptureState.PENDING  # the final capture is due
+                capture.due_at = ended_at + capture.plan.after
+            self.writes.append(f"resolve {incident_id}")
+        return dataclasses.replace(row)
+
+    async def get_incident(self, incident_id: UUID) -> Incident | None:
+        self._check()
+        row = self.rows.get(incident_id)
+        return None if row is None else dataclasses.replace(row)
+
+    async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
+        self._check()
+        found = self._open_row(monitor)
+        return None if found is None else dataclasses.replace(found)
+
+    async def monitor_incident_spans(
+        self, monitor: MonitorRef, *, since: datetime, until: datetime
+    ) -> list[DowntimeSpan]:
+        self._check()
+        since, until = _aware(since, "since"), _aware(until, "until")
+        return [
+            (row.started_at, row.ended_at)
+            for row in self.rows.values()
+            if row.monitor == monitor
+            and row.started_at < until
+            and (row.ended_at is None or row.ended_at > since)
+        ]
+
+    async def get_ongoing_incidents(self) -> list[Incident]:
+        self._check()
+        return _newest_first(r for r in self.rows.values() if r.is_open)
+
+    async def get_recent_incidents(
+        self,
+        *,
+        limit: int = 50,
+        status: IncidentStatus | None = None,
+        severity: Severity | None = None,
+        environment: str | None = None,
+    ) -> list[Incident]:
+        self._check()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        wanted = {
+            "status": None if status is None else IncidentStatus(status),
+            "severity": None if severity is None else Severity(severity),
+            "environment": environment,
+        }
+        found = [
+            row
+            for row in self.rows.values()
+            if all(value is None or getattr(row, name) == value for name, value in wanted.items())
+        ]
+        return _newest_first(found)[:limit]
+
+    # -- RetentionStore --------------------------------------------------------------------------
+
+    async def find_expired_incidents(
+        self, *, days: int, keep_critical: bool, now: datetime
+    ) -> list[ExpiredIncident]:
+        self._check()
+        if days < 1:
+            raise ValueError(f"days must be at least 1, got {days}")
+        cutoff = _aware(now, "now") - timedelta(days=days)
+        expired = sorted(
+            (row.ended_at, row.incident_id)
+            for row in self.rows.values()
+            if row.status is IncidentStatus.RESOLVED
+            and row.ended_at is not None
+            and row.ended_at < cutoff
+            and not (keep_critical and row.severity is Severity.CRITICAL)
+        )
+        return [
+            ExpiredIncident(
+                incident=dataclasses.replace(self.rows[incident_id]),
+                logs_file_path=self.captures[incident_id].file_path,
+            )
+            for _, incident_id in expired
+        ]
+
+    async def delete_resolved_incident(self, incident_id: UUID) -> bool:
+        self._check()
+        row = self.rows.get(incident_id)
+        if row is None or row.status is not IncidentStatus.RESOLVED:
+            return False
+        del self.rows[incident_id], self.captures[incident_id]
+        self.writes.append(f"delete {incident_id}")
+        return True
 
     # -- LogCaptureStore -------------------------------------------------------------------------
+
+    def _plan(self, incident_id: UUID) -> CapturePlan:
+        """The stored plan as the SQL stores read it back: without a query, or once the capture
+        is disabled, it runs nothing, and its capture error says why."""
+        state, capture = self.rows[incident_id].logs_state, self.captures[incident_id]
+        enabled = capture.plan.query is not None and state is not LogCaptureState.DISABLED
+        reason = None if enabled else capture.error or NOT_PLANNED
+        return dataclasses.replace(capture.plan, enabled=enabled, disabled_reason=reason)
 
     async def schedule_log_capture(
         self, incident_id: UUID, *, plan: CapturePlan, due_at: datetime
@@ -154,16 +389,18 @@ class MemoryStore:
         row = self.rows.get(incident_id)
         if row is None or row.logs_state is not None:
             return
+        capture = self.captures[incident_id]
         row.logs_state = LogCaptureState.PENDING if plan.enabled else LogCaptureState.DISABLED
-        self.captures[incident_id] = CaptureRow(
-            plan=plan, due_at=due_at if plan.enabled else None, error=plan.disabled_reason
-        )
+        capture.plan = plan
+        capture.due_at = _aware(due_at, "due_at") if plan.enabled else None
+        capture.error = plan.disabled_reason
         self.writes.append(f"plan capture {incident_id}")
 
     async def claim_due_log_capture(
         self, *, now: datetime, lease_until: datetime
     ) -> PendingCapture | None:
         self._check()
+        now = _aware(now, "now")
         due = [
             (capture.due_at, incident_id)
             for incident_id, capture in self.captures.items()
@@ -176,10 +413,10 @@ class MemoryStore:
             return None
         due_at, incident_id = min(due)
         capture = self.captures[incident_id]
-        capture.claimed_until = lease_until
+        capture.claimed_until = _aware(lease_until, "lease_until")
         return PendingCapture(
             incident=dataclasses.replace(self.rows[incident_id]),
-            plan=capture.plan,
+            plan=self._plan(incident_id),
             due_at=due_at,
             file_path=capture.file_path,
         )
@@ -194,92 +431,58 @@ class MemoryStore:
     ) -> bool:
         self._check()
         row = self.rows.get(incident_id)
-        capture = self.captures.get(incident_id)
-        if row is None or capture is None:
+        if row is None:
             return False
-        if due_at is not None and (
-            row.logs_state is not LogCaptureState.PENDING or capture.due_at != due_at
-        ):
-            return False
+        capture = self.captures[incident_id]
+        pending = row.logs_state is LogCaptureState.PENDING
+        if due_at is not None and not (pending and capture.due_at == due_at):
+            return False  # recorded already, or overtaken by a newer schedule
         scheduled_later = (
             due_at is None
-            and row.logs_state is LogCaptureState.PENDING
+            and pending
             and capture.due_at is not None
             and capture.due_at > result.captured_at
         )
         row.logs_state = LogCaptureState.PENDING if scheduled_later else result.state
-        capture.error = result.error
         capture.runs += 1
         capture.claimed_until = None
-        if result.state is LogCaptureState.CAPTURED:
-            capture.records = None if file_path else list(result.records)
+        if result.state is not LogCaptureState.CAPTURED:
+            capture.error = clean_text(result.error)  # the entries of an earlier run stay
+        else:
+            capture.error = None
+            capture.records = None if file_path is not None else _json_copy(result.records)
             capture.file_path = file_path
             capture.count = len(result.records)
             capture.truncated = result.truncated
             capture.available = result.available
             capture.analysis = None if result.analysis is None else result.analysis.to_dict()
+            capture.window = result.window
         self.writes.append(f"record capture {incident_id} {result.state.value}")
         return True
 
     async def release_log_capture(self, incident_id: UUID, *, due_at: datetime) -> None:
-        capture = self.captures.get(incident_id)
-        if capture is not None and capture.due_at == due_at:
-            capture.claimed_until = None
+        self._check()
+        row = self.rows.get(incident_id)
+        if row is not None and row.logs_state is LogCaptureState.PENDING:
+            capture = self.captures[incident_id]
+            if capture.due_at == due_at:
+                capture.claimed_until = None
 
     async def get_log_capture(self, incident_id: UUID) -> StoredCapture | None:
         self._check()
         row = self.rows.get(incident_id)
         if row is None:
             return None
-        capture = self.captures.get(incident_id)
-        plan = capture.plan if capture else CapturePlan(enabled=False, disabled_reason="none")
+        capture = self.captures[incident_id]
         return StoredCapture(
             incident=dataclasses.replace(row),
-            plan=plan,
+            plan=self._plan(incident_id),
             state=row.logs_state,
-            due_at=capture.due_at if capture else None,
-            records=capture.records if capture else None,
-            file_path=capture.file_path if capture else None,
-            analysis=capture.analysis if capture else None,
+            due_at=capture.due_at,
+            records=_json_copy(capture.records),
+            file_path=capture.file_path,
+            analysis=_json_copy(capture.analysis),
         )
-
-    async def get_incident(self, incident_id: UUID) -> Incident | None:
-        self._check()
-        return self.rows.get(incident_id)
-
-    async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
-        """A copy, like a real store's: a runner's changes must go through the writes."""
-        self._check()
-        found = next((r for r in self.rows.values() if r.monitor == monitor and r.is_open), None)
-        return None if found is None else dataclasses.replace(found)
-
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
-        self._check()
-        return [
-            (row.started_at, row.ended_at)
-            for row in self.rows.values()
-            if row.monitor == monitor
-            and row.started_at < until
-            and (row.ended_at is None or row.ended_at > since)
-        ]
-
-    async def get_ongoing_incidents(self) -> list[Incident]:
-        self._check()
-        return [r for r in self.rows.values() if r.is_open]
-
-    async def get_recent_incidents(
-        self,
-        *,
-        limit: int = 50,
-        status: IncidentStatus | None = None,
-        severity: Severity | None = None,
-        environment: str | None = None,
-    ) -> list[Incident]:
-        self._check()
-        rows = sorted(self.rows.values(), key=lambda r: r.started_at, reverse=True)
-        return rows[:limit]
 
 
 class RecordingResources:
