@@ -20,7 +20,7 @@ import yaml
 
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.services.retry_queue import OrderedRetryQueue
-from downtime_operator.settings import load_api_settings, load_operator_settings
+from downtime_operator.settings import OperatorSettings, load_settings
 from tests.support.helm import CHART, MODES, REPO, Helm, helm_binary
 
 RELEASE = "dto"
@@ -191,16 +191,17 @@ def test_the_operator_understands_the_charts_environment(helm: Helm) -> None:
     """The literal env values of the Deployment, read by the operator's own settings loader."""
     objects = render(helm, {**MODES["namespaced"], "peering": {"lifetime": 15}})
     env = {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
-    settings = load_operator_settings({**env, "DATABASE_URL": "postgresql://u@h/db"})
-    assert load_api_settings(env).port == 8080
-    assert settings.watch_namespaces == ("team-a", "team-b")
-    assert settings.peering == FULLNAME
-    assert settings.peering_lifetime == 15
-    assert settings.metrics_port == 9090
-    assert settings.log_files_dir == Path("/var/lib/downtime-operator/logs")
-    assert settings.retention_days == 90
-    assert settings.status_sync_period == timedelta(seconds=60)
-    assert settings.loki_enabled is False
+    settings = load_settings(OperatorSettings, {**env, "DATABASE_URL": "postgresql://u@h/db"})
+    assert settings.api.port == 8080
+    assert settings.kubernetes.watch_namespaces == ("team-a", "team-b")
+    assert settings.kubernetes.peering_name == FULLNAME
+    assert settings.kubernetes.peering_lifetime == 15
+    assert settings.metrics.port == 9090
+    assert settings.capture.log_files_dir == Path("/var/lib/downtime-operator/logs")
+    assert settings.retention.days == 90
+    assert settings.kubernetes.status_sync_period == timedelta(seconds=60)
+    assert settings.loki.enabled is False
+    assert settings.logging.as_json is False
 
 
 def values_lines() -> Iterator[tuple[int, str, str]]:

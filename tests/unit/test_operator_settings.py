@@ -6,20 +6,27 @@ from datetime import timedelta
 
 import pytest
 
-from downtime_operator.settings import SettingsError, load_operator_settings
+from downtime_operator.settings import OperatorSettings, SettingsError, load_settings
 
 DSN = {"DATABASE_URL": "postgresql://u@127.0.0.1/db"}
 
 
+def load(env: dict[str, str]) -> OperatorSettings:
+    return load_settings(OperatorSettings, env)
+
+
 def test_defaults_serve_no_metrics_and_pick_no_fixed_priority() -> None:
-    settings = load_operator_settings(DSN)
-    assert settings.metrics_port is None
-    assert settings.peering is None and settings.peering_priority is None
-    assert settings.peering_lifetime == 60
+    settings = load(DSN)
+    assert settings.metrics.port is None
+    assert settings.kubernetes.peering_name is None
+    assert settings.kubernetes.peering_priority is None
+    assert settings.kubernetes.peering_lifetime == 60
+    assert settings.retention.keep_critical  # the operator's daily run keeps critical ones
+    assert settings.database.dsn == DSN["DATABASE_URL"]
 
 
 def test_peering_and_metrics_from_the_environment() -> None:
-    settings = load_operator_settings(
+    settings = load(
         {
             **DSN,
             "PEERING_NAME": "ops",
@@ -30,13 +37,27 @@ def test_peering_and_metrics_from_the_environment() -> None:
             "STATUS_SYNC_PERIOD_SECONDS": "30",
         }
     )
-    assert (settings.peering, settings.peering_priority, settings.peering_lifetime) == (
+    kubernetes = settings.kubernetes
+    assert (kubernetes.peering_name, kubernetes.peering_priority, kubernetes.peering_lifetime) == (
         "ops",
         7,
         15,
     )
-    assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 9090)
-    assert settings.status_sync_period == timedelta(seconds=30)
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 9090)
+    assert kubernetes.status_sync_period == timedelta(seconds=30)
+
+
+def test_the_alias_and_empty_variables() -> None:
+    dsn = "postgresql://u@alias/db"
+    assert load({"SUPABASE_DB_URL": dsn}).database.dsn == dsn
+    # Set but empty counts as unset: DATABASE_URL="" does not hide the alias.
+    assert load({"DATABASE_URL": "", "SUPABASE_DB_URL": dsn}).database.dsn == dsn
+    assert load({**DSN, "LOG_LEVEL": "", "METRICS_PORT": ""}).metrics.port is None
+
+
+def test_log_json_and_level() -> None:
+    settings = load({**DSN, "LOG_JSON": "true", "LOG_LEVEL": "warning"})
+    assert settings.logging.as_json and settings.logging.level == "WARNING"
 
 
 @pytest.mark.parametrize(
@@ -47,8 +68,20 @@ def test_peering_and_metrics_from_the_environment() -> None:
         ("PEERING_LIFETIME_SECONDS", "0"),
         ("METRICS_PORT", "70000"),
         ("STATUS_SYNC_PERIOD_SECONDS", "soon"),
+        ("LOG_JSON", "sometimes"),
+        ("LOG_LEVEL", "LOUD"),
+        ("LOKI_ENABLED", "true"),  # without LOKI_QUERY_URL
+        ("LOKI_QUERY_URL", "loki:3100"),
     ],
 )
 def test_invalid_values_name_their_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
-        load_operator_settings({**DSN, variable: value})
+        load({**DSN, variable: value})
+
+
+@pytest.mark.parametrize("env", [{}, {"DATABASE_URL": "mysql://u:hunter2@h/db"}])
+def test_the_operator_needs_a_postgresql_dsn_and_never_echoes_it(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(env)
+    assert str(caught.value).startswith("DATABASE_URL: ")
+    assert "hunter2" not in str(caught.value)

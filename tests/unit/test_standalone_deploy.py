@@ -6,8 +6,8 @@ import configparser
 import re
 from pathlib import Path
 
-from downtime_operator.__main__ import _parser
-from downtime_operator.standalone import EXIT_USAGE, load_monitor_settings, load_standalone_api
+from downtime_operator.cli import EXIT_USAGE, build_parser
+from downtime_operator.settings import MonitorSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "downtime-monitor.service"
@@ -54,8 +54,7 @@ def test_every_example_value_is_accepted_when_uncommented() -> None:
     """The example is documentation users copy: each value in it must be a valid setting."""
     env = dict(re.findall(r"^#?([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE.read_text(), re.MULTILINE))
     env["LOKI_ENABLED"] = "true"
-    args = _parser().parse_args(["monitor", "--api-port", "8081"])
-    settings = load_monitor_settings(args, env=env)
-    assert settings.capture_enabled and settings.loki_query == '{app="gatewayz-api"}'
-    api = load_standalone_api(settings, env=env)
-    assert api is not None and list(api.keys) == ["ops"]
+    args = build_parser().parse_args(["monitor", "--api-port", "8081"])
+    settings = load_settings(MonitorSettings, env, vars(args))
+    assert settings.capture_enabled and settings.capture.query == '{app="gatewayz-api"}'
+    assert settings.serves_api and list(settings.api.keys) == ["ops"]

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from downtime_operator.__main__ import _parser
-from downtime_operator.settings import SettingsError
-from downtime_operator.standalone import (
-    load_cleanup_settings,
-    load_monitor_settings,
-    load_standalone_api,
-    monitor_ref_for,
+from downtime_operator.cli import build_parser
+from downtime_operator.settings import (
+    CleanupSettings,
+    MonitorSettings,
+    SettingsError,
+    load_settings,
 )
+from downtime_operator.standalone import monitor_ref_for
 
 
-def monitor_args(*argv: str) -> argparse.Namespace:
-    return _parser().parse_args(["monitor", *argv])
+def monitor(*argv: str, env: dict[str, str] | None = None) -> MonitorSettings:
+    args = build_parser().parse_args(["monitor", *argv])
+    return load_settings(MonitorSettings, env or {}, vars(args))
 
 
 def test_defaults_are_the_seeds() -> None:
-    settings = load_monitor_settings(monitor_args(), env={})
-    assert settings.url == "https://api.gatewayz.ai/health"
-    assert (settings.interval, settings.timeout) == (60.0, 10.0)
-    assert (settings.failure_threshold, settings.success_threshold) == (3, 1)
-    assert settings.database_url is None
-    assert str(settings.db_path) == "downtime.db"
+    settings = monitor()
+    probe = settings.probe
+    assert probe.url == "https://api.gatewayz.ai/health"
+    assert (probe.interval, probe.timeout) == (60.0, 10.0)
+    assert (probe.failure_threshold, probe.success_threshold) == (3, 1)
+    assert settings.database.url is None
+    assert str(settings.database.db_path) == "downtime.db"
     assert not settings.capture_enabled  # LOKI_ENABLED defaults to false
+    assert not settings.serves_api and not settings.notifications and not settings.logging.verbose
 
 
 def test_environment_is_read_and_flags_override_it() -> None:
@@ -41,21 +42,34 @@ def test_environment_is_read_and_flags_override_it() -> None:
         "GRAFANA_LOKI_API_KEY": "secret",
         "LOKI_QUERY": '{app="api"}',
     }
-    from_env = load_monitor_settings(monitor_args(), env=env)
-    assert (from_env.url, from_env.interval, from_env.timeout) == (
+    from_env = monitor(env=env)
+    assert (from_env.probe.url, from_env.probe.interval, from_env.probe.timeout) == (
         "http://env.example:8000/health",
         30.0,
         5.0,
     )
     assert from_env.capture_enabled
-    flags = monitor_args("--url", "http://flag.example/ready", "--interval", "2", "--timeout", "1")
-    overridden = load_monitor_settings(flags, env={**env, "HEALTH_CHECK_INTERVAL": "-1"})
-    assert (overridden.url, overridden.interval, overridden.timeout) == (
+    assert from_env.loki.username == "user"
+    overridden = monitor(
+        "--url",
+        "http://flag.example/ready",
+        "--interval",
+        "2",
+        "--timeout",
+        "1",
+        env={**env, "HEALTH_CHECK_INTERVAL": "-1"},
+    )
+    assert (overridden.probe.url, overridden.probe.interval, overridden.probe.timeout) == (
         "http://flag.example/ready",
         2.0,
         1.0,
     )
-    assert not load_monitor_settings(monitor_args("--no-log-capture"), env=env).capture_enabled
+    assert not monitor("--no-log-capture", env=env).capture_enabled
+
+
+def test_switches() -> None:
+    settings = monitor("-v", "--enable-notifications")
+    assert settings.logging.verbose and settings.notifications
 
 
 @pytest.mark.parametrize(
@@ -67,7 +81,7 @@ def test_environment_is_read_and_flags_override_it() -> None:
     ],
 )
 def test_health_path_is_added_only_when_there_is_none(url: str, checked: str) -> None:
-    assert load_monitor_settings(monitor_args("--url", url), env={}).url == checked
+    assert monitor("--url", url).probe.url == checked
 
 
 @pytest.mark.parametrize(
@@ -92,8 +106,10 @@ def test_health_path_is_added_only_when_there_is_none(url: str, checked: str) ->
         ([], {"LOKI_ENABLED": "1"}, "LOKI_QUERY_URL"),
         (["--api-port", "http"], {}, "--api-port"),
         (["--api-port", "70000"], {}, "--api-port"),
+        ([], {"API_PORT": "70000"}, "API_PORT"),
         (["--capture-after", "-1"], {}, "--capture-after"),
         ([], {"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ([], {"LOG_JSON": "sometimes"}, "LOG_JSON"),
         (["--database-url", "mysql://u:pw@h/db"], {}, "--database-url"),
         ([], {"SUPABASE_DB_URL": "sqlite:///x"}, "SUPABASE_DB_URL"),
     ],
@@ -102,31 +118,35 @@ def test_bad_values_name_their_flag_or_variable(
     argv: list[str], env: dict[str, str], named: str
 ) -> None:
     with pytest.raises(SettingsError) as caught:
-        load_monitor_settings(monitor_args(*argv), env=env)
+        monitor(*argv, env=env)
     assert str(caught.value).startswith(named)
 
 
-def test_a_bad_dsn_is_not_echoed() -> None:
+def test_secrets_are_not_echoed() -> None:
     with pytest.raises(SettingsError) as caught:
-        load_monitor_settings(monitor_args(), env={"DATABASE_URL": "mysql://u:hunter2@h/db"})
+        monitor(env={"DATABASE_URL": "mysql://u:hunter2@h/db"})
     assert "hunter2" not in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        monitor("--database-url", "mysql://u:hunter2@h/db", "--interval", "0")
+    assert "hunter2" not in str(caught.value) and "--interval" in str(caught.value)
 
 
 def test_database_url_and_its_alias() -> None:
     dsn = "postgresql://u:p@127.0.0.1:5432/db"
     for env in ({"DATABASE_URL": dsn}, {"SUPABASE_DB_URL": dsn}):
-        settings = load_monitor_settings(monitor_args(), env=env)
-        assert settings.database_url is not None
-        assert settings.database_url.get_secret_value() == dsn
-    flag = load_monitor_settings(
-        monitor_args("--database-url", dsn), env={"DATABASE_URL": "postgresql://other/db"}
-    )
-    assert flag.database_url is not None and flag.database_url.get_secret_value() == dsn
+        assert monitor(env=env).database.dsn == dsn
+    flag = monitor("--database-url", dsn, env={"DATABASE_URL": "postgresql://other/db"})
+    assert flag.database.dsn == dsn
 
 
 def test_spec_is_what_the_operator_would_run() -> None:
-    settings = load_monitor_settings(
-        monitor_args("--interval", "1", "--timeout", "0.5", "--loki-query", '{app="api"}'),
+    settings = monitor(
+        "--interval",
+        "1",
+        "--timeout",
+        "0.5",
+        "--loki-query",
+        '{app="api"}',
         env={"LOKI_ENABLED": "true", "LOKI_QUERY_URL": "http://loki:3100"},
     )
     assert settings.spec() == {
@@ -142,32 +162,37 @@ def test_spec_is_what_the_operator_would_run() -> None:
             "query": '{app="api"}',
         },
     }
-    short = load_monitor_settings(
-        monitor_args("--no-log-capture", "--capture-before", "60", "--capture-after", "2.5"),
-        env={},
-    )
+    short = monitor("--no-log-capture", "--capture-before", "60", "--capture-after", "2.5")
     assert short.spec()["logCapture"] == {"enabled": False, "before": "60000ms", "after": "2500ms"}
 
 
 def test_capture_needs_a_query_unless_it_is_off() -> None:
     env = {"LOKI_ENABLED": "true", "LOKI_QUERY_URL": "http://loki:3100"}
     with pytest.raises(SettingsError) as caught:
-        load_monitor_settings(monitor_args(), env=env)
+        monitor(env=env)
     assert str(caught.value).startswith("--loki-query: required when LOKI_ENABLED is true")
-    assert not load_monitor_settings(monitor_args("--no-log-capture"), env=env).capture_enabled
+    assert not monitor("--no-log-capture", env=env).capture_enabled
 
 
-def test_the_api_port_needs_a_key() -> None:
-    settings = load_monitor_settings(monitor_args("--api-port", "8081"), env={})
-    assert load_standalone_api(load_monitor_settings(monitor_args(), env={}), env={}) is None
+KEYS = {"ADMIN_API_KEYS": "ops=" + "k" * 32}
+
+
+def test_the_api_is_served_when_a_port_is_given_and_needs_a_key() -> None:
+    assert not monitor(env=KEYS).serves_api  # keys alone do not open a port
     with pytest.raises(SettingsError) as caught:
-        load_standalone_api(settings, env={})
+        monitor("--api-port", "8081")
     assert str(caught.value).startswith("--api-port: ADMIN_API_KEYS or ADMIN_API_KEYS_FILE")
-    api = load_standalone_api(settings, env={"ADMIN_API_KEYS": "ops=" + "k" * 32})
-    assert api is not None
+    with pytest.raises(SettingsError, match=r"^API_ENABLED: ADMIN_API_KEYS or"):
+        monitor(env={"API_ENABLED": "true"})
+    settings = monitor("--api-port", "8081", env=KEYS)
+    assert settings.serves_api
+    api = settings.api
     assert (api.host, api.port, list(api.keys)) == ("127.0.0.1", 8081, ["ops"])
+    from_env = monitor(env={**KEYS, "API_PORT": "8082", "API_HOST": "0.0.0.0"})
+    assert from_env.serves_api and (from_env.api.host, from_env.api.port) == ("0.0.0.0", 8082)
+    assert not monitor("--api-port", "8081", env={**KEYS, "API_ENABLED": "false"}).serves_api
     with pytest.raises(SettingsError, match=r"^ADMIN_API_KEYS: "):
-        load_standalone_api(settings, env={"ADMIN_API_KEYS": "ops=short"})
+        monitor("--api-port", "8081", env={"ADMIN_API_KEYS": "ops=short"})
 
 
 def test_monitor_name_is_stable_per_endpoint() -> None:
@@ -179,9 +204,9 @@ def test_monitor_name_is_stable_per_endpoint() -> None:
 
 def test_cleanup_settings() -> None:
     def cleanup(*argv: str, env: dict[str, str] | None = None) -> tuple[int, bool]:
-        args = _parser().parse_args(["cleanup", *argv])
-        settings = load_cleanup_settings(args, env=env or {})
-        return settings.days, settings.keep_critical
+        args = build_parser().parse_args(["cleanup", *argv])
+        settings = load_settings(CleanupSettings, env or {}, vars(args))
+        return settings.retention.days, settings.retention.keep_critical
 
     assert cleanup() == (90, False)
     assert cleanup("--days", "30", "--keep-critical") == (30, True)

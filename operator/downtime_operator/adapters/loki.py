@@ -289,25 +289,25 @@ def _values(body: bytes) -> list[_Value]:
 
 
 class LokiAccess(Protocol):
-    """Where Loki is and how to sign in: the operator's and the standalone monitor's settings."""
+    """Where Loki is and how to sign in: the ``loki`` group of the commands' settings."""
 
     @property
-    def loki_query_url(self) -> str | None: ...
+    def query_url(self) -> str | None: ...
     @property
-    def loki_username(self) -> str | None: ...
+    def username(self) -> str | None: ...
     @property
-    def loki_api_key(self) -> SecretStr | None: ...
+    def api_key(self) -> SecretStr | None: ...
     @property
-    def loki_tenant_id(self) -> str | None: ...
+    def tenant_id(self) -> str | None: ...
 
 
 def loki_client_for(settings: LokiAccess) -> LokiClient | None:
     """A client for the configured Loki; None when no query URL is set."""
-    if settings.loki_query_url is None:
+    if settings.query_url is None:
         return None
     return LokiClient(
-        url=settings.loki_query_url,
-        username=settings.loki_username,
-        api_key=settings.loki_api_key.get_secret_value() if settings.loki_api_key else None,
-        tenant_id=settings.loki_tenant_id,
+        url=settings.query_url,
+        username=settings.username,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        tenant_id=settings.tenant_id,
     )

@@ -1,0 +1,143 @@
+"""``downtime-operator run|migrate|api|monitor|cleanup``: one parser, settings validated first.
+
+Each command names its settings model; ``monitor`` and ``cleanup`` take the flags their settings
+declare (the parser is built from those declarations), the others read the environment only.
+A usage error (a bad flag or variable) exits with status 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from downtime_operator.api.server import ListenError
+from downtime_operator.log_setup import setup_logging
+from downtime_operator.settings import (
+    CleanupSettings,
+    CommandSettings,
+    MonitorSettings,
+    OperatorSettings,
+    Setting,
+    SettingsError,
+    load_settings,
+    settings_of,
+)
+from downtime_operator.standalone import run_cleanup, run_monitor
+from downtime_operator.wiring import migrate, run_api, run_operator
+
+EXIT_USAGE = 2
+"""Bad flags or variables: the systemd unit does not restart on it."""
+
+S = TypeVar("S", bound=CommandSettings)
+
+
+@dataclass(frozen=True)
+class Command(Generic[S]):
+    """A sub-command: its settings, what runs it, and whether it takes its settings' flags."""
+
+    settings: type[S]
+    run: Callable[[S], int]
+    help: str
+    takes_flags: bool = False
+
+    def __call__(self, flags: Mapping[str, object], env: Mapping[str, str]) -> int:
+        settings = load_settings(self.settings, env, flags)
+        setup_logging(settings.logging)
+        return self.run(settings)
+
+
+def _run(settings: OperatorSettings) -> int:
+    asyncio.run(run_operator(settings, settings.api))
+    return 0
+
+
+def _api(settings: OperatorSettings) -> int:
+    if not settings.api.keys:
+        raise SettingsError("ADMIN_API_KEYS or ADMIN_API_KEYS_FILE must name at least one key")
+    asyncio.run(run_api(settings, settings.api))
+    return 0
+
+
+def _migrate(settings: OperatorSettings) -> int:
+    applied = asyncio.run(migrate(settings))
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def _monitor(settings: MonitorSettings) -> int:
+    return asyncio.run(run_monitor(settings, api=settings.api if settings.serves_api else None))
+
+
+def _cleanup(settings: CleanupSettings) -> int:
+    return asyncio.run(run_cleanup(settings, env=os.environ))
+
+
+COMMANDS: Mapping[str, Command[Any]] = {
+    "run": Command(OperatorSettings, _run, "run the Kubernetes operator"),
+    "migrate": Command(OperatorSettings, _migrate, "apply the PostgreSQL migrations and exit"),
+    "api": Command(OperatorSettings, _api, "run the admin HTTP API alone"),
+    "monitor": Command(
+        MonitorSettings,
+        _monitor,
+        "watch one URL without Kubernetes (incidents in SQLite or PostgreSQL)",
+        takes_flags=True,
+    ),
+    "cleanup": Command(
+        CleanupSettings,
+        _cleanup,
+        "delete resolved incidents older than N days, with their CRs and log files",
+        takes_flags=True,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="downtime-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=command.help,
+            description=command.help
+            + ("; flags override the environment variables" if command.takes_flags else ""),
+        )
+        if command.takes_flags:
+            for setting in settings_of(command.settings):
+                if setting.source.flag is not None:
+                    _add_flag(sub, setting, setting.source.flag)
+    return parser
+
+
+def _add_flag(parser: argparse.ArgumentParser, setting: Setting, flag: str) -> None:
+    """Not given: None, so the environment (or the default) applies."""
+    source = setting.source
+    names = [flag, *([source.short] if source.short else [])]
+    text = (setting.field.description or "").replace("%", "%%")  # argparse formats help
+    if source.env:
+        text += f"; env {' or '.join(source.env)}"
+    if source.switch is None and setting.default is not None:
+        text += f"; default {setting.default}"
+    if source.switch is None:
+        parser.add_argument(*names, dest=setting.path, metavar=source.metavar, help=text)
+    else:
+        parser.add_argument(
+            *names, dest=setting.path, action="store_const", const=source.switch, help=text
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name: str = args.command
+    try:
+        return COMMANDS[name](vars(args), os.environ)
+    except SettingsError as exc:
+        print(f"downtime-operator {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ListenError as exc:  # not a usage error: the port may be free on the next start
+        print(f"downtime-operator {name}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,138 @@
+"""Each command's settings: the groups it uses, and the checks that span groups."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.settings.admin_api import ApiSettings
+from downtime_operator.settings.groups import (
+    CaptureSettings,
+    DatabaseSettings,
+    KubernetesSettings,
+    LoggingSettings,
+    LokiSettings,
+    MetricsSettings,
+    MonitorCaptureSettings,
+    ProbeSettings,
+    RetentionSettings,
+)
+from downtime_operator.settings.sources import Defaults, Source, named
+
+
+class CommandSettings(BaseModel):
+    """What every command has: how it logs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    logging: LoggingSettings
+
+
+class OperatorSettings(CommandSettings):
+    """``run``, ``api`` and ``migrate``: environment variables only (the chart sets them)."""
+
+    database: DatabaseSettings
+    kubernetes: KubernetesSettings
+    loki: LokiSettings
+    capture: CaptureSettings
+    api: ApiSettings
+    # The operator's daily retention never removes critical incidents.
+    retention: Annotated[RetentionSettings, Defaults({"keep_critical": True})]
+    metrics: MetricsSettings
+
+    @model_validator(mode="after")
+    def _needs_postgres(self) -> Self:
+        if self.database.url is None:
+            raise ValueError("DATABASE_URL: required (a postgresql:// DSN)")
+        return self
+
+
+class StoreSettings(CommandSettings):
+    """What ``monitor`` and ``cleanup`` share: incidents in PostgreSQL or an SQLite file."""
+
+    database: DatabaseSettings
+
+
+class MonitorSettings(StoreSettings):
+    """``monitor``: the seed's standalone tool, for one URL."""
+
+    probe: ProbeSettings
+    loki: LokiSettings
+    capture: MonitorCaptureSettings
+    # Loopback unless asked: a laptop's monitor should not serve its API to the network.
+    api: Annotated[ApiSettings, Defaults({"host": "127.0.0.1"})]
+    notifications: Annotated[bool, Source(flag="--enable-notifications", switch=True)] = Field(
+        default=False,
+        description="accepted; no notification channel exists yet (a warning says so)",
+    )
+
+    @property
+    def capture_enabled(self) -> bool:
+        return self.loki.enabled and self.capture.enabled
+
+    @property
+    def serves_api(self) -> bool:
+        """API_ENABLED when set, else whether a port was given (``--api-port`` or API_PORT)."""
+        if self.api.enabled is not None:
+            return self.api.enabled
+        return "port" in self.api.model_fields_set
+
+    def spec(self) -> dict[str, Any]:
+        """The HealthMonitor spec this monitor runs, as the operator would read it."""
+        capture: dict[str, Any] = {
+            "enabled": self.capture_enabled,
+            "before": _milliseconds(self.capture.before),
+            "after": _milliseconds(self.capture.after),
+        }
+        if self.capture.query:
+            capture["query"] = self.capture.query
+        return {
+            "url": self.probe.url,
+            "interval": _milliseconds(self.probe.interval),
+            "timeout": _milliseconds(self.probe.timeout),
+            "failureThreshold": self.probe.failure_threshold,
+            "successThreshold": self.probe.success_threshold,
+            "logCapture": capture,
+        }
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Self:
+        def name(path: str) -> str:
+            return named(info, type(self), path)
+
+        probe = self.probe
+        # Compared as the whole milliseconds the spec will carry.
+        if round(probe.timeout * 1000) >= round(probe.interval * 1000):
+            raise ValueError(
+                f"{name('probe.timeout')} ({probe.timeout:g}s) must be shorter than"
+                f" {name('probe.interval')} ({probe.interval:g}s)"
+            )
+        if self.capture_enabled and not self.capture.query:
+            # Without a selector every incident would record "query is not set": say so now.
+            raise ValueError(
+                f"{name('capture.query')}: required when LOKI_ENABLED is true (a LogQL selector"
+                ' such as {app="api"}), or pass --no-log-capture'
+            )
+        if self.serves_api and not self.api.keys:
+            asked = "api.port" if "port" in self.api.model_fields_set else "api.enabled"
+            raise ValueError(
+                f"{name(asked)}: ADMIN_API_KEYS or ADMIN_API_KEYS_FILE must name at least one key"
+            )
+        try:
+            parse_monitor_spec(self.spec())
+        except InvalidSpecError as exc:  # a rule of the CRD that the checks above missed
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+class CleanupSettings(StoreSettings):
+    """``cleanup``: one retention run over the store."""
+
+    retention: RetentionSettings
+    capture: CaptureSettings
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
