@@ -45,16 +45,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
-from downtime_operator.adapters.postgres import PostgresIncidentStore, apply_migrations
-from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
+from downtime_operator.adapters.postgres.backend import PostgresBackend
+from downtime_operator.assembly import log_capture_service
 from downtime_operator.domain.analysis import analyze_logs_for_errors
-from downtime_operator.domain.log_capture import CapturePlan, CaptureResult, LogQuery
+from downtime_operator.domain.incident_events import IncidentEvent
+from downtime_operator.domain.log_capture import CapturePlan, LogQuery
 from downtime_operator.domain.models import Incident, LogStorage, MonitorRef, Severity
 from downtime_operator.domain.window import CaptureWindow, to_unix_ns
-from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUERY = '{app="bench"}'
@@ -77,10 +75,10 @@ class FixedClock:
         await asyncio.sleep(seconds)
 
 
-class NoStatus:
-    """IncidentLogStatus stand-in: no Kubernetes in this benchmark."""
+class NoEvents:
+    """The capture results go nowhere: no Kubernetes in this benchmark."""
 
-    async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+    def publish(self, event: IncidentEvent) -> None:
         return None
 
 
@@ -193,15 +191,15 @@ async def bench(args: argparse.Namespace) -> Report:
     database = f"bench_capture_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    store = await PostgresIncidentStore.connect(
+    backend = await PostgresBackend.connect(
         f"{dsn.partition('?')[0].rsplit('/', 1)[0]}/{database}", min_size=1, max_size=4
     )
     try:
-        await apply_migrations(store.pool)
+        await backend.migrate()
         with tempfile.TemporaryDirectory() as files_dir:
-            return await _measure(args, url, store, Path(files_dir))
+            return await _measure(args, url, backend, Path(files_dir))
     finally:
-        await store.close()
+        await backend.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
         loki_process.terminate()
@@ -209,13 +207,13 @@ async def bench(args: argparse.Namespace) -> Report:
 
 
 async def _measure(
-    args: argparse.Namespace, url: str, store: PostgresIncidentStore, files_dir: Path
+    args: argparse.Namespace, url: str, backend: PostgresBackend, files_dir: Path
 ) -> Report:
     # before = 5m: the window starts at the first line; the lines end long before "now".
     started_at = BASE + timedelta(minutes=5)
     now = started_at + timedelta(minutes=1)
     window = CaptureWindow(start_ns=to_unix_ns(BASE), end_ns=to_unix_ns(now))
-    captures = PostgresLogCaptures(store.pool)
+    store, captures = backend.incidents, backend.captures
     before = await baseline(url, window, args.rounds)
 
     async with LokiClient(url=url) as client:
@@ -228,15 +226,12 @@ async def _measure(
         fetch_timings = await _time(args.rounds, fetch)
         assert set(fetched) == {min(args.lines, 10_000)}, fetched
 
-        service = LogCaptureService(
-            LogCaptureDeps(
-                store=captures,
-                files=LocalLogFiles(directory=files_dir),
-                status=NoStatus(),
-                kube_writes=OrderedRetryQueue(name="unused"),
-                clock=FixedClock(now),
-                source=client,
-            )
+        service = log_capture_service(
+            backend=backend,
+            log_files_dir=files_dir,
+            source=client,
+            events=NoEvents(),
+            clock=FixedClock(now),
         )
 
         async def capture_round(storage: LogStorage) -> tuple[Timings, uuid.UUID]:

@@ -38,6 +38,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -46,24 +47,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import aiohttp
 
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
+from downtime_operator.adapters.sqlite.backend import SqliteBackend
+from downtime_operator.assembly import build_engine
+from downtime_operator.domain.log_capture import CaptureResult
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
-    IncidentStatus,
     MonitorRef,
-    Severity,
 )
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
-from downtime_operator.domain.statistics import DowntimeSpan
-from downtime_operator.services.engine import MonitorEngine
-from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
-from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.stop import EventStopSignal
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,50 +77,6 @@ log = logging.getLogger("bench.engine")
 
 
 # -- no-op stand-ins for PostgreSQL and Kubernetes ----------------------------------------------
-
-
-class NullStore:
-    """An IncidentStore that holds nothing: a healthy target never opens an incident."""
-
-    def __init__(self) -> None:
-        self.writes = 0
-
-    async def create_incident(self, incident: Incident) -> Incident:
-        self.writes += 1
-        return incident
-
-    async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
-        self.writes += 1
-
-    async def resolve_incident(
-        self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None
-    ) -> Incident | None:
-        self.writes += 1
-        return None
-
-    async def get_incident(self, incident_id: UUID) -> Incident | None:
-        return None
-
-    async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
-        return None
-
-    async def get_ongoing_incidents(self) -> list[Incident]:
-        return []
-
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
-        return []
-
-    async def get_recent_incidents(
-        self,
-        *,
-        limit: int = 50,
-        status: IncidentStatus | None = None,
-        severity: Severity | None = None,
-        environment: str | None = None,
-    ) -> list[Incident]:
-        return []
 
 
 class CountingResources:
@@ -149,6 +103,9 @@ class CountingResources:
         self, monitor: MonitorRef, *, reason: str, message: str, warning: bool = False
     ) -> None:
         self.events += 1
+
+    async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+        return None
 
 
 class EngineLog(logging.Handler):
@@ -420,27 +377,29 @@ class Measured:
 
 
 async def run_engine(args: argparse.Namespace, target: Target) -> EngineFigures:
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as store_dir:
+        return await _run_engine(args, target, Path(store_dir))
+
+
+async def _run_engine(args: argparse.Namespace, target: Target, files_dir: Path) -> EngineFigures:
+    """The engine as ``build_engine`` makes it, over an SQLite file: a healthy target opens no
+    incident, so the store sees only the runners' uptime reads."""
     clock = SystemClock()
     prober = HttpProber(
         clock, limit=max(1000, args.limit_per_host), limit_per_host=args.limit_per_host
     )
-    await prober.start()
     gc.collect()
     rss_before = rss_now_mib()
     t0 = clock.now()
     recorder = Recorder(window_start=t0, window_end=t0 + timedelta(seconds=args.seconds))
     resources = CountingResources()
-    deps = RunnerDeps(
-        prober=prober,
-        store=NullStore(),
+    engine = await build_engine(
+        backend=await SqliteBackend.open(files_dir / "downtime.db"),
         resources=resources,
-        clock=clock,
-        store_writes=OrderedRetryQueue(name="postgres"),
-        kube_writes=OrderedRetryQueue(name="kubernetes"),
+        log_files_dir=files_dir,
         observer=recorder,
+        prober=prober,
     )
-    engine = MonitorEngine(deps=deps, closers=(prober.close,))
-    engine.start()
     stop = EventStopSignal()
     start_lags: list[float] = []
 

@@ -9,77 +9,50 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from pathlib import Path
 
 from downtime_operator.api import KeyRing, RateLimit, create_app
 from downtime_operator.api.server import serving
-from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
+from downtime_operator.assembly import log_capture_service, resource_pipeline
 from downtime_operator.services.incident_admin import IncidentAdmin
-from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
-from downtime_operator.services.ports import (
-    CaptureFiles,
-    Clock,
-    IncidentLogStatus,
-    IncidentResources,
-    LogCaptureStore,
-    LogSource,
-    WriteRefusedError,
-)
-from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.ports import Clock, LogSource
+from downtime_operator.services.sinks import ShownResources
+from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.settings import ApiSettings, SettingsError, current_api_keys
 
 logger = logging.getLogger(__name__)
-
-
-class AdminQueries(IncidentQueries, IncidentTransitions, Protocol):
-    """Both stores answer reads and guarded transitions with one object."""
-
-
-class AdminResources(IncidentResources, IncidentLogStatus, Protocol):
-    """Where manual transitions and on-demand captures are shown (CRs, or log lines)."""
 
 
 @contextlib.asynccontextmanager
 async def serve_admin_api(
     api: ApiSettings,
     *,
-    queries: AdminQueries,
-    audit: AuditLog,
-    captures: LogCaptureStore,
-    files: CaptureFiles,
-    resources: AdminResources,
+    backend: StoreBackend,
+    resources: ShownResources,
+    log_files_dir: Path,
     clock: Clock,
     source: LogSource | None,
     metrics_text: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[int]:
     """Serve until the block ends; yields the bound port (``api.port`` 0 picks a free one).
 
-    Manual resolves, acknowledgements and on-demand captures get a write queue of their own, so
-    a person's action never waits behind the monitors' writes. Scheduled captures stay with the
-    monitoring engine; a claim in the store keeps the two from running the same capture.
+    Manual resolves, acknowledgements and on-demand captures get an incident pipeline of their
+    own, so a person's action never waits behind the monitors' writes. Scheduled captures stay
+    with the monitoring engine; a claim in the store keeps the two from running the same one.
     """
     if not api.keys:
         logger.warning("admin API: no ADMIN_API_KEYS configured; every admin call will get 401")
-    kube_writes = OrderedRetryQueue(name="resources (admin API)", permanent=(WriteRefusedError,))
-    admin = IncidentAdmin(
-        transitions=queries, resources=resources, clock=clock, kube_writes=kube_writes
-    )
-    logs = LogCaptureService(
-        LogCaptureDeps(
-            store=captures,
-            files=files,
-            status=resources,
-            kube_writes=kube_writes,
-            clock=clock,
-            source=source,
-        )
+    events = resource_pipeline(resources)
+    admin = IncidentAdmin(transitions=backend.queries, clock=clock, events=events)
+    logs = log_capture_service(
+        backend=backend, log_files_dir=log_files_dir, source=source, events=events, clock=clock
     )
     keys = {name: key.get_secret_value() for name, key in api.keys.items()}
     ring = KeyRing(keys)
     app = create_app(
-        queries=queries,
+        queries=backend.queries,
         admin=admin,
-        audit=audit,
+        audit=backend.audit,
         logs=logs,
         keys=ring,
         clock=clock,

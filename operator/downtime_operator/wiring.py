@@ -8,110 +8,72 @@ import functools
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import kopf
 
 from downtime_operator.adapters.clock import SystemClock
-from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient, loki_client_for
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
-from downtime_operator.adapters.postgres.audit import PostgresAuditLog
-from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
-from downtime_operator.adapters.postgres.migrations import apply_migrations
-from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
-from downtime_operator.adapters.postgres.store import PostgresIncidentStore
+from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
+from downtime_operator.assembly import build_engine
 from downtime_operator.handlers import register
-from downtime_operator.services.engine import MonitorEngine
-from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
-from downtime_operator.services.monitor_runner import RunnerDeps
-from downtime_operator.services.ports import OpenIncidentExistsError, WriteRefusedError
+from downtime_operator.services.engine import Closer, MonitorEngine
 from downtime_operator.services.retention import RetentionService
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.stop import EventStopSignal
+from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.settings import ApiSettings, OperatorSettings
 
 logger = logging.getLogger(__name__)
 
 
-async def build_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
-    clock = SystemClock()
-    store = await PostgresIncidentStore.connect(settings.database_url, min_size=0)
-    prober = HttpProber(clock=clock)
-    await prober.start()
-    api_client = load_api_client(settings.kubeconfig)
+async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
+    """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention."""
+    backend = await PostgresBackend.connect(settings.database.dsn)
+    api_client = load_api_client(settings.kubernetes.kubeconfig)
     resources = KubeResources(api_client)
-    store_writes = OrderedRetryQueue(
-        name="postgres", permanent=(OpenIncidentExistsError, ValueError)
-    )
-    # Postgres may be down at start: the schema goes first in the queue, and every write after
-    # it waits (in order) until it has been applied.
-    store_writes.submit("apply migrations", lambda: _migrate(store))
-    loki = _loki_client(settings)
-    if loki is not None:
-        await loki.start()
-    captures = PostgresLogCaptures(store.pool)
-    deps = RunnerDeps(
-        prober=prober,
-        store=store,
+    engine = await build_engine(
+        backend=backend,
         resources=resources,
-        clock=clock,
-        store_writes=store_writes,
-        kube_writes=OrderedRetryQueue(name="kubernetes", permanent=(WriteRefusedError,)),
-        status_sync_period=settings.status_sync_period,
-        observer=metrics.check_observed,
-        incident_observer=metrics.incident_changed,
-        captures=captures,
-        loki_configured=loki is not None,
+        log_files_dir=settings.capture.log_files_dir,
+        loki=_loki_client(settings),
+        sinks=(metrics,),
         secrets=KubeSecrets(api_client),
+        observer=metrics.check_observed,
+        status_sync_period=settings.kubernetes.status_sync_period,
+        before_close=(_start_retention(settings, backend=backend, resources=resources),),
     )
-    metrics.watch_queues(store_writes, deps.kube_writes)
-    log_capture = LogCaptureService(
-        LogCaptureDeps(
-            store=captures,
-            files=LocalLogFiles(directory=settings.log_files_dir),
-            status=resources,
-            kube_writes=deps.kube_writes,
-            clock=clock,
-            source=loki,
-        )
-    )
-    stop_retention = _start_retention(settings, store=store, resources=resources, clock=clock)
-    closers = (stop_retention, prober.close, *((loki.close,) if loki else ()), store.close)
-    engine = MonitorEngine(deps=deps, closers=closers, log_capture=log_capture)
-    engine.start()
-    # Captures read columns the migrations add: start them once the schema is in place.
-    store_writes.submit("start log capture", engine.start_log_capture)
+    metrics.watch_queues(*engine.queues)
     return engine
 
 
 def _loki_client(settings: OperatorSettings) -> LokiClient | None:
-    return loki_client_for(settings) if settings.loki_enabled else None
+    return loki_client_for(settings.loki) if settings.loki.enabled else None
 
 
 def _start_retention(
-    settings: OperatorSettings,
-    *,
-    store: PostgresIncidentStore,
-    resources: KubeResources,
-    clock: SystemClock,
-) -> Callable[[], Awaitable[None]]:
+    settings: OperatorSettings, *, backend: StoreBackend, resources: KubeResources
+) -> Closer:
     """Run retention daily (rows, their CRs and log files together); return its stopper."""
     retention = RetentionService(
-        store=store,
+        store=backend.incidents,
         resources=resources,
-        log_files=LocalLogFiles(directory=settings.log_files_dir),
-        clock=clock,
+        log_files=LocalLogFiles(directory=settings.capture.log_files_dir),
+        clock=SystemClock(),
     )
     stop = EventStopSignal()
     task = asyncio.create_task(
-        retention.run_daily(stop=stop, days=settings.retention_days, keep_critical=True),
+        retention.run_daily(
+            stop=stop,
+            days=settings.retention.days,
+            keep_critical=settings.retention.keep_critical,
+        ),
         name="retention",
     )
 
@@ -120,12 +82,6 @@ def _start_retention(
         await task
 
     return stop_and_wait
-
-
-async def _migrate(store: PostgresIncidentStore) -> None:
-    applied = await apply_migrations(store.pool)
-    if applied:
-        logger.info("applied migrations: %s", ", ".join(applied))
 
 
 def _configure_kopf(settings: kopf.OperatorSettings, *, peering_lifetime: int) -> None:
@@ -146,9 +102,11 @@ def operator_registry(
     registry = kopf.OperatorRegistry()
 
     async def factory() -> MonitorEngine:
-        return await build_engine(settings, metrics=metrics)
+        return await operator_engine(settings, metrics=metrics)
 
-    configure = functools.partial(_configure_kopf, peering_lifetime=settings.peering_lifetime)
+    configure = functools.partial(
+        _configure_kopf, peering_lifetime=settings.kubernetes.peering_lifetime
+    )
     register(registry, engine_factory=factory, configure=configure)
     return registry
 
@@ -159,23 +117,24 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
     registry = operator_registry(settings, metrics=metrics)
     memo = kopf.Memo()
     # kopf freezes all replicas that share the highest priority, so each picks its own.
-    priority = settings.peering_priority
-    if priority is None and settings.peering is not None:
+    kubernetes = settings.kubernetes
+    priority = kubernetes.peering_priority
+    if priority is None and kubernetes.peering_name is not None:
         priority = secrets.randbelow(2**31)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.metrics_port is not None:
+        if settings.metrics.port is not None:
             app = metrics_app(metrics_text=metrics.text, ready=lambda: "engine" in memo)
             await stack.enter_async_context(
-                serving(app, host=settings.metrics_host, port=settings.metrics_port, name="metrics")
+                serving(app, host=settings.metrics.host, port=settings.metrics.port, name="metrics")
             )
         if api is not None and api.serve:
             await stack.enter_async_context(admin_api(settings, api, metrics_text=metrics.text))
         await kopf.operator(
             registry=registry,
-            clusterwide=not settings.watch_namespaces,
-            namespaces=list(settings.watch_namespaces),
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
+            clusterwide=not kubernetes.watch_namespaces,
+            namespaces=list(kubernetes.watch_namespaces),
+            standalone=kubernetes.peering_name is None,
+            peering_name=kubernetes.peering_name,
             priority=priority,
             memo=memo,
         )
@@ -193,29 +152,25 @@ async def admin_api(
     Its own pool, so that people reading incidents never wait behind the runners' writes (and
     its own Loki client). What the API serves is assembled in ``admin_server``.
     """
-    clock = SystemClock()
-    pool = await connect_pool(settings.database_url)
-    stack = contextlib.AsyncExitStack()
+    backend = await PostgresBackend.connect(settings.database.dsn, max_size=5)
+    loki = _loki_client(settings)
     try:
-        loki = _loki_client(settings)
         if loki is not None:
             await loki.start()
-            stack.push_async_callback(loki.close)
         async with serve_admin_api(
             api,
-            queries=PostgresIncidentQueries(pool),
-            audit=PostgresAuditLog(pool),
-            captures=PostgresLogCaptures(pool),
-            files=LocalLogFiles(directory=settings.log_files_dir),
-            resources=KubeResources(load_api_client(settings.kubeconfig)),
-            clock=clock,
+            backend=backend,
+            resources=KubeResources(load_api_client(settings.kubernetes.kubeconfig)),
+            log_files_dir=settings.capture.log_files_dir,
+            clock=SystemClock(),
             source=loki,
             metrics_text=metrics_text,
         ) as port:
             yield port
     finally:
-        await stack.aclose()
-        await pool.close()
+        if loki is not None:
+            await loki.close()
+        await backend.close()
 
 
 async def run_api(settings: OperatorSettings, api: ApiSettings) -> None:
@@ -232,8 +187,8 @@ async def run_api(settings: OperatorSettings, api: ApiSettings) -> None:
 
 
 async def migrate(settings: OperatorSettings) -> list[str]:
-    store = await PostgresIncidentStore.connect(settings.database_url)
+    backend = await PostgresBackend.connect(settings.database.dsn, min_size=1, max_size=1)
     try:
-        return await apply_migrations(store.pool)
+        return await backend.migrate()
     finally:
-        await store.close()
+        await backend.close()

@@ -1,8 +1,9 @@
 """Log capture below Kubernetes, on every store: test Loki -> capture service -> store and files.
 
 The standalone monitor captures into its SQLite file exactly as the operator does into
-PostgreSQL: plans that survive a restart, one record per due capture, the final capture after
-resolution, and the same filters and analysis for the API.
+PostgreSQL, and the unit tests' in-memory fake as both do: plans that survive a restart, one
+record per due capture, the final capture after resolution, and the same filters and analysis
+for the API.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.assembly import resource_pipeline
 from downtime_operator.domain.log_capture import CapturePlan
 from downtime_operator.domain.models import (
     Incident,
@@ -30,10 +32,9 @@ from downtime_operator.domain.models import (
 from downtime_operator.domain.window import format_unix_ns, to_unix_ns
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.ports import LogCaptureStore
-from downtime_operator.services.retry_queue import OrderedRetryQueue
-from tests.contract.stores import Store, ports_for, raw_row
+from tests.contract.stores import AnyStore, captures_for, make_incident, ports_for, raw_row
 from tests.support.loki_server import LokiServer
-from tests.unit.fakes import FakeClock, RecordingResources
+from tests.unit.fakes import FakeClock, MemoryStore, RecordingResources
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 QUERY = '{app="api"}'
@@ -69,13 +70,13 @@ def line(i: int) -> str:
 
 
 class World:
-    def __init__(self, store: Store, loki: LokiServer, client: LokiClient, files: Path) -> None:
+    def __init__(self, store: AnyStore, loki: LokiServer, client: LokiClient, files: Path) -> None:
         self.store = store
         self.loki = loki
-        self.captures: LogCaptureStore = ports_for(store).captures
+        self.captures: LogCaptureStore = captures_for(store)
         self.clock = FakeClock(at(0))
         self.resources = RecordingResources()
-        self.kube_writes = OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001)
+        self.events = resource_pipeline(self.resources)
         self.files = LocalLogFiles(directory=files)
         self.client = client
 
@@ -84,8 +85,7 @@ class World:
             LogCaptureDeps(
                 store=self.captures,
                 files=self.files,
-                status=self.resources,
-                kube_writes=self.kube_writes,
+                events=self.events,
                 clock=self.clock,
                 source=(source or self.client) if loki else None,
             )
@@ -110,12 +110,10 @@ class World:
 
     async def run_due(self, seconds: float, service: LogCaptureService | None = None) -> int:
         self.clock.current = at(seconds)
-        worker = asyncio.create_task(self.kube_writes.run())
         try:
             return await (service or self.service()).run_due()
         finally:
-            assert await self.kube_writes.drained(5)
-            worker.cancel()
+            assert await self.events.drained(5)
 
     async def row(self, incident: Incident) -> dict[str, Any]:
         found = await raw_row(self.store, "downtime_incidents", "incident_id", incident.incident_id)
@@ -133,9 +131,12 @@ def loki() -> Iterator[LokiServer]:
 
 
 @pytest.fixture
-async def world(store: Store, loki: LokiServer, tmp_path: Path) -> AsyncIterator[World]:
+async def world(store: AnyStore, loki: LokiServer, tmp_path: Path) -> AsyncIterator[World]:
     async with LokiClient(url=loki.url, deadline=10, base_delay=0.01, max_delay=0.05) as client:
-        yield World(store, loki, client, tmp_path / "logs")
+        world = World(store, loki, client, tmp_path / "logs")
+        world.events.start()
+        yield world
+        await world.events.close(drain_timeout=5)
 
 
 def stamp(i: int, *, first: float = 0, step: float = 0.1) -> int:
@@ -329,11 +330,13 @@ async def test_capture_now_and_analysis_for_the_api(world: World) -> None:
     assert await world.service().capture_now(uuid.uuid4()) is None
 
 
+@pytest.mark.sql_only("the admin API's IncidentTransitions are not faked")
 async def test_a_manual_resolve_schedules_the_final_capture_too(world: World) -> None:
     """The admin API's resolve, not only the runner's, makes the final capture due."""
     push_lines(world.loki, 3000)
     incident = await world.incident(plan())
     await world.run_due(125)
+    assert not isinstance(world.store, MemoryStore)
     queries = ports_for(world.store).queries
     resolved = await queries.resolve_open_incident(incident.incident_id, ended_at=at(200), notes="")
     assert resolved is not None and resolved.logs_state is LogCaptureState.PENDING
@@ -341,3 +344,25 @@ async def test_a_manual_resolve_schedules_the_final_capture_too(world: World) ->
     assert (row["logs_capture_status"], row["logs_capture_due_at"]) == ("pending", at(230))
     assert await world.run_due(231) == 1
     assert (await world.row(incident))["logs_capture_runs"] == 2
+
+
+async def test_the_stored_plan_says_why_nothing_will_run(world: World) -> None:
+    """What ``capture_now`` runs: no plan, or a capture disabled since, runs nothing, saying why."""
+    unplanned = await world.store.create_incident(make_incident("unplanned"))
+    stored = await world.captures.get_log_capture(unplanned.incident_id)
+    assert stored is not None and stored.state is None
+    assert stored.plan == CapturePlan(
+        enabled=False, disabled_reason="no log capture was planned for this incident"
+    )
+    incident = await world.incident(plan())
+    await world.run_due(125, world.service(loki=False))
+    stored = await world.captures.get_log_capture(incident.incident_id)
+    assert stored is not None
+    assert (stored.state, stored.plan.enabled, stored.plan.disabled_reason) == (
+        LogCaptureState.DISABLED,
+        False,
+        "Loki is not configured",
+    )
+    view = await world.service().capture_now(incident.incident_id)
+    assert view is not None and view["state"] == "disabled"
+    assert world.loki.requests == []

@@ -1,9 +1,10 @@
-"""One scenario set for every IncidentStore: PostgreSQL and the embedded SQLite file.
+"""One scenario set for every IncidentStore: PostgreSQL, the embedded SQLite file, and the
+in-memory fake the services' unit tests use.
 
 What a user sees must not depend on the store: the same incidents, filters, statistics and
 retention, the same refusal of a second open incident, and the same outage carried across a
 restart. Store-specific behaviour (SQL injection, NUL bytes, migrations) is tested beside each
-adapter.
+adapter. The seed's reporting functions exist on the SQL stores only (``SEED``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import pytest
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.sqlite import columns
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.log_capture import CapturePlan
+from downtime_operator.domain.models import (
+    Incident,
+    IncidentStatus,
+    LogCaptureState,
+    MonitorRef,
+    Severity,
+)
 from downtime_operator.domain.statistics import clipped_seconds
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.ports import (
@@ -28,12 +36,14 @@ from downtime_operator.services.ports import (
     RetentionStore,
 )
 from downtime_operator.services.retention import RetentionService
-from downtime_operator.services.retry_queue import OrderedRetryQueue
-from tests.contract.stores import T0, Store, Stores, ids, make_incident
+from downtime_operator.services.sinks import standard_pipeline
+from tests.contract.stores import T0, AnyStore, Store, Stores, captures_for, ids, make_incident
 from tests.unit.fakes import ClockStop, FakeClock, RecordingResources, ScriptedProber
 
+SEED = pytest.mark.sql_only("the seed's reporting functions are beyond the ports (no fake)")
 
-def test_both_stores_implement_the_ports(store: Store) -> None:
+
+def test_every_store_implements_the_ports(store: AnyStore) -> None:
     ports: tuple[IncidentStore, RetentionStore] = (store, store)  # checked by mypy
     assert all(port is store for port in ports)
 
@@ -52,7 +62,7 @@ def test_both_stores_accept_the_same_fields() -> None:
 # -- create ------------------------------------------------------------------------------------
 
 
-async def test_create_round_trips_every_field(store: Store) -> None:
+async def test_create_round_trips_every_field(store: AnyStore) -> None:
     incident = make_incident(
         error_message="HTTP 503",
         http_status_code=503,
@@ -65,7 +75,7 @@ async def test_create_round_trips_every_field(store: Store) -> None:
     assert await store.get_incident(uuid.uuid4()) is None
 
 
-async def test_create_is_idempotent_on_incident_id(store: Store) -> None:
+async def test_create_is_idempotent_on_incident_id(store: AnyStore) -> None:
     incident = make_incident()
     await store.create_incident(incident)
     retry = make_incident(severity=Severity.LOW)
@@ -74,12 +84,33 @@ async def test_create_is_idempotent_on_incident_id(store: Store) -> None:
     assert len(await store.get_recent_incidents()) == 1
 
 
-async def test_a_long_body_is_truncated_alike(store: Store) -> None:
+async def test_what_a_store_returns_is_a_copy(store: AnyStore) -> None:
+    created = await store.create_incident(make_incident())
+    got = await store.get_incident(created.incident_id)
+    resolved = await store.resolve_incident(created.incident_id, ended_at=T0 + timedelta(minutes=1))
+    assert got is not None and resolved is not None
+    for returned in (created, got, resolved):
+        returned.notes = "changed by the caller"
+    stored = await store.get_incident(created.incident_id)
+    assert stored is not None and stored.notes is None
+
+
+async def test_create_leaves_the_capture_state_to_the_plan(store: AnyStore) -> None:
+    """The runner's copy already shows the planned state; the row takes it from the plan."""
+    incident = make_incident(logs_state=LogCaptureState.PENDING)
+    assert (await store.create_incident(incident)).logs_state is None
+    plan = CapturePlan(enabled=True, query='{app="api"}')
+    await captures_for(store).schedule_log_capture(incident.incident_id, plan=plan, due_at=T0)
+    stored = await store.get_incident(incident.incident_id)
+    assert stored is not None and stored.logs_state is LogCaptureState.PENDING
+
+
+async def test_a_long_body_is_truncated_alike(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident(response_body="x" * 10_000))
     assert incident.response_body == "x" * rows.RESPONSE_BODY_MAX_CHARS
 
 
-async def test_naive_datetimes_are_refused(store: Store) -> None:
+async def test_naive_datetimes_are_refused(store: AnyStore) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.create_incident(make_incident(started_at=datetime(2026, 1, 1)))
 
@@ -87,7 +118,7 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
 # -- the one-open-incident rule ----------------------------------------------------------------
 
 
-async def test_second_open_incident_for_a_monitor_is_refused(store: Store) -> None:
+async def test_second_open_incident_for_a_monitor_is_refused(store: AnyStore) -> None:
     first = await store.create_incident(make_incident())
     with pytest.raises(OpenIncidentExistsError) as caught:
         await store.create_incident(make_incident(started_at=T0 + timedelta(minutes=5)))
@@ -96,14 +127,26 @@ async def test_second_open_incident_for_a_monitor_is_refused(store: Store) -> No
     assert other_monitor.is_open
 
 
-async def test_investigating_still_counts_as_open(store: Store) -> None:
+async def test_a_resolved_incident_may_be_created_beside_the_open_one(store: AnyStore) -> None:
+    """Only open incidents are one per monitor; an ended one is stored with its duration."""
+    opened = await store.create_incident(make_incident())
+    ended = T0 - timedelta(minutes=30)
+    past = await store.create_incident(
+        make_incident(started_at=ended - timedelta(seconds=90), ended_at=ended)
+    )
+    assert past.duration_seconds == 90.0
+    assert await store.get_open_incident(opened.monitor) == opened
+    assert ids(await store.get_recent_incidents()) == ids([opened, past])
+
+
+async def test_investigating_still_counts_as_open(store: AnyStore) -> None:
     first = await store.create_incident(make_incident())
     await store.update_incident(first.incident_id, {"status": IncidentStatus.INVESTIGATING})
     with pytest.raises(OpenIncidentExistsError):
         await store.create_incident(make_incident())
 
 
-async def test_racing_opens_for_one_monitor_leave_exactly_one(store: Store) -> None:
+async def test_racing_opens_for_one_monitor_leave_exactly_one(store: AnyStore) -> None:
     attempts = [make_incident(started_at=T0 + timedelta(seconds=i)) for i in range(4)]
     results = await asyncio.gather(
         *(store.create_incident(i) for i in attempts), return_exceptions=True
@@ -124,7 +167,7 @@ async def test_two_store_instances_cannot_both_open(stores: Stores) -> None:
     assert caught.value.existing == first
 
 
-async def test_after_resolve_a_new_incident_may_open(store: Store) -> None:
+async def test_after_resolve_a_new_incident_may_open(store: AnyStore) -> None:
     first = await store.create_incident(make_incident())
     await store.resolve_incident(first.incident_id, ended_at=T0 + timedelta(minutes=2))
     second = await store.create_incident(make_incident(started_at=T0 + timedelta(minutes=5)))
@@ -134,26 +177,26 @@ async def test_after_resolve_a_new_incident_may_open(store: Store) -> None:
 # -- update ------------------------------------------------------------------------------------
 
 
-async def test_update_writes_whitelisted_fields(store: Store) -> None:
+DUE = T0 + timedelta(minutes=10)
+LOGS = [{"timestamp": T0, "level": "ERROR", "logger": "db", "message": "boom", "labels": {}}]
+UPDATE = {
+    "severity": Severity.CRITICAL,
+    "failed_checks": 7,
+    "http_status_code": 502,
+    "logs_capture_status": "pending",
+    "logs_capture_due_at": DUE,
+    "logs_captured": LOGS,
+    "logs_count": 1,
+    "logs_truncated": False,
+    "logs_file_path": "/var/lib/downtime/logs/x.json",
+    "log_analysis": {"error_count": 1, "top_errors": [["boom", 1]]},
+    "metrics_snapshot": {"latency_ms": 12.5},
+}
+
+
+async def test_update_writes_whitelisted_fields(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident())
-    due = T0 + timedelta(minutes=10)
-    logs = [{"timestamp": T0, "level": "ERROR", "logger": "db", "message": "boom", "labels": {}}]
-    await store.update_incident(
-        incident.incident_id,
-        {
-            "severity": Severity.CRITICAL,
-            "failed_checks": 7,
-            "http_status_code": 502,
-            "logs_capture_status": "pending",
-            "logs_capture_due_at": due,
-            "logs_captured": logs,
-            "logs_count": 1,
-            "logs_truncated": False,
-            "logs_file_path": "/var/lib/downtime/logs/x.json",
-            "log_analysis": {"error_count": 1, "top_errors": [["boom", 1]]},
-            "metrics_snapshot": {"latency_ms": 12.5},
-        },
-    )
+    await store.update_incident(incident.incident_id, UPDATE)
     stored = await store.get_incident(incident.incident_id)
     assert stored is not None
     assert (stored.severity, stored.failed_checks, stored.http_status_code) == (
@@ -161,25 +204,51 @@ async def test_update_writes_whitelisted_fields(store: Store) -> None:
         7,
         502,
     )
+    assert stored.logs_state is LogCaptureState.PENDING
+    captures = captures_for(store)
+    capture = await captures.get_log_capture(incident.incident_id)
+    assert capture is not None
+    assert capture.records == [{**LOGS[0], "timestamp": T0.isoformat()}]
+    assert capture.analysis == {"error_count": 1, "top_errors": [["boom", 1]]}
+    assert (capture.state, capture.due_at) == (LogCaptureState.PENDING, DUE)
+    assert capture.file_path == "/var/lib/downtime/logs/x.json"
+    assert (
+        await captures.claim_due_log_capture(now=DUE - timedelta(seconds=1), lease_until=DUE)
+        is None
+    )
+    claimed = await captures.claim_due_log_capture(now=DUE, lease_until=DUE + timedelta(minutes=1))
+    assert claimed is not None and claimed.incident == stored
+    assert (claimed.due_at, claimed.file_path) == (DUE, "/var/lib/downtime/logs/x.json")
+
+
+async def test_update_of_an_unknown_incident_writes_nothing(store: AnyStore) -> None:
+    await store.update_incident(uuid.uuid4(), {"notes": "x"})
+    assert await store.get_recent_incidents() == []
+
+
+@SEED
+async def test_details_show_every_written_column(store: Store) -> None:
+    incident = await store.create_incident(make_incident())
+    await store.update_incident(incident.incident_id, UPDATE)
     details = await store.get_incident_details(incident.incident_id)
     assert details is not None
     assert details["incident_id"] == incident.incident_id
     assert details["started_at"] == T0
-    assert details["logs_captured"] == [{**logs[0], "timestamp": T0.isoformat()}]
+    assert details["logs_captured"] == [{**LOGS[0], "timestamp": T0.isoformat()}]
     assert details["log_analysis"] == {"error_count": 1, "top_errors": [["boom", 1]]}
     assert details["metrics_snapshot"] == {"latency_ms": 12.5}
-    assert (details["logs_capture_status"], details["logs_capture_due_at"]) == ("pending", due)
+    assert (details["logs_capture_status"], details["logs_capture_due_at"]) == ("pending", DUE)
     assert (details["logs_count"], details["logs_truncated"]) == (1, False)
     assert details["logs_file_path"] == "/var/lib/downtime/logs/x.json"
     assert details["updated_at"] >= details["created_at"]
     assert details["server_info"] is None
     assert await store.get_incident_details(uuid.uuid4()) is None
-    assert await store.get_due_log_captures(now=due - timedelta(seconds=1)) == []
-    assert ids(await store.get_due_log_captures(now=due)) == [incident.incident_id]
+    assert await store.get_due_log_captures(now=DUE - timedelta(seconds=1)) == []
+    assert ids(await store.get_due_log_captures(now=DUE)) == [incident.incident_id]
 
 
 @pytest.mark.parametrize("field", ["monitor_name", "incident_id", "started_at", "bogus"])
-async def test_update_refuses_fields_outside_the_whitelist(store: Store, field: str) -> None:
+async def test_update_refuses_fields_outside_the_whitelist(store: AnyStore, field: str) -> None:
     incident = await store.create_incident(make_incident())
     with pytest.raises(ValueError, match="not an updatable incident field"):
         await store.update_incident(incident.incident_id, {"notes": "x", field: "y"})
@@ -189,13 +258,13 @@ async def test_update_refuses_fields_outside_the_whitelist(store: Store, field: 
 @pytest.mark.parametrize(
     "fields", [{"status": "down"}, {"severity": "urgent"}, {"logs_capture_status": "lost"}]
 )
-async def test_update_validates_enum_values(store: Store, fields: dict[str, Any]) -> None:
+async def test_update_validates_enum_values(store: AnyStore, fields: dict[str, Any]) -> None:
     incident = await store.create_incident(make_incident())
     with pytest.raises(ValueError):
         await store.update_incident(incident.incident_id, fields)
 
 
-async def test_update_of_ended_at_recomputes_duration(store: Store) -> None:
+async def test_update_of_ended_at_recomputes_duration(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident())
     await store.update_incident(
         incident.incident_id,
@@ -209,7 +278,7 @@ async def test_update_of_ended_at_recomputes_duration(store: Store) -> None:
 # -- resolve -----------------------------------------------------------------------------------
 
 
-async def test_resolve_sets_duration_and_appends_notes(store: Store) -> None:
+async def test_resolve_sets_duration_and_appends_notes(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident(notes="auto-detected"))
     ended = T0 + timedelta(minutes=4, seconds=30, microseconds=250_000)
     resolved = await store.resolve_incident(incident.incident_id, ended_at=ended, notes="fixed")
@@ -222,7 +291,7 @@ async def test_resolve_sets_duration_and_appends_notes(store: Store) -> None:
     assert await store.get_open_incident(incident.monitor) is None
 
 
-async def test_resolving_twice_changes_nothing(store: Store) -> None:
+async def test_resolving_twice_changes_nothing(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident())
     first = await store.resolve_incident(incident.incident_id, ended_at=T0 + timedelta(minutes=1))
     again = await store.resolve_incident(
@@ -233,7 +302,7 @@ async def test_resolving_twice_changes_nothing(store: Store) -> None:
     assert first.notes is None
 
 
-async def test_resolve_clamps_an_end_before_the_start(store: Store) -> None:
+async def test_resolve_clamps_an_end_before_the_start(store: AnyStore) -> None:
     incident = await store.create_incident(make_incident())
     resolved = await store.resolve_incident(
         incident.incident_id, ended_at=T0 - timedelta(seconds=5), notes=""
@@ -242,14 +311,14 @@ async def test_resolve_clamps_an_end_before_the_start(store: Store) -> None:
     assert (resolved.ended_at, resolved.duration_seconds, resolved.notes) == (T0, 0.0, None)
 
 
-async def test_resolve_unknown_incident_returns_none(store: Store) -> None:
+async def test_resolve_unknown_incident_returns_none(store: AnyStore) -> None:
     assert await store.resolve_incident(uuid.uuid4(), ended_at=T0) is None
 
 
 # -- filters, date range, statistics -----------------------------------------------------------
 
 
-async def test_ongoing_includes_investigating_not_resolved(store: Store) -> None:
+async def test_ongoing_includes_investigating_not_resolved(store: AnyStore) -> None:
     ongoing = await store.create_incident(make_incident("a"))
     investigating = await store.create_incident(
         make_incident("b", started_at=T0 + timedelta(minutes=1))
@@ -262,7 +331,7 @@ async def test_ongoing_includes_investigating_not_resolved(store: Store) -> None
     ]
 
 
-async def test_recent_is_newest_first_and_filters(store: Store) -> None:
+async def test_recent_is_newest_first_and_filters(store: AnyStore) -> None:
     made = [
         make_incident("a", started_at=T0, ended_at=T0 + timedelta(minutes=1)),
         make_incident("b", started_at=T0 + timedelta(hours=1), severity=Severity.CRITICAL),
@@ -294,6 +363,7 @@ async def test_recent_is_newest_first_and_filters(store: Store) -> None:
         await store.get_recent_incidents(limit=0)
 
 
+@SEED
 async def test_date_range_returns_overlapping_incidents(store: Store) -> None:
     def at(hour: int, minute: int = 0) -> datetime:
         return T0.replace(hour=hour, minute=minute)
@@ -317,6 +387,7 @@ async def test_date_range_returns_overlapping_incidents(store: Store) -> None:
         await store.get_incidents_by_date_range(at(3), at(2))
 
 
+@SEED
 async def test_statistics_clip_to_the_period(store: Store) -> None:
     now = datetime(2026, 3, 31, tzinfo=UTC)  # 30-day period starts 2026-03-01T00:00Z
     fixture = [
@@ -369,6 +440,7 @@ async def test_statistics_clip_to_the_period(store: Store) -> None:
         await store.get_incident_statistics(0)
 
 
+@SEED
 async def test_statistics_of_an_empty_period(store: Store) -> None:
     assert await store.get_incident_statistics(7) == {
         "total_incidents": 0,
@@ -379,7 +451,7 @@ async def test_statistics_of_an_empty_period(store: Store) -> None:
     }
 
 
-async def test_monitor_downtime_is_clipped_to_the_window(store: Store) -> None:
+async def test_monitor_downtime_is_clipped_to_the_window(store: AnyStore) -> None:
     hour = timedelta(hours=1)
     await store.create_incident(make_incident(started_at=T0 - 2 * hour, ended_at=T0 - hour))
     await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
@@ -432,11 +504,12 @@ def retention_fixture() -> dict[str, Incident]:
     }
 
 
-async def _create_all(store: Store, incidents: dict[str, Incident]) -> None:
+async def _create_all(store: AnyStore, incidents: dict[str, Incident]) -> None:
     for incident in incidents.values():
         await store.create_incident(incident)
 
 
+@SEED
 async def test_cleanup_deletes_only_old_resolved_incidents(store: Store) -> None:
     made = retention_fixture()
     await _create_all(store, made)
@@ -455,7 +528,9 @@ async def test_cleanup_deletes_only_old_resolved_incidents(store: Store) -> None
         await store.cleanup_old_incidents(0)
 
 
-async def _with_log_files(store: Store, made: dict[str, Incident], folder: Path) -> dict[str, Path]:
+async def _with_log_files(
+    store: AnyStore, made: dict[str, Incident], folder: Path
+) -> dict[str, Path]:
     """Give every incident a captured-log file, as file storage does for large captures."""
     files = {}
     for name, incident in made.items():
@@ -467,7 +542,7 @@ async def _with_log_files(store: Store, made: dict[str, Incident], folder: Path)
 
 
 def retention_at_now(
-    store: Store, *, resources: RecordingResources, log_dir: Path
+    store: AnyStore, *, resources: RecordingResources, log_dir: Path
 ) -> RetentionService:
     """Retention as the operator runs it, at ``NOW``, over this store."""
     return RetentionService(
@@ -480,7 +555,7 @@ def retention_at_now(
 
 @pytest.mark.parametrize("keep_critical", [True, False])
 async def test_retention_removes_rows_crs_and_log_files_together(
-    store: Store, tmp_path: Path, keep_critical: bool
+    store: AnyStore, tmp_path: Path, keep_critical: bool
 ) -> None:
     made = retention_fixture()
     await _create_all(store, made)
@@ -509,7 +584,9 @@ class _ApiServerDown(RecordingResources):
         raise ConnectionRefusedError("API server down")
 
 
-async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_path: Path) -> None:
+async def test_retention_keeps_the_row_until_its_cr_is_gone(
+    store: AnyStore, tmp_path: Path
+) -> None:
     """The row is the to-do list: a CR that could not be deleted is retried by the next run."""
     made = retention_fixture()
     await _create_all(store, made)
@@ -530,7 +607,7 @@ async def test_retention_keeps_the_row_until_its_cr_is_gone(store: Store, tmp_pa
     assert resources.incidents == {}
 
 
-async def test_only_resolved_rows_are_ever_deleted(store: Store) -> None:
+async def test_only_resolved_rows_are_ever_deleted(store: AnyStore) -> None:
     ongoing = await store.create_incident(make_incident(started_at=LONG_AGO))
     assert not await store.delete_resolved_incident(ongoing.incident_id)
     assert not await store.delete_resolved_incident(uuid.uuid4())
@@ -551,25 +628,18 @@ SPEC = {
 
 
 async def _run_monitor(
-    store: Store, *, clock: FakeClock, prober: ScriptedProber, until: datetime
+    store: AnyStore, *, clock: FakeClock, prober: ScriptedProber, until: datetime
 ) -> None:
     """One life of the monitor's runner on ``store``, from reload to a drained shutdown."""
-    deps = RunnerDeps(
-        prober=prober,
-        store=store,
-        resources=RecordingResources(),
-        clock=clock,
-        store_writes=OrderedRetryQueue(
-            name="store", permanent=(OpenIncidentExistsError,), base_delay=0.001
-        ),
-        kube_writes=OrderedRetryQueue(name="kube", base_delay=0.001),
+    resources = RecordingResources()
+    pipeline = standard_pipeline(
+        incidents=store, captures=captures_for(store), resources=resources, base_delay=0.001
     )
-    workers = [asyncio.create_task(q.run()) for q in (deps.store_writes, deps.kube_writes)]
+    deps = RunnerDeps(prober=prober, store=store, resources=resources, clock=clock, events=pipeline)
+    pipeline.start()
     runner = MonitorRunner(ref=MonitorRef(namespace="default", name="api"), deps=deps)
     await runner.run(read_spec=lambda: SpecSnapshot(spec=SPEC), stop=ClockStop(clock, until))
-    assert await deps.store_writes.drained(10)
-    for worker in workers:
-        worker.cancel()
+    assert await pipeline.close(drain_timeout=10)
 
 
 async def test_an_outage_across_a_restart_stays_one_incident(stores: Stores) -> None:
@@ -593,7 +663,7 @@ async def test_an_outage_across_a_restart_stays_one_incident(stores: Stores) -> 
 
 
 async def test_retention_removes_only_capture_files_of_its_directory(
-    store: Store, tmp_path: Path
+    store: AnyStore, tmp_path: Path
 ) -> None:
     """A row pointing outside LOG_FILES_DIR (restored dump, hand edit) deletes no foreign file."""
     made = retention_fixture()

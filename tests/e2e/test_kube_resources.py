@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,9 +11,10 @@ import pytest
 
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
+from downtime_operator.assembly import resource_pipeline
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import Incident, IncidentStatus, Severity
 from downtime_operator.services.ports import SecretUnavailableError, WriteRefusedError
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.contract.stores import make_incident
 from tests.e2e.controlplane import ControlPlane
 
@@ -103,7 +103,7 @@ async def test_a_refused_write_is_dropped_and_does_not_hold_up_the_next(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     """A body the API server refuses (422, here a schema maxLength) is reported and dropped by
-    the ordered queue; the writes queued behind it still go through."""
+    the resource sink's ordered queue; the writes queued behind it still go through."""
     resources = KubeResources(load_api_client(str(control_plane.kubeconfig)))
     refused = dataclasses.replace(
         ongoing(namespace), health_endpoint="http://api/" + "x" * 3000, k8s_name="api-bad"
@@ -111,20 +111,16 @@ async def test_a_refused_write_is_dropped_and_does_not_hold_up_the_next(
     with pytest.raises(WriteRefusedError, match=r"HTTP 422 .*healthEndpoint"):
         await resources.upsert_incident(refused)
 
-    queue = OrderedRetryQueue(name="kubernetes", permanent=(WriteRefusedError,))
-    dropped: list[str] = []
-
-    async def note(description: str, exc: BaseException) -> None:
-        dropped.append(description)
-
+    pipeline = resource_pipeline(resources)
     good = ongoing(namespace)
-    queue.submit("bad", lambda: resources.upsert_incident(refused), on_permanent=note)
-    queue.submit("good", lambda: resources.upsert_incident(good))
-    worker = asyncio.create_task(queue.run())
-    try:
-        assert await queue.drained(20)
-    finally:
-        worker.cancel()
-    assert dropped == ["bad"]
+    for incident in (refused, good):
+        pipeline.publish(IncidentEvent(kind=IncidentEventKind.OPENED, incident=incident))
+    pipeline.start()
+    assert await pipeline.close(drain_timeout=20)
+    assert [queue.failures for queue in pipeline.queues] == [0]  # refused once, not retried
+    missing = control_plane.kubectl(
+        "get", "downtimeincidents", refused.k8s_name, "-n", namespace, check=False
+    )
+    assert missing.returncode != 0
     body = control_plane.kubectl_json("get", "downtimeincidents", good.k8s_name, "-n", namespace)
     assert body["spec"]["incidentId"] == str(good.incident_id)

@@ -11,16 +11,10 @@ import aiohttp
 import pytest
 
 from downtime_operator.adapters.clock import SystemClock
-from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.null_resources import LoggingResources
-from downtime_operator.adapters.sqlite import (
-    SqliteAuditLog,
-    SqliteIncidentQueries,
-    SqliteIncidentStore,
-    SqliteLogCaptures,
-)
+from downtime_operator.adapters.sqlite.backend import SqliteBackend
 from downtime_operator.admin_server import serve_admin_api
-from downtime_operator.settings import load_api_settings
+from downtime_operator.settings import ApiSettings, load_settings
 
 OLD = "old-key-0123456789abcdef"
 NEW = "new-key-fedcba9876543210"
@@ -45,25 +39,23 @@ async def test_a_rotated_secret_takes_effect_and_a_broken_one_changes_nothing(
     secret = tmp_path / "keys"  # a Secret volume: one file per key name
     secret.mkdir()
     (secret / "ops").write_text(OLD)
-    api = load_api_settings(
+    api = load_settings(
+        ApiSettings,
         {
             "ADMIN_API_KEYS_FILE": str(secret),
             "ADMIN_API_KEYS_RELOAD_SECONDS": "0.1",
             "API_HOST": "127.0.0.1",
             "API_PORT": "0",
-        }
+        },
     )
-    store = await SqliteIncidentStore.open(tmp_path / "downtime.db")
-    db = store.database
+    backend = await SqliteBackend.open(tmp_path / "downtime.db")
     try:
         async with (
             serve_admin_api(
                 api,
-                queries=SqliteIncidentQueries(db),
-                audit=SqliteAuditLog(db),
-                captures=SqliteLogCaptures(db),
-                files=LocalLogFiles(directory=tmp_path / "logs"),
+                backend=backend,
                 resources=LoggingResources(),
+                log_files_dir=tmp_path / "logs",
                 clock=SystemClock(),
                 source=None,
             ) as port,
@@ -84,7 +76,7 @@ async def test_a_rotated_secret_takes_effect_and_a_broken_one_changes_nothing(
             await asyncio.sleep(0.5)
             assert await status_with(http, url, NEW) == 200
     finally:
-        await store.close()
+        await backend.close()
     assert "admin API keys reloaded: ops, ops-next" in caplog.text
     assert caplog.text.count("admin API keys not reloaded, still using ['ops-next']") == 1
     assert OLD not in caplog.text and NEW not in caplog.text  # names only, never keys

@@ -23,9 +23,9 @@ from downtime_operator.adapters.postgres.audit import PostgresAuditLog
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
 from downtime_operator.api import RateLimit, create_app, serving
+from downtime_operator.assembly import resource_pipeline
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.incident_admin import IncidentAdmin
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 from tests.unit.fakes import RecordingResources
 
 HOST = "127.0.0.1"
@@ -136,12 +136,7 @@ async def serve_api(
         resources = RecordingResources()
         clock = SettableClock()
         logs = FakeIncidentLogs()
-        admin = IncidentAdmin(
-            transitions=queries,
-            resources=resources,
-            clock=clock,
-            kube_writes=OrderedRetryQueue(name="kubernetes (test)", base_delay=0.01),
-        )
+        admin = IncidentAdmin(transitions=queries, clock=clock, events=resource_pipeline(resources))
         options: dict[str, Any] = {}
         if monotonic is not None:
             options["monotonic"] = monotonic

@@ -19,11 +19,11 @@ from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.guard import client_address
 from downtime_operator.api.ratelimit import RateLimit, TokenBuckets, retry_after_header
 from downtime_operator.api.schemas import ListQuery, decode_cursor, encode_cursor
+from downtime_operator.assembly import resource_pipeline
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError, PageCursor
 from downtime_operator.services.incident_admin import IncidentAdmin, IncidentNotFoundError
-from downtime_operator.services.retry_queue import OrderedRetryQueue
-from downtime_operator.settings import SettingsError, load_api_settings
+from downtime_operator.settings import ApiSettings, SettingsError, load_settings
 from tests.unit.fakes import FakeClock, RecordingResources
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -148,7 +148,7 @@ def test_malformed_cursors_are_refused(text: str) -> None:
 
 
 def test_api_settings_defaults() -> None:
-    settings = load_api_settings({})
+    settings = load_settings(ApiSettings, {})
     assert (settings.port, settings.host, settings.keys, settings.serve) == (
         8080,
         "0.0.0.0",
@@ -162,14 +162,15 @@ def test_keys_from_the_environment_and_a_mounted_secret(tmp_path: Path) -> None:
     secret.mkdir()
     (secret / "ci").write_text("ci-key-fedcba9876543210\n")
     (secret / "..data").mkdir()  # the kubelet's bookkeeping in a Secret volume
-    settings = load_api_settings(
+    settings = load_settings(
+        ApiSettings,
         {
             "ADMIN_API_KEYS": " ops=ops-key-0123456789abcdef , old=old-key-0123456789abc== ",
             "ADMIN_API_KEYS_FILE": str(secret),
             "API_PORT": "9090",
             "API_ALLOWED_CIDRS": "10.0.0.0/8, 127.0.0.1/32",
             "API_RATE_LIMIT_PER_KEY": "2.5",
-        }
+        },
     )
     assert {n: k.get_secret_value() for n, k in settings.keys.items()} == {
         "ops": "ops-key-0123456789abcdef",
@@ -186,7 +187,10 @@ def test_keys_from_a_file_of_lines(tmp_path: Path) -> None:
     path.write_text(
         "# rotation in progress\nnew=new-key-0123456789abcdef\n\nold=old-key-0123456789\n"
     )
-    assert sorted(load_api_settings({"ADMIN_API_KEYS_FILE": str(path)}).keys) == ["new", "old"]
+    assert sorted(load_settings(ApiSettings, {"ADMIN_API_KEYS_FILE": str(path)}).keys) == [
+        "new",
+        "old",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -206,7 +210,7 @@ def test_keys_from_a_file_of_lines(tmp_path: Path) -> None:
 )
 def test_bad_api_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        load_api_settings(env)
+        load_settings(ApiSettings, env)
     assert variable in str(caught.value)
     assert "0123456789abcdef" not in str(caught.value)  # a key is never echoed
 
@@ -263,9 +267,8 @@ def make_admin(stored: Incident | None) -> tuple[IncidentAdmin, RecordingResourc
     resources = RecordingResources()
     admin = IncidentAdmin(
         transitions=ScriptedTransitions(stored),
-        resources=resources,
         clock=FakeClock(T0 + timedelta(minutes=5)),
-        kube_writes=OrderedRetryQueue(name="test"),
+        events=resource_pipeline(resources),
     )
     return admin, resources
 
@@ -376,7 +379,7 @@ def test_client_address_behind_trusted_proxies(
 
 
 def test_trusted_proxies_are_read_from_the_environment() -> None:
-    settings = load_api_settings({"API_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1/32"})
+    settings = load_settings(ApiSettings, {"API_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1/32"})
     assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "127.0.0.1/32"]
     with pytest.raises(SettingsError, match=r"^API_TRUSTED_PROXIES: "):
-        load_api_settings({"API_TRUSTED_PROXIES": "not-a-network"})
+        load_settings(ApiSettings, {"API_TRUSTED_PROXIES": "not-a-network"})

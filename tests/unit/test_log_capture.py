@@ -28,9 +28,8 @@ from downtime_operator.services.ports import (
     IncidentLogs,
     IncidentLogStatus,
     LogCaptureStore,
-    OpenIncidentExistsError,
 )
-from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.sinks import standard_pipeline
 from tests.unit.fakes import (
     ClockStop,
     FakeClock,
@@ -83,18 +82,19 @@ class World:
             + [entry(s + 1, "all good", "INFO") for s in range(0, 400, 5)]
         )
         self.spec = dict(spec or SPEC)
-        self.store_writes = OrderedRetryQueue(
-            name="store", permanent=(OpenIncidentExistsError,), base_delay=0.001, max_delay=0.001
+        self.pipeline = standard_pipeline(
+            incidents=self.store,
+            captures=self.store,
+            resources=self.resources,
+            base_delay=0.001,
+            max_delay=0.001,
         )
-        self.kube_writes = OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001)
         self.deps = RunnerDeps(
             prober=ScriptedProber(self.clock, outage(100, 200)),
             store=self.store,
             resources=self.resources,
             clock=self.clock,
-            store_writes=self.store_writes,
-            kube_writes=self.kube_writes,
-            captures=self.store,
+            events=self.pipeline,
             loki_configured=loki,
         )
         self.runner = MonitorRunner(ref=REF, deps=self.deps)
@@ -106,34 +106,24 @@ class World:
             LogCaptureDeps(
                 store=self.store,
                 files=self.files,
-                status=self.resources,
-                kube_writes=self.kube_writes,
+                events=self.pipeline,
                 clock=self.clock,
                 source=self.source,
             )
         )
 
     async def run_until(self, seconds: float) -> None:
-        """Check until ``T0 + seconds`` with the write queues' workers running."""
-        workers = self._workers()
+        """Check until ``T0 + seconds`` with the incident pipeline running."""
+        self.pipeline.start()
         stop = ClockStop(self.clock, at(seconds))
         await self.runner.run(read_spec=lambda: SpecSnapshot(spec=self.spec), stop=stop)
-        await self._drain(workers)
+        assert await self.pipeline.close(drain_timeout=5)
 
     async def capture_due(self, service: LogCaptureService | None = None) -> int:
-        workers = self._workers()
+        self.pipeline.start()
         ran = await (service or self.service).run_due()
-        await self._drain(workers)
+        assert await self.pipeline.close(drain_timeout=5)
         return ran
-
-    def _workers(self) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(q.run()) for q in (self.store_writes, self.kube_writes)]
-
-    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
-        assert await self.store_writes.drained(5)
-        assert await self.kube_writes.drained(5)
-        for worker in workers:
-            worker.cancel()
 
     @property
     def incident_id(self) -> Any:

@@ -30,7 +30,7 @@ def samples(metrics: OperatorMetrics) -> dict[tuple[str, tuple[tuple[str, str], 
 def observed(world: World) -> OperatorMetrics:
     metrics = OperatorMetrics()
     world.deps.observer = metrics.check_observed
-    world.deps.incident_observer = metrics.incident_changed
+    world.add_sinks(metrics)
     return metrics
 
 
@@ -84,6 +84,8 @@ async def test_a_manual_resolve_releases_the_incident_without_inventing_its_dura
     runner = await world.run(seconds=60)
     [incident] = world.store.rows.values()
     runner.resolved_elsewhere(incident.incident_id)
+    world.pipeline.start()
+    await world.settle()
     got = samples(metrics)
     assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 0
     assert ("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),)) not in got

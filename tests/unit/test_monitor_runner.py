@@ -1,4 +1,3 @@
-import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -6,8 +5,9 @@ from typing import Any
 
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
-from downtime_operator.services.ports import OpenIncidentExistsError, SecretUnavailableError
-from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.pipeline import IncidentPipeline, IncidentSink
+from downtime_operator.services.ports import SecretUnavailableError
+from downtime_operator.services.sinks import standard_pipeline
 from tests.unit.fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,33 +31,42 @@ class World:
         self.store = MemoryStore()
         self.resources = RecordingResources()
         self.spec = dict(spec or SPEC)
+        self.pipeline = self._pipeline()
         self.deps = RunnerDeps(
             prober=self.prober,
             store=self.store,
             resources=self.resources,
             clock=self.clock,
-            store_writes=OrderedRetryQueue(
-                name="store",
-                permanent=(OpenIncidentExistsError,),
-                base_delay=0.001,
-                max_delay=0.001,
-            ),
-            kube_writes=OrderedRetryQueue(name="kube", base_delay=0.001, max_delay=0.001),
+            events=self.pipeline,
         )
+
+    def _pipeline(self, *sinks: IncidentSink) -> IncidentPipeline:
+        return standard_pipeline(
+            incidents=self.store,
+            captures=self.store,
+            resources=self.resources,
+            sinks=sinks,
+            base_delay=0.001,
+            max_delay=0.001,
+        )
+
+    def add_sinks(self, *sinks: IncidentSink) -> None:
+        self.pipeline = self.deps.events = self._pipeline(*sinks)
 
     async def run(self, *, seconds: float, runner: MonitorRunner | None = None) -> MonitorRunner:
         runner = runner or MonitorRunner(ref=REF, deps=self.deps)
-        workers = [
-            asyncio.create_task(self.deps.store_writes.run()),
-            asyncio.create_task(self.deps.kube_writes.run()),
-        ]
+        self.pipeline.start()
         stop = ClockStop(self.clock, self.clock.now() + timedelta(seconds=seconds))
         await runner.run(read_spec=lambda: SpecSnapshot(spec=self.spec, generation=1), stop=stop)
-        assert await self.deps.store_writes.drained(5)
-        assert await self.deps.kube_writes.drained(5)
-        for worker in workers:
-            worker.cancel()
+        await self.settle()
         return runner
+
+    async def settle(self) -> None:
+        """Apply every event published so far."""
+        assert await self.pipeline.close(drain_timeout=5)
+
+    def failures(self, sink: str) -> int:
+        return sum(q.failures for q in self.pipeline.queues if q.name == sink)
 
 
 def outage(start: float, end: float) -> Callable[[datetime], bool]:
@@ -126,9 +135,11 @@ async def test_store_outage_delays_writes_in_order_and_checks_go_on() -> None:
     await world.run(seconds=300)
     [incident] = world.store.rows.values()
     assert incident.status is IncidentStatus.RESOLVED
-    # update: the failed-check count one sync period after detection, then at resolution.
-    assert [w.split()[0] for w in world.store.writes] == ["create", "update", "update", "resolve"]
-    assert world.deps.store_writes.failures > 0
+    # plan: the log capture, after the row and before it is resolved; update: the failed-check
+    # count one sync period after detection, then at resolution.
+    writes = [w.split()[0] for w in world.store.writes]
+    assert writes == ["create", "plan", "update", "update", "resolve"]
+    assert world.failures("store") > 0
     assert len(world.prober.checks) == 14  # every check happened while the store was down
 
 
@@ -193,9 +204,8 @@ async def test_deleting_the_monitor_resolves_with_a_note() -> None:
     world = World(outage(0, 1000))
     runner = await world.run(seconds=100)
     runner.resolve_for_deletion()
-    worker = asyncio.create_task(world.deps.store_writes.run())
-    assert await world.deps.store_writes.drained(5)
-    worker.cancel()
+    world.pipeline.start()
+    await world.settle()
     [incident] = world.store.rows.values()
     assert incident.status is IncidentStatus.RESOLVED
     assert incident.notes is not None and "deleted" in incident.notes
@@ -246,7 +256,7 @@ async def test_api_server_errors_are_retried_and_nothing_is_lost() -> None:
     await world.run(seconds=300)
     [incident] = world.resources.incidents.values()
     assert incident.status is IncidentStatus.RESOLVED
-    assert world.deps.kube_writes.failures == 3
+    assert world.failures("kubernetes") == 3
 
 
 async def test_a_paused_replica_forgets_an_incident_the_other_one_resolved() -> None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of DESIGN §8, fed by the runners' check and incident observers.
+"""Prometheus metrics of DESIGN §8, fed by the runners' check observer and the incident pipeline.
 
 Each process builds its own registry (not prometheus_client's global default one), so nothing is
 shared between tests or between an operator and an admin API living in the same process unless
@@ -12,19 +12,27 @@ detection: an escalation later does not move an incident to another series.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from downtime_operator.domain.models import CheckResult, Incident, MonitorRef
-from downtime_operator.services.monitor_runner import IncidentChange
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
+from downtime_operator.domain.models import CheckResult, MonitorRef
+from downtime_operator.services.pipeline import monitor_lane
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 PREFIX = "gatewayz_"
 CHECK_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Health endpoints answer in milliseconds when fine; the top buckets catch timeouts (<= 30s)."""
+
+
+def lane_namespace(lane: str) -> str:
+    """A queue's lanes are per monitor (``namespace/name``) or per namespace: the label is the
+    namespace, so one series per namespace, not per monitor, however many monitors wait."""
+    return lane.partition("/")[0]
 
 
 def monitor_label(ref: MonitorRef) -> str:
@@ -33,6 +41,12 @@ def monitor_label(ref: MonitorRef) -> str:
 
 
 class OperatorMetrics:
+    """The metrics, and the incident sink that keeps the incident series current."""
+
+    name = "metrics"
+    permanent: tuple[type[BaseException], ...] = ()
+    lane = staticmethod(monitor_lane)
+
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._incidents = Counter(
@@ -74,17 +88,19 @@ class OperatorMetrics:
         if result.latency_ms is not None:
             self._check_seconds.labels(monitor=monitor).observe(result.latency_ms / 1000)
 
-    def incident_changed(self, change: IncidentChange, incident: Incident) -> None:
-        """The runners' IncidentObserver."""
+    async def apply(self, event: IncidentEvent) -> None:
+        """The incident sink: opened, carried on, and ended incidents."""
+        incident = event.incident
         monitor = monitor_label(incident.monitor)
-        if change is IncidentChange.OPENED:
+        kind = event.kind
+        if kind is IncidentEventKind.OPENED:
             self._incidents.labels(severity=incident.severity.value, monitor=monitor).inc()
-        if change in (IncidentChange.OPENED, IncidentChange.RESUMED):
+        if kind in (IncidentEventKind.OPENED, IncidentEventKind.RESUMED):
             self._ongoing.labels(monitor=monitor).set(1)
-            return
-        self._ongoing.labels(monitor=monitor).set(0)
-        if change is IncidentChange.RESOLVED and incident.duration_seconds is not None:
-            self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
+        elif kind in (IncidentEventKind.RESOLVED, IncidentEventKind.RELEASED):
+            self._ongoing.labels(monitor=monitor).set(0)
+            if kind is IncidentEventKind.RESOLVED and incident.duration_seconds is not None:
+                self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
 
     def watch_queues(self, *queues: OrderedRetryQueue) -> None:
         """Expose the write queues, read at scrape time: a stuck lane is worth an alert."""
@@ -103,7 +119,7 @@ class _QueueCollector(Collector):
         pending = GaugeMetricFamily(
             f"{PREFIX}operator_pending_writes",
             "Writes waiting to be applied (retried while their dependency refuses them), by"
-            " queue and lane (the namespace for Kubernetes writes).",
+            " queue and lane (the namespace the writes are for).",
             labels=["queue", "lane"],
         )
         retries = CounterMetricFamily(
@@ -112,8 +128,11 @@ class _QueueCollector(Collector):
             labels=["queue"],
         )
         for queue in self._queues:
-            for lane, count in sorted(queue.pending_by_lane().items()):
-                pending.add_metric([queue.name, lane], count)
+            by_namespace: collections.Counter[str] = collections.Counter()
+            for lane, count in queue.pending_by_lane().items():
+                by_namespace[lane_namespace(lane)] += count
+            for namespace, count in sorted(by_namespace.items()):
+                pending.add_metric([queue.name, namespace], count)
             retries.add_metric([queue.name], queue.failures)
         yield pending
         yield retries

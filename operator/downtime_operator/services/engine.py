@@ -1,4 +1,4 @@
-"""All monitors of one process: their runners and the shared write queues' workers."""
+"""All monitors of one process: their runners, the incident pipeline and the capture loop."""
 
 from __future__ import annotations
 
@@ -10,9 +10,43 @@ from collections.abc import Awaitable, Callable
 from downtime_operator.domain.models import MonitorRef
 from downtime_operator.services.log_capture import LogCaptureService
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps
+from downtime_operator.services.pipeline import IncidentPipeline
+from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.stop import EventStopSignal
 
 logger = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class SchemaGate:
+    """The store's schema, applied at start and retried until the store answers.
+
+    The store's sinks and the capture loop wait behind it (their writes queue meanwhile), so a
+    database that is down at start delays them instead of stopping the process.
+    """
+
+    def __init__(self, migrate: Callable[[], Awaitable[list[str]]]) -> None:
+        self._migrate = migrate
+        self._ready = asyncio.Event()
+        self.queue = OrderedRetryQueue(name="schema")
+        self.queue.submit("apply migrations", self._apply)
+
+    async def _apply(self) -> None:
+        applied = await self._migrate()
+        if applied:
+            logger.info("applied migrations: %s", ", ".join(applied))
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        await self.queue.run()
 
 
 class MonitorEngine:
@@ -20,17 +54,26 @@ class MonitorEngine:
         self,
         *,
         deps: RunnerDeps,
-        closers: tuple[Callable[[], Awaitable[None]], ...] = (),
+        pipeline: IncidentPipeline,
+        schema: SchemaGate,
+        closers: tuple[Closer, ...] = (),
         log_capture: LogCaptureService | None = None,
     ) -> None:
         self.deps = deps
+        self.pipeline = pipeline
         self.log_capture = log_capture
         """Runs the due log captures, and answers for captured logs (``IncidentLogs``)."""
+        self._schema = schema
         self._closers = closers
         self._runners: dict[MonitorRef, MonitorRunner] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._capture_stop = EventStopSignal()
         self._capture_loop: asyncio.Task[None] | None = None
+
+    @property
+    def queues(self) -> tuple[OrderedRetryQueue, ...]:
+        """Every write queue, for the pending-writes metric."""
+        return (self._schema.queue, *self.pipeline.queues)
 
     def runner_for(self, ref: MonitorRef) -> MonitorRunner:
         """The same runner for a monitor whose daemon restarts, so its state carries over."""
@@ -46,16 +89,17 @@ class MonitorEngine:
         return dict(self._runners)
 
     def start(self) -> None:
-        for queue in (self.deps.store_writes, self.deps.kube_writes):
-            self._workers.append(asyncio.create_task(queue.run(), name="write-queue"))
-
-    async def start_log_capture(self) -> None:
-        """Start running due captures; separate from ``start`` so the wiring can start it once
-        the schema it reads is in place (after the migrations in the store queue)."""
-        if self.log_capture is not None and self._capture_loop is None:
+        self._tasks.append(asyncio.create_task(self._schema.run(), name="schema"))
+        self.pipeline.start()
+        if self.log_capture is not None:
             self._capture_loop = asyncio.create_task(
-                self.log_capture.run(stop=self._capture_stop), name="log-capture"
+                self._captures(self.log_capture), name="log-capture"
             )
+
+    async def _captures(self, log_capture: LogCaptureService) -> None:
+        # Captures read columns the migrations add: they start once the schema is in place.
+        await self._schema.wait()
+        await log_capture.run(stop=self._capture_stop)
 
     async def close(self, *, drain_timeout: float = 20.0) -> None:
         """Flush pending writes (bounded), then stop workers and release connections.
@@ -64,14 +108,12 @@ class MonitorEngine:
         update joins the writes being flushed; one cut short is given back to the next start.
         """
         await self._stop_capture_loop(drain_timeout)
-        for queue in (self.deps.store_writes, self.deps.kube_writes):
-            if not await queue.drained(drain_timeout):
-                logger.error("shutdown: %d writes still pending and lost", queue.pending)
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
+        await self.pipeline.close(drain_timeout=drain_timeout)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await worker
+                await task
         for closer in self._closers:
             await closer()
 
@@ -81,10 +123,13 @@ class MonitorEngine:
             return
         self._capture_stop.set()
         try:
-            async with asyncio.timeout(within):
-                await asyncio.shield(task)
+            # Still waiting for the schema: no capture is in flight to let finish.
+            if self._schema.ready:
+                async with asyncio.timeout(within):
+                    await asyncio.shield(task)
+                return
         except TimeoutError:
             logger.warning("shutdown: log capture still running after %.0fs; cancelled", within)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

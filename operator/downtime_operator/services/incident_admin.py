@@ -1,27 +1,22 @@
-"""Manual resolve and acknowledge: the system of record first, then Kubernetes.
+"""Manual resolve and acknowledge: the system of record first, then the incident pipeline.
 
 PostgreSQL decides: the transition is conditional there, so of two people resolving at once one
 wins and the other is told it was already resolved. The DowntimeIncident CR and the Event follow
-through an ordered retry queue, like the runner's writes: an API server that is briefly away
-delays them but cannot lose them, and the HTTP caller is not kept waiting on it. The CR update
-is also how a running monitor learns of a manual resolve (kopf watches ``status.status``), so a
-later failure opens a new incident.
+as incident events through the API's own pipeline (ordered retry queues), like the runner's: an
+API server that is briefly away delays them but cannot lose them, and the HTTP caller is not
+kept waiting on it. The CR update is also how a running monitor learns of a manual resolve (kopf
+watches ``status.status``), so a later failure opens a new incident.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import logging
 from uuid import UUID
 
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
 from downtime_operator.domain.models import Incident
 from downtime_operator.services.admin_ports import IncidentTransitions
-from downtime_operator.services.ports import Clock, IncidentResources
-from downtime_operator.services.retry_queue import OrderedRetryQueue
-
-logger = logging.getLogger(__name__)
+from downtime_operator.services.pipeline import IncidentPipeline
+from downtime_operator.services.ports import Clock
 
 
 class IncidentNotFoundError(LookupError):
@@ -35,33 +30,19 @@ class IncidentAdmin:
         self,
         *,
         transitions: IncidentTransitions,
-        resources: IncidentResources,
         clock: Clock,
-        kube_writes: OrderedRetryQueue,
+        events: IncidentPipeline,
     ) -> None:
         self._transitions = transitions
-        self._resources = resources
         self._clock = clock
-        self._kube_writes = kube_writes
-        self._worker: asyncio.Task[None] | None = None
+        self._events = events
 
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._kube_writes.run(), name="admin-kube-writes")
+        self._events.start()
 
     async def close(self, *, drain_timeout: float = 10.0) -> None:
-        """Flush the queued CR updates and events (bounded), then stop the worker."""
-        if self._worker is None:
-            return
-        if not await self._kube_writes.drained(drain_timeout):
-            logger.error(
-                "shutdown: %d admin Kubernetes writes still pending and lost",
-                self._kube_writes.pending,
-            )
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
-        self._worker = None
+        """Flush the queued CR updates and events (bounded), then stop."""
+        await self._events.close(drain_timeout=drain_timeout)
 
     async def resolve(self, incident_id: UUID, *, notes: str | None, actor: str) -> Incident:
         """End the incident now. Raises IncidentNotFoundError or IncidentAlreadyResolvedError."""
@@ -70,12 +51,14 @@ class IncidentAdmin:
         )
         if incident is None:
             raise IncidentNotFoundError(incident_id)
-        duration = incident.duration_seconds or 0.0
-        self._publish(
-            incident,
-            reason="IncidentResolvedManually",
-            message=f"Incident {incident.k8s_name} resolved by {actor} after {duration:.0f}s"
-            + (f": {notes}" if notes else ""),
+        self._events.publish(
+            IncidentEvent(
+                kind=IncidentEventKind.RESOLVED,
+                incident=incident,
+                notes=notes,
+                resolved_by=ResolvedBy.PERSON,
+                actor=actor,
+            )
         )
         return incident
 
@@ -84,28 +67,9 @@ class IncidentAdmin:
         incident = await self._transitions.acknowledge_open_incident(incident_id, notes=notes)
         if incident is None:
             raise IncidentNotFoundError(incident_id)
-        self._publish(
-            incident,
-            reason="IncidentAcknowledged",
-            message=f"Incident {incident.k8s_name} acknowledged by {actor}"
-            + (f": {notes}" if notes else ""),
+        self._events.publish(
+            IncidentEvent(
+                kind=IncidentEventKind.ACKNOWLEDGED, incident=incident, notes=notes, actor=actor
+            )
         )
         return incident
-
-    def _publish(self, incident: Incident, *, reason: str, message: str) -> None:
-        if not incident.k8s_name or not incident.monitor.name:
-            # A row written before the operator (the seed's monitor) has no CR to update.
-            return
-        snapshot = dataclasses.replace(incident)
-        resources = self._resources
-        lane = snapshot.monitor.namespace
-        self._kube_writes.submit(
-            f"upsert DowntimeIncident {snapshot.k8s_name}",
-            lambda: resources.upsert_incident(snapshot),
-            lane=lane,
-        )
-        self._kube_writes.submit(
-            f"event {reason} on {snapshot.monitor}",
-            lambda: resources.post_event(snapshot.monitor, reason=reason, message=message),
-            lane=lane,
-        )

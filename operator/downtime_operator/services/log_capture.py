@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from downtime_operator.domain.analysis import analyze_logs_for_errors
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.log_capture import (
     CapturePlan,
     CaptureResult,
@@ -32,16 +33,15 @@ from downtime_operator.domain.log_capture import (
 from downtime_operator.domain.log_entries import LogBatch, choose_storage, filter_records
 from downtime_operator.domain.models import Incident, LogCaptureState, LogStorage
 from downtime_operator.domain.window import CaptureWindow, capture_window
+from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
     CaptureFiles,
     Clock,
-    IncidentLogStatus,
     LogCaptureStore,
     LogSource,
     LogSourceError,
     StopSignal,
 )
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ _RELEASE_TIMEOUT = 2.0
 class LogCaptureDeps:
     store: LogCaptureStore
     files: CaptureFiles
-    status: IncidentLogStatus
-    kube_writes: OrderedRetryQueue
-    """The runners' ordered Kubernetes queue, so a capture's CR update follows the CR's creation."""
+    events: IncidentPublisher
+    """Where a capture's result is published (``logsCaptured``): in the same pipeline as the
+    incident's other events, so its CR update follows the CR's creation."""
     clock: Clock
     source: LogSource | None = None
     """None when Loki is not configured: every capture is recorded as disabled."""
@@ -166,7 +166,7 @@ class LogCaptureService:
         path: str | None,
         old_path: str | None,
     ) -> None:
-        """Drop a file the new capture replaced, and show the result on the incident's CR."""
+        """Drop a file the new capture replaced, and publish the result."""
         if result.state is LogCaptureState.CAPTURED and old_path and old_path != path:
             await self._remove(old_path)
         logger.info(
@@ -175,13 +175,8 @@ class LogCaptureService:
             result.state.value,
             f", {len(result.records)} lines" if result.state is LogCaptureState.CAPTURED else "",
         )
-        if not incident.k8s_name:
-            return  # an incident from before the operator has no resource to show it on
-        status = self._deps.status
-        self._deps.kube_writes.submit(
-            f"log capture state of DowntimeIncident {incident.k8s_name}",
-            lambda: status.publish_log_capture(incident, result),
-            lane=incident.monitor.namespace,
+        self._deps.events.publish(
+            IncidentEvent(kind=IncidentEventKind.LOGS_CAPTURED, incident=incident, capture=result)
         )
 
     async def _remove(self, path: str) -> None:

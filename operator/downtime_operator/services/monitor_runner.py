@@ -1,8 +1,10 @@
-"""One monitor's life: check on schedule, detect outages, record them, keep status current.
+"""One monitor's life: check on schedule, detect outages, decide what they are, keep status current.
 
-The runner owns the monitor's detector and open incident. Its consequences (store rows, CRs,
-events) go through ordered retry queues, so a dependency outage delays them but never drops or
-reorders them, and never stops the checks.
+The runner owns the monitor's detector and open incident. It decides (opened, escalated,
+resolved, ...) and publishes an ``IncidentEvent``; the sinks of the incident pipeline carry the
+consequences out (store row, DowntimeIncident, Event, capture plan, metrics), each in its own
+ordered retry queue, so a dependency outage delays them but never drops or reorders them, and
+never stops the checks.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
-from downtime_operator.domain.log_capture import plan_capture, state_at_resolution
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
+from downtime_operator.domain.log_capture import CapturePlan, plan_capture, state_at_resolution
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
@@ -28,6 +30,7 @@ from downtime_operator.domain.models import (
     MonitorRef,
     MonitorSpec,
     MonitorState,
+    Severity,
 )
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
@@ -44,18 +47,16 @@ from downtime_operator.domain.status import (
     notifications_condition,
     uptime_windows,
 )
+from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
     Clock,
     IncidentResources,
     IncidentStore,
-    LogCaptureStore,
-    OpenIncidentExistsError,
     Prober,
     SecretUnavailableError,
     SecretValues,
     StopSignal,
 )
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +64,6 @@ UPTIME_QUERY_TIMEOUT = 2.0
 
 CheckObserver = Callable[[MonitorRef, CheckResult, float], None]
 """Called after every check with the scheduling lag in seconds (metrics, benchmarks)."""
-
-
-class IncidentChange(enum.StrEnum):
-    OPENED = "opened"
-    RESUMED = "resumed"
-    """An incident opened before a restart (or by another replica) that this runner carries on."""
-    RESOLVED = "resolved"
-    RELEASED = "released"
-    """Resolved elsewhere (the admin API): no longer ours, and its end is not known here."""
-
-
-IncidentObserver = Callable[[IncidentChange, Incident], None]
-"""Told of every change to the runner's open incident, with a copy of it (metrics)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,21 +74,19 @@ class SpecSnapshot:
 
 @dataclass(kw_only=True)
 class RunnerDeps:
-    """What every runner shares: one prober (one connection pool), one pair of write queues."""
+    """What every runner shares: one prober (one connection pool), one incident pipeline."""
 
     prober: Prober
     store: IncidentStore
+    """Read at start (the open incident) and for uptime; writes go through ``events``."""
     resources: IncidentResources
+    """Read at start (the open DowntimeIncident); the monitor's status and spec Events."""
     clock: Clock
-    store_writes: OrderedRetryQueue
-    kube_writes: OrderedRetryQueue
+    events: IncidentPublisher
     status_sync_period: timedelta = timedelta(seconds=60)
     reload_timeout: float = 10.0
     invalid_spec_retry: float = 30.0
     observer: CheckObserver | None = None
-    incident_observer: IncidentObserver | None = None
-    captures: LogCaptureStore | None = None
-    """Where log captures are planned; None: this store keeps none (incidents get no logs)."""
     loki_configured: bool = False
     secrets: SecretValues | None = None
     """Where ``headersFrom`` values are read; None outside Kubernetes (no Secrets there)."""
@@ -186,7 +172,7 @@ class MonitorRunner:
         elif isinstance(transition, StillDown):
             self._still_down(spec, transition)
         elif isinstance(transition, Resolved):
-            self._resolve(ended_at=transition.ended_at, notes=None, reason="IncidentResolved")
+            self._resolve(ended_at=transition.ended_at, notes=None, resolved_by=ResolvedBy.RECOVERY)
 
     def resolve_for_deletion(self) -> None:
         """A deleted monitor resolves its open incident, saying so, rather than leaving it open."""
@@ -194,7 +180,7 @@ class MonitorRunner:
             self._resolve(
                 ended_at=self._deps.clock.now(),
                 notes="resolved because the HealthMonitor was deleted",
-                reason="IncidentResolvedMonitorDeleted",
+                resolved_by=ResolvedBy.MONITOR_DELETED,
             )
 
     def resolved_elsewhere(self, incident_id: UUID) -> None:
@@ -205,7 +191,7 @@ class MonitorRunner:
         """
         if self.incident is None or self.incident.incident_id != incident_id:
             return
-        self._tell(IncidentChange.RELEASED, self.incident)
+        self._emit(IncidentEventKind.RELEASED, self.incident)
         self.incident = None
         if self.detector is not None:
             self.detector = Detector(
@@ -217,6 +203,7 @@ class MonitorRunner:
         """Someone is on it (status investigating): later writes must keep that status."""
         if self.incident is not None and self.incident.incident_id == incident_id:
             self.incident.status = IncidentStatus.INVESTIGATING
+            self._emit(IncidentEventKind.ACKNOWLEDGED, self.incident)
 
     def _detector_for(self, spec: MonitorSpec) -> Detector:
         if self.detector is None:
@@ -266,7 +253,7 @@ class MonitorRunner:
             failed_checks=incident.failed_checks,
         )
         logger.info("%s: continuing open incident %s", self.ref, incident.incident_id)
-        self._tell(IncidentChange.RESUMED, incident)
+        self._emit(IncidentEventKind.RESUMED, incident)
 
     async def _open_in_resources(
         self, snapshot: SpecSnapshot, *, store_answered: bool
@@ -292,14 +279,10 @@ class MonitorRunner:
                 self.ref,
                 found.incident_id,
             )
-            snapshot_copy = dataclasses.replace(found)
-            self._deps.store_writes.submit(
-                f"re-create incident {found.incident_id} from its CR",
-                lambda: self._create_in_store(snapshot_copy),
-                on_permanent=self._duplicate_suppressed,
-            )
+            plan = None
             with contextlib.suppress(InvalidSpecError):
-                self._plan_log_capture(parse_monitor_spec(snapshot.spec), found)
+                plan = self._capture_plan(parse_monitor_spec(snapshot.spec), found)
+            self._emit(IncidentEventKind.RESTORED, found, capture_plan=plan)
             return found
         if stored.status is IncidentStatus.RESOLVED:
             logger.info(
@@ -307,13 +290,31 @@ class MonitorRunner:
                 self.ref,
                 stored.incident_id,
             )
-            self._mirror(stored)
+            self._emit(IncidentEventKind.CORRECTED, stored)
             return None
         return stored
 
-    def _tell(self, change: IncidentChange, incident: Incident) -> None:
-        if self._deps.incident_observer is not None:
-            self._deps.incident_observer(change, dataclasses.replace(incident))
+    def _emit(
+        self,
+        kind: IncidentEventKind,
+        incident: Incident,
+        *,
+        capture_plan: CapturePlan | None = None,
+        previous_severity: Severity | None = None,
+        notes: str | None = None,
+        resolved_by: ResolvedBy = ResolvedBy.RECOVERY,
+    ) -> None:
+        """Publish a copy of the incident as it is now: the runner goes on changing its own."""
+        self._deps.events.publish(
+            IncidentEvent(
+                kind=kind,
+                incident=dataclasses.replace(incident),
+                capture_plan=capture_plan,
+                previous_severity=previous_severity,
+                notes=notes,
+                resolved_by=resolved_by,
+            )
+        )
 
     def _open(self, spec: MonitorSpec, opened: Opened) -> None:
         failure = opened.last_failure
@@ -339,44 +340,14 @@ class MonitorRunner:
         )
         self.incident = incident
         self._failed_checks_written_at = opened.detected_at
-        self._tell(IncidentChange.OPENED, incident)
-        snapshot = dataclasses.replace(incident)
-        self._deps.store_writes.submit(
-            f"create incident {incident.incident_id}",
-            lambda: self._create_in_store(snapshot),
-            on_permanent=self._duplicate_suppressed,
-        )
-        self._plan_log_capture(spec, incident)
-        self._publish(
-            incident,
-            reason="IncidentOpened",
-            message=f"Outage detected: {failure.error} (incident {incident.k8s_name})",
-            logs_state_changed=True,
-        )
+        plan = self._capture_plan(spec, incident)
+        self._emit(IncidentEventKind.OPENED, incident, capture_plan=plan)
 
-    def _plan_log_capture(self, spec: MonitorSpec, incident: Incident) -> None:
-        """Plan the logs around this outage; the first capture is due at once (DESIGN §6).
-
-        Queued after the create, in the same ordered queue, so the plan always finds its row.
-        """
-        captures = self._deps.captures
-        if captures is None:
-            return
+    def _capture_plan(self, spec: MonitorSpec, incident: Incident) -> CapturePlan:
+        """The logs around this outage (DESIGN §6); the incident shows the plan's state."""
         plan = plan_capture(spec.log_capture, loki_configured=self._deps.loki_configured)
         incident.logs_state = LogCaptureState.PENDING if plan.enabled else LogCaptureState.DISABLED
-        incident_id = incident.incident_id
-        due_at = incident.detected_at
-        self._deps.store_writes.submit(
-            f"plan log capture of incident {incident_id}",
-            lambda: captures.schedule_log_capture(incident_id, plan=plan, due_at=due_at),
-        )
-
-    async def _create_in_store(self, incident: Incident) -> None:
-        await self._deps.store.create_incident(incident)
-
-    async def _duplicate_suppressed(self, description: str, exc: BaseException) -> None:
-        if isinstance(exc, OpenIncidentExistsError):
-            logger.error("%s: %s refused, %s", self.ref, description, exc)
+        return plan
 
     def _still_down(self, spec: MonitorSpec, down: StillDown) -> None:
         incident = self.incident
@@ -395,34 +366,14 @@ class MonitorRunner:
             written = self._failed_checks_written_at
             if written is None or now - written >= self._deps.status_sync_period:
                 self._failed_checks_written_at = now
-                self._write_failed_checks(incident)
+                self._emit(IncidentEventKind.CHECKS_REFRESHED, incident)
             return
         previous = incident.severity
         incident.severity = severity
         self._failed_checks_written_at = now
-        fields = {"severity": severity.value, "failed_checks": incident.failed_checks}
-        incident_id = incident.incident_id
-        self._deps.store_writes.submit(
-            f"escalate incident {incident_id}",
-            lambda: self._deps.store.update_incident(incident_id, fields),
-        )
-        self._publish(
-            incident,
-            reason="IncidentEscalated",
-            message=f"Incident {incident.k8s_name} escalated from {previous} to {severity}",
-            warning=True,
-        )
+        self._emit(IncidentEventKind.ESCALATED, incident, previous_severity=previous)
 
-    def _write_failed_checks(self, incident: Incident) -> None:
-        incident_id = incident.incident_id
-        fields = {"failed_checks": incident.failed_checks}
-        self._deps.store_writes.submit(
-            f"failed checks of incident {incident_id}",
-            lambda: self._deps.store.update_incident(incident_id, fields),
-        )
-        self._mirror(dataclasses.replace(incident, logs_state=None))
-
-    def _resolve(self, *, ended_at: datetime, notes: str | None, reason: str) -> None:
+    def _resolve(self, *, ended_at: datetime, notes: str | None, resolved_by: ResolvedBy) -> None:
         incident = self.incident
         if incident is None:
             return
@@ -433,60 +384,8 @@ class MonitorRunner:
             incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
         # The store makes the final capture due when it resolves; show it as pending meanwhile.
         incident.logs_state = state_at_resolution(incident.logs_state)
-        incident_id = incident.incident_id
-        failed_checks = incident.failed_checks
-
-        async def resolve_in_store() -> None:
-            await self._deps.store.update_incident(incident_id, {"failed_checks": failed_checks})
-            await self._deps.store.resolve_incident(incident_id, ended_at=ended_at, notes=notes)
-
-        self._deps.store_writes.submit(f"resolve incident {incident_id}", resolve_in_store)
-        self._publish(
-            incident,
-            reason=reason,
-            message=(
-                f"Incident {incident.k8s_name} resolved after "
-                f"{incident.duration_seconds:.0f}s" + (f": {notes}" if notes else "")
-            ),
-            logs_state_changed=True,
-        )
-        self._tell(IncidentChange.RESOLVED, incident)
+        self._emit(IncidentEventKind.RESOLVED, incident, notes=notes, resolved_by=resolved_by)
         self.incident = None
-
-    def _publish(
-        self,
-        incident: Incident,
-        *,
-        reason: str,
-        message: str,
-        warning: bool = False,
-        logs_state_changed: bool = False,
-    ) -> None:
-        """Mirror the incident to its CR and post an Event, through the ordered kube queue.
-
-        ``status.logs.state`` is sent only when this runner changed it (open, resolve): in
-        between, the capture service moves it on, and this runner's copy would be stale.
-        """
-        self._mirror(
-            dataclasses.replace(
-                incident, logs_state=incident.logs_state if logs_state_changed else None
-            )
-        )
-        resources = self._deps.resources
-        self._deps.kube_writes.submit(
-            f"event {reason} on {self.ref}",
-            lambda: resources.post_event(self.ref, reason=reason, message=message, warning=warning),
-            lane=self.ref.namespace,
-        )
-
-    def _mirror(self, snapshot: Incident) -> None:
-        """Queue the CR update in this monitor's namespace lane; ``snapshot`` must be a copy."""
-        resources = self._deps.resources
-        self._deps.kube_writes.submit(
-            f"upsert DowntimeIncident {snapshot.k8s_name}",
-            lambda: resources.upsert_incident(snapshot),
-            lane=self.ref.namespace,
-        )
 
     async def _report_invalid(self, exc: InvalidSpecError, generation: int | None) -> None:
         text = str(exc)

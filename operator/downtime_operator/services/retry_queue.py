@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 Operation = Callable[[], Awaitable[None]]
-PermanentHandler = Callable[[str, BaseException], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,6 @@ logger = logging.getLogger(__name__)
 class _Item:
     description: str
     operation: Operation
-    on_permanent: PermanentHandler | None
 
 
 class OrderedRetryQueue:
@@ -70,10 +68,9 @@ class OrderedRetryQueue:
         operation: Operation,
         *,
         lane: str = "",
-        on_permanent: PermanentHandler | None = None,
     ) -> None:
         """Queue one write after every earlier write of the same lane."""
-        self._lanes.setdefault(lane, deque()).append(_Item(description, operation, on_permanent))
+        self._lanes.setdefault(lane, deque()).append(_Item(description, operation))
         self._idle.clear()
         self._wakeup.set()
 
@@ -127,8 +124,6 @@ class OrderedRetryQueue:
                 raise
             except self._permanent as exc:
                 logger.error("%s: %s failed permanently: %s", self._name, item.description, exc)
-                if item.on_permanent is not None:
-                    await item.on_permanent(item.description, exc)
                 return
             except Exception as exc:
                 self.failures += 1

@@ -247,17 +247,18 @@ async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
-async def connect_pool(dsn: str, *, max_size: int = 5) -> asyncpg.Pool[Any]:
+async def connect_pool(dsn: str, *, min_size: int = 0, max_size: int = 5) -> asyncpg.Pool[Any]:
     """A pool for these queries, planned with the values of each call.
 
     asyncpg prepares statements, and after five runs PostgreSQL may switch to a generic plan
     made for an average parameter: for ``status = $1`` (a rare "investigating" vs. a common
     "resolved") or a period's bounds that can be a poor plan, tens of milliseconds instead of
-    one. Planning each call costs well under a millisecond. Nothing connects up front, so an
-    unreachable database is reported by the queries (and /readyz), not at start-up.
+    one. Planning each call costs well under a millisecond. With ``min_size`` 0 nothing
+    connects up front, so an unreachable database is reported by the queries (and /readyz), not
+    at start-up.
     """
     return await asyncpg.create_pool(
-        dsn, min_size=0, max_size=max_size, init=_plan_with_values, reset=_keep_session
+        dsn, min_size=min_size, max_size=max_size, init=_plan_with_values, reset=_keep_session
     )
 
 

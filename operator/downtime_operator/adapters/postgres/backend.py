@@ -1,0 +1,49 @@
+"""Every PostgreSQL port over one connection pool."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
+from downtime_operator.adapters.postgres.migrations import apply_migrations
+from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
+from downtime_operator.adapters.postgres.store import PostgresIncidentStore
+
+
+class PostgresBackend:
+    shared_with_clusters = True
+
+    def __init__(self, store: PostgresIncidentStore, *, dsn: str) -> None:
+        self._store = store
+        pool = store.pool
+        self.captures = PostgresLogCaptures(pool)
+        self.queries = PostgresIncidentQueries(pool)
+        self.audit = PostgresAuditLog(pool)
+        parts = urlsplit(dsn)
+        self.description = f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path}"
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 0, max_size: int = 10) -> PostgresBackend:
+        """``min_size=0``: no connection yet, so a database that is down at start delays the
+        writes (they queue) instead of stopping the process. The pool plans each call with its
+        values (``connect_pool``), which the admin API's queries need."""
+        pool = await connect_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(PostgresIncidentStore(pool), dsn=dsn)
+
+    @property
+    def incidents(self) -> PostgresIncidentStore:
+        return self._store
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        return self._store.pool
+
+    async def migrate(self) -> list[str]:
+        return await apply_migrations(self._store.pool)
+
+    async def close(self) -> None:
+        await self._store.close()

@@ -1,0 +1,121 @@
+"""The one engine builder: a store backend and a mode's sinks in, a running engine out.
+
+``run`` (the operator), ``monitor`` (standalone), the admin API and the benchmarks all build
+through here, so they cannot drift apart in how incidents are recorded: the same sinks with the
+same retry rules, the schema applied before the store's first write, log capture over the same
+store. What differs by mode is passed in: where incidents are shown (Kubernetes or log lines),
+extra sinks (metrics), Secrets for ``headersFrom``, the check observer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from downtime_operator.adapters.clock import SystemClock
+from downtime_operator.adapters.http_probe import HttpProber
+from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.services.engine import Closer, MonitorEngine, SchemaGate
+from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
+from downtime_operator.services.monitor_runner import CheckObserver, RunnerDeps
+from downtime_operator.services.pipeline import (
+    IncidentPipeline,
+    IncidentPublisher,
+    IncidentSink,
+    SinkRoute,
+)
+from downtime_operator.services.ports import Clock, LogSource, SecretValues
+from downtime_operator.services.sinks import ResourceSink, ShownResources, standard_pipeline
+from downtime_operator.services.store_backend import StoreBackend
+
+
+def log_capture_service(
+    *,
+    backend: StoreBackend,
+    log_files_dir: Path,
+    source: LogSource | None,
+    events: IncidentPublisher,
+    clock: Clock,
+) -> LogCaptureService:
+    """Captures over the backend's capture port, results published to ``events``."""
+    return LogCaptureService(
+        LogCaptureDeps(
+            store=backend.captures,
+            files=LocalLogFiles(directory=log_files_dir),
+            events=events,
+            clock=clock,
+            source=source,
+        )
+    )
+
+
+def resource_pipeline(resources: ShownResources) -> IncidentPipeline:
+    """Only where incidents are shown: the admin API's own pipeline (its transitions are
+    already written to the store when they are published)."""
+    return IncidentPipeline([SinkRoute(sink=ResourceSink(resources))])
+
+
+async def build_engine(
+    *,
+    backend: StoreBackend,
+    resources: ShownResources,
+    log_files_dir: Path,
+    loki: LokiClient | None = None,
+    sinks: Sequence[IncidentSink] = (),
+    secrets: SecretValues | None = None,
+    observer: CheckObserver | None = None,
+    status_sync_period: timedelta = timedelta(seconds=60),
+    prober: HttpProber | None = None,
+    before_close: Sequence[Closer] = (),
+) -> MonitorEngine:
+    """The started engine. It owns what it is given (backend, Loki client, prober) and
+    closes them on ``close``, after ``before_close`` (the mode's own background work). Its
+    sinks are ``standard_pipeline``'s, each with its own ordered lanes, so one failing delays
+    no other and no check."""
+    clock = SystemClock()
+    if prober is None:
+        prober = HttpProber(clock)
+    await prober.start()
+    if loki is not None:
+        await loki.start()
+    schema = SchemaGate(backend.migrate)
+    pipeline = standard_pipeline(
+        incidents=backend.incidents,
+        captures=backend.captures,
+        resources=resources,
+        sinks=sinks,
+        schema=schema.wait,
+    )
+    deps = RunnerDeps(
+        prober=prober,
+        store=backend.incidents,
+        resources=resources,
+        clock=clock,
+        events=pipeline,
+        status_sync_period=status_sync_period,
+        observer=observer,
+        loki_configured=loki is not None,
+        secrets=secrets,
+    )
+    engine = MonitorEngine(
+        deps=deps,
+        pipeline=pipeline,
+        schema=schema,
+        closers=(
+            *before_close,
+            prober.close,
+            *((loki.close,) if loki else ()),
+            backend.close,
+        ),
+        log_capture=log_capture_service(
+            backend=backend,
+            log_files_dir=log_files_dir,
+            source=loki,
+            events=pipeline,
+            clock=clock,
+        ),
+    )
+    engine.start()
+    return engine

@@ -1,0 +1,51 @@
+"""A store backend: every port of one store, its schema and its close, handed out together.
+
+The choice of store (PostgreSQL or SQLite) is made once, from the DSN (``adapters.stores``);
+everything after it works over this interface, so no caller asks which store it has.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
+from downtime_operator.services.ports import IncidentStore, LogCaptureStore, RetentionStore
+
+
+class AdminQueries(IncidentQueries, IncidentTransitions, Protocol):
+    """Both stores answer the admin API's reads and guarded transitions with one object."""
+
+
+class IncidentRecords(IncidentStore, RetentionStore, Protocol):
+    """The incident rows: written by the pipeline, read by the runners, aged out by retention."""
+
+
+class StoreBackend(Protocol):
+    @property
+    def incidents(self) -> IncidentRecords: ...
+
+    @property
+    def captures(self) -> LogCaptureStore: ...
+
+    @property
+    def queries(self) -> AdminQueries: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def description(self) -> str:
+        """Where incidents are, for the log (never a password)."""
+        ...
+
+    @property
+    def shared_with_clusters(self) -> bool:
+        """Whether an operator may write here too, so its rows can have DowntimeIncidents
+        (PostgreSQL); an embedded file belongs to one standalone monitor."""
+        ...
+
+    async def migrate(self) -> list[str]:
+        """Bring the schema up to date; the names of what was applied (idempotent)."""
+        ...
+
+    async def close(self) -> None: ...
