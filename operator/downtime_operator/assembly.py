@@ -68,10 +68,11 @@ async def build_engine(
     observer: CheckObserver | None = None,
     status_sync_period: timedelta = timedelta(seconds=60),
     prober: HttpProber | None = None,
-    before_close: Sequence[Closer] = (),
+    closers: Sequence[Closer] = (),
 ) -> MonitorEngine:
     """The started engine. It owns what it is given (backend, Loki client, prober) and
-    closes them on ``close``, after ``before_close`` (the mode's own background work). Its
+    closes them on ``close``, once its writes are flushed, after the mode's own ``closers``
+    (background work, the Kubernetes client). Its
     sinks are ``standard_pipeline``'s, each with its own ordered lanes, so one failing delays
     no other and no check."""
     clock = SystemClock()
@@ -104,7 +105,7 @@ async def build_engine(
         pipeline=pipeline,
         schema=schema,
         closers=(
-            *before_close,
+            *closers,
             prober.close,
             *((loki.close,) if loki else ()),
             backend.close,

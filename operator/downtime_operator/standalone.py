@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import signal
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 from downtime_operator.adapters.clock import SystemClock
@@ -164,28 +164,37 @@ async def _monitor(
         await engine.close()
 
 
-def _resources_for(backend: StoreBackend, *, env: Mapping[str, str]) -> IncidentResources:
+@contextlib.asynccontextmanager
+async def _resources_for(
+    backend: StoreBackend, *, env: Mapping[str, str]
+) -> AsyncIterator[IncidentResources]:
     """Delete CRs only where they can exist: a PostgreSQL shared with an operator, and a
     reachable cluster (in a pod, or KUBECONFIG set). The standalone monitor has no CRs."""
     in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST"))
-    if backend.shared_with_clusters and (in_cluster or env.get("KUBECONFIG")):
-        return KubeResources(load_api_client(env.get("KUBECONFIG")))
-    return LoggingResources()
+    if not (backend.shared_with_clusters and (in_cluster or env.get("KUBECONFIG"))):
+        yield LoggingResources()
+        return
+    resources = KubeResources(await load_api_client(env.get("KUBECONFIG")))
+    try:
+        yield resources
+    finally:
+        await resources.close()
 
 
 async def run_cleanup(settings: CleanupSettings, *, env: Mapping[str, str]) -> int:
     """One retention run; exit 1 when some incidents had to be left for the next run."""
     backend = await open_store(settings)
     try:
-        retention = RetentionService(
-            store=backend.incidents,
-            resources=_resources_for(backend, env=env),
-            log_files=LocalLogFiles(directory=settings.capture.log_files_dir),
-            clock=SystemClock(),
-        )
-        report = await retention.cleanup(
-            days=settings.retention.days, keep_critical=settings.retention.keep_critical
-        )
+        async with _resources_for(backend, env=env) as resources:
+            retention = RetentionService(
+                store=backend.incidents,
+                resources=resources,
+                log_files=LocalLogFiles(directory=settings.capture.log_files_dir),
+                clock=SystemClock(),
+            )
+            report = await retention.cleanup(
+                days=settings.retention.days, keep_critical=settings.retention.keep_critical
+            )
     finally:
         await backend.close()
     policy = settings.retention

@@ -36,18 +36,20 @@ logger = logging.getLogger(__name__)
 async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
     """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention."""
     backend = await PostgresBackend.connect(settings.database.dsn)
-    api_client = load_api_client(settings.kubernetes.kubeconfig)
-    resources = KubeResources(api_client)
+    resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
     engine = await build_engine(
         backend=backend,
         resources=resources,
         log_files_dir=settings.capture.log_files_dir,
         loki=_loki_client(settings),
         sinks=(metrics,),
-        secrets=KubeSecrets(api_client),
+        secrets=KubeSecrets(resources.api_client),
         observer=metrics.check_observed,
         status_sync_period=settings.kubernetes.status_sync_period,
-        before_close=(_start_retention(settings, backend=backend, resources=resources),),
+        closers=(
+            _start_retention(settings, backend=backend, resources=resources),
+            resources.close,
+        ),
     )
     metrics.watch_queues(*engine.queues)
     return engine
@@ -153,6 +155,7 @@ async def admin_api(
     its own Loki client). What the API serves is assembled in ``admin_server``.
     """
     backend = await PostgresBackend.connect(settings.database.dsn, max_size=5)
+    resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
     loki = _loki_client(settings)
     try:
         if loki is not None:
@@ -160,7 +163,7 @@ async def admin_api(
         async with serve_admin_api(
             api,
             backend=backend,
-            resources=KubeResources(load_api_client(settings.kubernetes.kubeconfig)),
+            resources=resources,
             log_files_dir=settings.capture.log_files_dir,
             clock=SystemClock(),
             source=loki,
@@ -170,6 +173,7 @@ async def admin_api(
     finally:
         if loki is not None:
             await loki.close()
+        await resources.close()
         await backend.close()
 
 

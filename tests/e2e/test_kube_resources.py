@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,12 +30,18 @@ def ongoing(namespace: str) -> Incident:
     )
 
 
+@pytest.fixture
+async def resources(control_plane: ControlPlane) -> AsyncIterator[KubeResources]:
+    kube = KubeResources(await load_api_client(str(control_plane.kubeconfig)))
+    yield kube
+    await kube.close()
+
+
 async def test_a_stale_write_never_moves_a_resolved_incident_back(
-    control_plane: ControlPlane, namespace: str
+    resources: KubeResources, control_plane: ControlPlane, namespace: str
 ) -> None:
     """A runner's escalation queued before an admin resolve arrives after it: the CR stays
     resolved (the race the admin API and a running monitor can have)."""
-    resources = KubeResources(load_api_client(str(control_plane.kubeconfig)))
     incident = ongoing(namespace)
     await resources.upsert_incident(incident)
     resolved = dataclasses.replace(
@@ -72,11 +79,11 @@ def secret(name: str, **string_data: str) -> dict[str, Any]:
     }
 
 
-async def test_secret_values_for_headers_from(control_plane: ControlPlane, namespace: str) -> None:
+async def test_secret_values_for_headers_from(
+    resources: KubeResources, control_plane: ControlPlane, namespace: str
+) -> None:
     clock = [0.0]
-    secrets = KubeSecrets(
-        load_api_client(str(control_plane.kubeconfig)), ttl=60, monotonic=lambda: clock[0]
-    )
+    secrets = KubeSecrets(resources.api_client, ttl=60, monotonic=lambda: clock[0])
     control_plane.apply(
         secret("api-token", token="Bearer one\n", multi="a\nb"), namespace=namespace
     )
@@ -100,11 +107,10 @@ async def test_secret_values_for_headers_from(control_plane: ControlPlane, names
 
 
 async def test_a_refused_write_is_dropped_and_does_not_hold_up_the_next(
-    control_plane: ControlPlane, namespace: str
+    resources: KubeResources, control_plane: ControlPlane, namespace: str
 ) -> None:
     """A body the API server refuses (422, here a schema maxLength) is reported and dropped by
     the resource sink's ordered queue; the writes queued behind it still go through."""
-    resources = KubeResources(load_api_client(str(control_plane.kubeconfig)))
     refused = dataclasses.replace(
         ongoing(namespace), health_endpoint="http://api/" + "x" * 3000, k8s_name="api-bad"
     )

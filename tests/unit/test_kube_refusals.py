@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kubernetes.client.exceptions import ApiException
+from kubernetes.aio.client.exceptions import ApiException
 
 from downtime_operator.adapters.kube.resources import refused_for_good
 

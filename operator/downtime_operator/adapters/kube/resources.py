@@ -1,21 +1,22 @@
-"""IncidentResources over the official Kubernetes client.
+"""IncidentResources over the official Kubernetes client's asyncio flavour (``kubernetes.aio``).
 
-The client is synchronous; calls run in worker threads. These writes are rare (incidents, status
-changes, events), so threads cost nothing that matters and keep the client's auth handling
-(kubeconfig, in-cluster service-account tokens) that kopf also uses.
+Every call is a coroutine on the event loop, over one aiohttp connection pool: no worker threads
+for the calls to queue for. With the synchronous client, a handful of default-executor threads
+carried every status refresh and every incident write, so at thousands of monitors an
+incident's DowntimeIncident waited behind thousands of refreshes. Auth handling (kubeconfig,
+in-cluster service-account tokens) is the client's, as kopf's is.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes.aio import client, config
+from kubernetes.aio.client.exceptions import ApiException
 
 from downtime_operator.adapters.kube.bodies import (
     GROUP,
@@ -72,28 +73,42 @@ def _namespace_closed(exc: ApiException) -> bool:
     return False
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+API_CONNECTIONS = 100
+"""Concurrent requests to the API server per client: the sinks and the status writer bound
+their own concurrency well below it."""
+
+
+async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
+
+    The client holds an aiohttp session: ``await api_client.close()`` when done.
+    """
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
+        await config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, client_configuration=configuration
         )
+    configuration.connection_pool_maxsize = API_CONNECTIONS
     return client.ApiClient(configuration)
 
 
 class KubeResources:
     def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._uids: dict[MonitorRef, str | None] = {}
 
-    async def _call(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+    async def close(self) -> None:
+        """Close the client's connections (``KubeSecrets`` may share the client)."""
+        await self.api_client.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, fn: Callable[..., Awaitable[object]], *args: Any, **kwargs: Any) -> Any:
         # The client's return types are loose; callers read the JSON bodies they asked for.
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await fn(*args, **kwargs)
         except ApiException as exc:
             if refused_for_good(exc):
                 raise WriteRefusedError(

@@ -9,14 +9,13 @@ key that is gone, or that the operator may not read, is reported at once.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import time
 from collections.abc import Callable, Mapping
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
 
 from downtime_operator.adapters.kube.resources import HTTP_FORBIDDEN, HTTP_NOT_FOUND
 from downtime_operator.services.ports import SecretUnavailableError
@@ -61,7 +60,7 @@ class KubeSecrets:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            secret = await self._core.read_namespaced_secret(name, namespace)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
                 self._cache.pop((namespace, name), None)
