@@ -28,7 +28,9 @@ from downtime_operator.services.pipeline import (
 )
 from downtime_operator.services.ports import Clock, LogSource, SecretValues
 from downtime_operator.services.sinks import ResourceSink, ShownResources, standard_pipeline
+from downtime_operator.services.status_writer import StatusWriter
 from downtime_operator.services.store_backend import StoreBackend
+from downtime_operator.services.uptime_board import UptimeBoard
 
 
 def log_capture_service(
@@ -67,6 +69,7 @@ async def build_engine(
     secrets: SecretValues | None = None,
     observer: CheckObserver | None = None,
     status_sync_period: timedelta = timedelta(seconds=60),
+    status_writes_per_second: float = 20.0,
     prober: HttpProber | None = None,
     closers: Sequence[Closer] = (),
 ) -> MonitorEngine:
@@ -89,14 +92,19 @@ async def build_engine(
         sinks=sinks,
         schema=schema.wait,
     )
+    status = StatusWriter(write=resources.patch_monitor_status, rate=status_writes_per_second)
+    uptime = UptimeBoard(store=backend.incidents, clock=clock, period=status_sync_period)
     deps = RunnerDeps(
         prober=prober,
         store=backend.incidents,
         resources=resources,
         clock=clock,
         events=pipeline,
+        status=status,
+        uptime=uptime,
         status_sync_period=status_sync_period,
         observer=observer,
+        started_at=clock.now(),
         loki_configured=loki is not None,
         secrets=secrets,
     )
@@ -104,6 +112,8 @@ async def build_engine(
         deps=deps,
         pipeline=pipeline,
         schema=schema,
+        status=status,
+        uptime=uptime,
         closers=(
             *closers,
             prober.close,

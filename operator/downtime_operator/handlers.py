@@ -7,6 +7,7 @@ kopf's ``memo``, which the wiring fills at start-up.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -103,8 +104,12 @@ def register(
         engine: MonitorEngine = memo["engine"]
         ref = MonitorRef(namespace=namespace or "", name=name)
         runner = engine.runner_for(ref)
+        created = meta.get("creationTimestamp")
+        created_at = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
         await runner.run(
-            read_spec=lambda: SpecSnapshot(spec=dict(spec), generation=meta.get("generation")),
+            read_spec=lambda: SpecSnapshot(
+                spec=dict(spec), generation=meta.get("generation"), created_at=created_at
+            ),
             stop=_KopfStop(stopped),
         )
         if meta.get("deletionTimestamp"):

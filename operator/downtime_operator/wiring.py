@@ -46,6 +46,7 @@ async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetric
         secrets=KubeSecrets(resources.api_client),
         observer=metrics.check_observed,
         status_sync_period=settings.kubernetes.status_sync_period,
+        status_writes_per_second=settings.kubernetes.status_writes_per_second,
         closers=(
             _start_retention(settings, backend=backend, resources=resources),
             resources.close,

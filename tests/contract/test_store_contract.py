@@ -29,15 +29,15 @@ from downtime_operator.domain.models import (
     Severity,
 )
 from downtime_operator.domain.statistics import clipped_seconds
-from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.ports import (
     IncidentStore,
     OpenIncidentExistsError,
     RetentionStore,
 )
 from downtime_operator.services.retention import RetentionService
-from downtime_operator.services.sinks import standard_pipeline
 from tests.contract.stores import T0, AnyStore, Store, Stores, captures_for, ids, make_incident
+from tests.unit.engine_kit import EngineKit
 from tests.unit.fakes import ClockStop, FakeClock, RecordingResources, ScriptedProber
 
 SEED = pytest.mark.sql_only("the seed's reporting functions are beyond the ports (no fake)")
@@ -451,17 +451,29 @@ async def test_statistics_of_an_empty_period(store: Store) -> None:
     }
 
 
-async def test_monitor_downtime_is_clipped_to_the_window(store: AnyStore) -> None:
+async def test_every_monitors_downtime_in_one_read_clipped_to_the_window(
+    store: AnyStore,
+) -> None:
     hour = timedelta(hours=1)
     await store.create_incident(make_incident(started_at=T0 - 2 * hour, ended_at=T0 - hour))
     await store.create_incident(make_incident(started_at=T0 + hour, ended_at=T0 + 2 * hour))
     await store.create_incident(make_incident(started_at=T0 + 3 * hour))
     await store.create_incident(make_incident("other", started_at=T0, ended_at=T0 + hour))
+    await store.create_incident(
+        make_incident("old", started_at=T0 - 5 * hour, ended_at=T0 - 4 * hour)
+    )
+    await store.create_incident(
+        make_incident("api", namespace="team-b", started_at=T0 + 4 * hour)  # after the window
+    )
     since = T0 - 90 * timedelta(minutes=1)
     until = T0 + 3 * hour + 10 * timedelta(minutes=1)
-    spans = await store.monitor_incident_spans(
-        MonitorRef(namespace="default", name="api"), since=since, until=until
-    )
+    by_monitor = await store.incident_spans(since=since, until=until)
+    assert set(by_monitor) == {
+        MonitorRef(namespace="default", name="api"),
+        MonitorRef(namespace="default", name="other"),
+    }
+    assert by_monitor[MonitorRef(namespace="default", name="other")] == [(T0, T0 + hour)]
+    spans = by_monitor[MonitorRef(namespace="default", name="api")]
     assert sorted(spans, key=lambda s: s[0]) == [
         (T0 - 2 * hour, T0 - hour),
         (T0 + hour, T0 + 2 * hour),
@@ -631,15 +643,17 @@ async def _run_monitor(
     store: AnyStore, *, clock: FakeClock, prober: ScriptedProber, until: datetime
 ) -> None:
     """One life of the monitor's runner on ``store``, from reload to a drained shutdown."""
-    resources = RecordingResources()
-    pipeline = standard_pipeline(
-        incidents=store, captures=captures_for(store), resources=resources, base_delay=0.001
+    kit = EngineKit(
+        prober=prober,
+        store=store,
+        captures=captures_for(store),
+        resources=RecordingResources(),
+        clock=clock,
     )
-    deps = RunnerDeps(prober=prober, store=store, resources=resources, clock=clock, events=pipeline)
-    pipeline.start()
-    runner = MonitorRunner(ref=MonitorRef(namespace="default", name="api"), deps=deps)
+    kit.start()
+    runner = MonitorRunner(ref=MonitorRef(namespace="default", name="api"), deps=kit.deps)
     await runner.run(read_spec=lambda: SpecSnapshot(spec=SPEC), stop=ClockStop(clock, until))
-    assert await pipeline.close(drain_timeout=10)
+    await kit.settle()
 
 
 async def test_an_outage_across_a_restart_stays_one_incident(stores: Stores) -> None:

@@ -298,18 +298,16 @@ class MemoryStore:
         found = self._open_row(monitor)
         return None if found is None else dataclasses.replace(found)
 
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
+    async def incident_spans(
+        self, *, since: datetime, until: datetime
+    ) -> dict[MonitorRef, list[DowntimeSpan]]:
         self._check()
         since, until = _aware(since, "since"), _aware(until, "until")
-        return [
-            (row.started_at, row.ended_at)
-            for row in self.rows.values()
-            if row.monitor == monitor
-            and row.started_at < until
-            and (row.ended_at is None or row.ended_at > since)
-        ]
+        spans: dict[MonitorRef, list[DowntimeSpan]] = {}
+        for row in self.rows.values():
+            if row.started_at < until and (row.ended_at is None or row.ended_at > since):
+                spans.setdefault(row.monitor, []).append((row.started_at, row.ended_at))
+        return spans
 
     async def get_ongoing_incidents(self) -> list[Incident]:
         self._check()

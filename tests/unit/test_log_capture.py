@@ -23,13 +23,13 @@ from downtime_operator.domain.models import (
 )
 from downtime_operator.domain.window import CaptureWindow, to_unix_ns
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
-from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.ports import (
     IncidentLogs,
     IncidentLogStatus,
     LogCaptureStore,
 )
-from downtime_operator.services.sinks import standard_pipeline
+from tests.unit.engine_kit import EngineKit
 from tests.unit.fakes import (
     ClockStop,
     FakeClock,
@@ -82,21 +82,16 @@ class World:
             + [entry(s + 1, "all good", "INFO") for s in range(0, 400, 5)]
         )
         self.spec = dict(spec or SPEC)
-        self.pipeline = standard_pipeline(
-            incidents=self.store,
-            captures=self.store,
-            resources=self.resources,
-            base_delay=0.001,
-            max_delay=0.001,
-        )
-        self.deps = RunnerDeps(
+        self.kit = EngineKit(
             prober=ScriptedProber(self.clock, outage(100, 200)),
             store=self.store,
+            captures=self.store,
             resources=self.resources,
             clock=self.clock,
-            events=self.pipeline,
             loki_configured=loki,
         )
+        self.pipeline = self.kit.pipeline
+        self.deps = self.kit.deps
         self.runner = MonitorRunner(ref=REF, deps=self.deps)
         self.service = self.new_service()
 
@@ -114,15 +109,15 @@ class World:
 
     async def run_until(self, seconds: float) -> None:
         """Check until ``T0 + seconds`` with the incident pipeline running."""
-        self.pipeline.start()
+        self.kit.start()
         stop = ClockStop(self.clock, at(seconds))
         await self.runner.run(read_spec=lambda: SpecSnapshot(spec=self.spec), stop=stop)
-        assert await self.pipeline.close(drain_timeout=5)
+        await self.kit.settle()
 
     async def capture_due(self, service: LogCaptureService | None = None) -> int:
-        self.pipeline.start()
+        self.kit.start()
         ran = await (service or self.service).run_due()
-        assert await self.pipeline.close(drain_timeout=5)
+        await self.kit.settle()
         return ran
 
     @property

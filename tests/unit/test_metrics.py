@@ -84,7 +84,7 @@ async def test_a_manual_resolve_releases_the_incident_without_inventing_its_dura
     runner = await world.run(seconds=60)
     [incident] = world.store.rows.values()
     runner.resolved_elsewhere(incident.incident_id)
-    world.pipeline.start()
+    world.kit.start()
     await world.settle()
     got = samples(metrics)
     assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 0

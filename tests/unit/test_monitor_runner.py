@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
-from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
+from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.pipeline import IncidentPipeline, IncidentSink
 from downtime_operator.services.ports import SecretUnavailableError
-from downtime_operator.services.sinks import standard_pipeline
+from tests.unit.engine_kit import EngineKit
 from tests.unit.fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,42 +31,36 @@ class World:
         self.store = MemoryStore()
         self.resources = RecordingResources()
         self.spec = dict(spec or SPEC)
-        self.pipeline = self._pipeline()
-        self.deps = RunnerDeps(
+        self.kit = EngineKit(
             prober=self.prober,
             store=self.store,
-            resources=self.resources,
-            clock=self.clock,
-            events=self.pipeline,
-        )
-
-    def _pipeline(self, *sinks: IncidentSink) -> IncidentPipeline:
-        return standard_pipeline(
-            incidents=self.store,
             captures=self.store,
             resources=self.resources,
-            sinks=sinks,
-            base_delay=0.001,
-            max_delay=0.001,
+            clock=self.clock,
         )
+        self.deps = self.kit.deps
+
+    @property
+    def pipeline(self) -> IncidentPipeline:
+        return self.kit.pipeline
 
     def add_sinks(self, *sinks: IncidentSink) -> None:
-        self.pipeline = self.deps.events = self._pipeline(*sinks)
+        self.kit.add_sinks(*sinks)
 
     async def run(self, *, seconds: float, runner: MonitorRunner | None = None) -> MonitorRunner:
         runner = runner or MonitorRunner(ref=REF, deps=self.deps)
-        self.pipeline.start()
+        self.kit.start()
         stop = ClockStop(self.clock, self.clock.now() + timedelta(seconds=seconds))
         await runner.run(read_spec=lambda: SpecSnapshot(spec=self.spec, generation=1), stop=stop)
         await self.settle()
         return runner
 
     async def settle(self) -> None:
-        """Apply every event published so far."""
-        assert await self.pipeline.close(drain_timeout=5)
+        """Apply every event and status handed over so far."""
+        await self.kit.settle()
 
     def failures(self, sink: str) -> int:
-        return sum(q.failures for q in self.pipeline.queues if q.name == sink)
+        return self.kit.failures(sink)
 
 
 def outage(start: float, end: float) -> Callable[[datetime], bool]:
@@ -204,7 +198,7 @@ async def test_deleting_the_monitor_resolves_with_a_note() -> None:
     world = World(outage(0, 1000))
     runner = await world.run(seconds=100)
     runner.resolve_for_deletion()
-    world.pipeline.start()
+    world.kit.start()
     await world.settle()
     [incident] = world.store.rows.values()
     assert incident.status is IncidentStatus.RESOLVED

@@ -33,12 +33,13 @@ def ok(at: datetime) -> CheckResult:
 def test_status_is_written_on_change_and_last_check_once_per_period() -> None:
     sync = StatusSync(sync_period=timedelta(seconds=60))
     first = sync.patch_for(UP, last_check=ok(T0), now=T0)
-    assert first is not None and first["state"] == "Up" and first["lastCheck"]["ok"] is True
+    assert first is not None and first.urgent
+    assert first.body["state"] == "Up" and first.body["lastCheck"]["ok"] is True
     writes = [
         sync.patch_for(UP, last_check=ok(T0 + timedelta(seconds=s)), now=T0 + timedelta(seconds=s))
         for s in range(1, 121)
     ]
-    assert sum(w is not None for w in writes) == 2
+    assert [w.urgent for w in writes if w is not None] == [False, False]  # refreshes
     down = StatusFacts(
         state=MonitorState.DOWN,
         consecutive_failures=2,
@@ -46,8 +47,17 @@ def test_status_is_written_on_change_and_last_check_once_per_period() -> None:
         observed_generation=1,
     )
     patch = sync.patch_for(down, last_check=None, now=T0 + timedelta(seconds=121))
-    assert patch is not None and patch["state"] == "Down" and patch["currentIncident"] == "api-x"
-    assert patch["lastTransitionTime"].startswith("2026-05-01T12:02:01")
+    assert patch is not None and patch.urgent
+    assert patch.body["state"] == "Down" and patch.body["currentIncident"] == "api-x"
+    assert patch.body["lastTransitionTime"].startswith("2026-05-01T12:02:01")
+    counting = StatusFacts(
+        state=MonitorState.DOWN,
+        consecutive_failures=3,
+        current_incident="api-x",
+        observed_generation=1,
+    )
+    more = sync.patch_for(counting, last_check=None, now=T0 + timedelta(seconds=131))
+    assert more is not None and not more.urgent  # written, but within the budget
 
 
 def test_forget_resends_everything() -> None:

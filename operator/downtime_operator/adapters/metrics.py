@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,11 +23,26 @@ from prometheus_client.registry import Collector
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import CheckResult, MonitorRef
 from downtime_operator.services.pipeline import monitor_lane
-from downtime_operator.services.retry_queue import OrderedRetryQueue
 
 PREFIX = "gatewayz_"
 CHECK_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Health endpoints answer in milliseconds when fine; the top buckets catch timeouts (<= 30s)."""
+
+
+LAG_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""How late checks start: milliseconds when the engine keeps time, seconds when it does not."""
+
+
+class WriteQueue(Protocol):
+    """What the pending-writes metric reads of a queue (the sinks' and the status writer)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def failures(self) -> int: ...
+
+    def pending_by_lane(self) -> dict[str, int]: ...
 
 
 def lane_namespace(lane: str) -> str:
@@ -74,6 +90,13 @@ class OperatorMetrics:
             buckets=CHECK_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self._lag = Histogram(
+            f"{PREFIX}health_check_lag_seconds",
+            "How long after its scheduled time each check started (all monitors of this"
+            " process): the engine keeps time while this stays in milliseconds.",
+            buckets=LAG_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self._up = Gauge(
             f"{PREFIX}health_check_up",
             "1 if the monitor's last check passed, 0 if it failed.",
@@ -82,7 +105,8 @@ class OperatorMetrics:
         )
 
     def check_observed(self, ref: MonitorRef, result: CheckResult, lag: float) -> None:
-        """The runners' CheckObserver (the scheduling lag is a benchmark concern, not exposed)."""
+        """The runners' CheckObserver."""
+        self._lag.observe(max(0.0, lag))
         monitor = monitor_label(ref)
         self._up.labels(monitor=monitor).set(1 if result.ok else 0)
         if result.latency_ms is not None:
@@ -102,7 +126,7 @@ class OperatorMetrics:
             if kind is IncidentEventKind.RESOLVED and incident.duration_seconds is not None:
                 self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
 
-    def watch_queues(self, *queues: OrderedRetryQueue) -> None:
+    def watch_queues(self, *queues: WriteQueue) -> None:
         """Expose the write queues, read at scrape time: a stuck lane is worth an alert."""
         self.registry.register(_QueueCollector(queues))
 
@@ -112,7 +136,7 @@ class OperatorMetrics:
 
 
 class _QueueCollector(Collector):
-    def __init__(self, queues: tuple[OrderedRetryQueue, ...]) -> None:
+    def __init__(self, queues: tuple[WriteQueue, ...]) -> None:
         self._queues = queues
 
     def collect(self) -> Iterator[Metric]:

@@ -68,6 +68,18 @@ class StatusFacts:
     conditions: tuple[Condition, ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class StatusPatch:
+    body: dict[str, Any]
+    urgent: bool
+    """It changes what ``kubectl get`` shows (state, incident, conditions, generation): sent at
+    once, ahead of the periodic refreshes, which may wait for the write budget."""
+
+
+def _shown(facts: StatusFacts) -> tuple[object, ...]:
+    return (facts.state, facts.current_incident, facts.conditions, facts.observed_generation)
+
+
 @dataclass(kw_only=True)
 class StatusSync:
     sync_period: timedelta
@@ -89,9 +101,10 @@ class StatusSync:
         last_check: CheckResult | None,
         now: datetime,
         uptime: dict[str, float] | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> StatusPatch | None:
         """The status patch to send now, or None when nothing is worth a request."""
         facts_changed = facts != self.written
+        urgent = self.written is None or _shown(facts) != _shown(self.written)
         last_check_due = last_check is not None and self.periodic_due(now)
         if not facts_changed and not last_check_due and uptime is None:
             return None
@@ -117,7 +130,7 @@ class StatusSync:
         if uptime is not None:
             patch["uptime"] = uptime
         self.written = facts
-        return patch
+        return StatusPatch(body=patch, urgent=urgent)
 
     def forget(self) -> None:
         """After a failed write, the next call must send everything again."""

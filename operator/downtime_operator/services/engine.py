@@ -12,11 +12,16 @@ from downtime_operator.services.log_capture import LogCaptureService
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps
 from downtime_operator.services.pipeline import IncidentPipeline
 from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.status_writer import StatusWriter
 from downtime_operator.services.stop import EventStopSignal
+from downtime_operator.services.uptime_board import UptimeBoard
 
 logger = logging.getLogger(__name__)
 
 Closer = Callable[[], Awaitable[None]]
+
+STATUS_FLUSH_SECONDS = 5.0
+"""Statuses are views the next start rewrites: flushed briefly at shutdown, never waited on."""
 
 
 class SchemaGate:
@@ -56,11 +61,15 @@ class MonitorEngine:
         deps: RunnerDeps,
         pipeline: IncidentPipeline,
         schema: SchemaGate,
+        status: StatusWriter,
+        uptime: UptimeBoard,
         closers: tuple[Closer, ...] = (),
         log_capture: LogCaptureService | None = None,
     ) -> None:
         self.deps = deps
         self.pipeline = pipeline
+        self.status = status
+        self.uptime = uptime
         self.log_capture = log_capture
         """Runs the due log captures, and answers for captured logs (``IncidentLogs``)."""
         self._schema = schema
@@ -69,11 +78,12 @@ class MonitorEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._capture_stop = EventStopSignal()
         self._capture_loop: asyncio.Task[None] | None = None
+        self._uptime_stop = EventStopSignal()
 
     @property
-    def queues(self) -> tuple[OrderedRetryQueue, ...]:
+    def queues(self) -> tuple[OrderedRetryQueue | StatusWriter, ...]:
         """Every write queue, for the pending-writes metric."""
-        return (self._schema.queue, *self.pipeline.queues)
+        return (self._schema.queue, *self.pipeline.queues, self.status)
 
     def runner_for(self, ref: MonitorRef) -> MonitorRunner:
         """The same runner for a monitor whose daemon restarts, so its state carries over."""
@@ -90,11 +100,17 @@ class MonitorEngine:
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._schema.run(), name="schema"))
+        self.status.start()
+        self._tasks.append(asyncio.create_task(self._uptime_reads(), name="uptime"))
         self.pipeline.start()
         if self.log_capture is not None:
             self._capture_loop = asyncio.create_task(
                 self._captures(self.log_capture), name="log-capture"
             )
+
+    async def _uptime_reads(self) -> None:
+        await self._schema.wait()  # the table may not exist before the migrations
+        await self.uptime.run(stop=self._uptime_stop)
 
     async def _captures(self, log_capture: LogCaptureService) -> None:
         # Captures read columns the migrations add: they start once the schema is in place.
@@ -109,6 +125,8 @@ class MonitorEngine:
         """
         await self._stop_capture_loop(drain_timeout)
         await self.pipeline.close(drain_timeout=drain_timeout)
+        await self.status.close(drain_timeout=min(drain_timeout, STATUS_FLUSH_SECONDS))
+        self._uptime_stop.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

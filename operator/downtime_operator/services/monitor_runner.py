@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
@@ -39,13 +39,12 @@ from downtime_operator.domain.spec import (
     UnresolvedHeadersError,
     parse_monitor_spec,
 )
+from downtime_operator.domain.start_phase import first_check_delay
 from downtime_operator.domain.status import (
-    UPTIME_WINDOWS,
     Condition,
     StatusFacts,
     StatusSync,
     notifications_condition,
-    uptime_windows,
 )
 from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
@@ -60,16 +59,35 @@ from downtime_operator.services.ports import (
 
 logger = logging.getLogger(__name__)
 
-UPTIME_QUERY_TIMEOUT = 2.0
-
 CheckObserver = Callable[[MonitorRef, CheckResult, float], None]
 """Called after every check with the scheduling lag in seconds (metrics, benchmarks)."""
+
+
+class StatusOutbox(Protocol):
+    """Where the runner hands its monitor's status (``StatusWriter``): it never waits for it."""
+
+    def offer(
+        self,
+        monitor: MonitorRef,
+        body: Mapping[str, Any],
+        *,
+        urgent: bool,
+        on_failure: Callable[[], None],
+    ) -> None: ...
+
+
+class UptimeSource(Protocol):
+    """Uptime windows read for every monitor at once (``UptimeBoard``)."""
+
+    def uptime(self, monitor: MonitorRef) -> dict[str, float] | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpecSnapshot:
     spec: Mapping[str, Any]
     generation: int | None = None
+    created_at: datetime | None = None
+    """When the monitor was created: one older than the process waits for its start phase."""
 
 
 @dataclass(kw_only=True)
@@ -78,15 +96,19 @@ class RunnerDeps:
 
     prober: Prober
     store: IncidentStore
-    """Read at start (the open incident) and for uptime; writes go through ``events``."""
+    """Read at start (the open incident); writes go through ``events``."""
     resources: IncidentResources
-    """Read at start (the open DowntimeIncident); the monitor's status and spec Events."""
+    """Read at start (the open DowntimeIncident); Events about the monitor's spec."""
     clock: Clock
     events: IncidentPublisher
+    status: StatusOutbox
+    uptime: UptimeSource
     status_sync_period: timedelta = timedelta(seconds=60)
     reload_timeout: float = 10.0
     invalid_spec_retry: float = 30.0
     observer: CheckObserver | None = None
+    started_at: datetime | None = None
+    """When the engine started; None: no start phases (every first check at once)."""
     loki_configured: bool = False
     secrets: SecretValues | None = None
     """Where ``headersFrom`` values are read; None outside Kubernetes (no Secrets there)."""
@@ -102,25 +124,27 @@ class MonitorRunner:
         self._reported_invalid: str | None = None
         self._reported_notifications: tuple[str, ...] = ()
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
-        self._uptime_missing = False
         self._failed_checks_written_at: datetime | None = None
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
         """Check until stopped. A spec change is picked up at the next check."""
         clock = self._deps.clock
-        await self._reload(read_spec())
+        first = read_spec()
+        await self._reload(first)
+        await self._wait_for_start_phase(first, stop)
         scheduled = clock.now()
         while not stop.is_set():
             snapshot = read_spec()
             try:
                 spec = await self._with_secret_headers(self._parsed(snapshot.spec))
             except InvalidSpecError as exc:
-                await self._report_invalid(exc, snapshot.generation)
+                self._report_invalid(exc, snapshot.generation)
                 await stop.sleep(self._deps.invalid_spec_retry)
                 scheduled = clock.now()
                 continue
             if spec.paused:
-                await self._sync_status(spec, snapshot.generation, paused=True)
+                self._sync_status(spec, snapshot.generation, paused=True)
                 await stop.sleep(spec.interval.total_seconds())
                 scheduled = clock.now()
                 continue
@@ -129,11 +153,25 @@ class MonitorRunner:
             if self._deps.observer is not None:
                 self._deps.observer(self.ref, result, lag)
             self.observe(spec, result)
-            await self._sync_status(spec, snapshot.generation, last_check=result)
+            self._sync_status(spec, snapshot.generation, last_check=result)
             detector = self._detector_for(spec)
             delay = detector.next_delay(interval=spec.interval, retry_interval=spec.retry_interval)
             scheduled = max(scheduled + delay, clock.now())
             await stop.sleep((scheduled - clock.now()).total_seconds())
+
+    async def _wait_for_start_phase(self, snapshot: SpecSnapshot, stop: StopSignal) -> None:
+        try:
+            interval = self._parsed(snapshot.spec).interval
+        except InvalidSpecError:
+            return  # reported by the first turn of the loop
+        delay = first_check_delay(
+            self.ref,
+            interval=interval,
+            created_at=snapshot.created_at,
+            started_at=self._deps.started_at,
+            now=self._deps.clock.now(),
+        )
+        await stop.sleep(delay.total_seconds())
 
     def _parsed(self, raw: Mapping[str, Any]) -> MonitorSpec:
         """Validation costs more than a loopback check: parse again only when the spec changed."""
@@ -387,12 +425,12 @@ class MonitorRunner:
         self._emit(IncidentEventKind.RESOLVED, incident, notes=notes, resolved_by=resolved_by)
         self.incident = None
 
-    async def _report_invalid(self, exc: InvalidSpecError, generation: int | None) -> None:
+    def _report_invalid(self, exc: InvalidSpecError, generation: int | None) -> None:
         text = str(exc)
         if self._reported_invalid != text:
             self._reported_invalid = text
             logger.error("%s: invalid spec: %s", self.ref, text)
-            await self._post_event_now(reason=exc.reason, message=text, warning=True)
+            self._post_event(reason=exc.reason, message=text, warning=True)
         facts = StatusFacts(
             state=MonitorState.UNKNOWN,
             consecutive_failures=0,
@@ -402,9 +440,9 @@ class MonitorRunner:
                 Condition(type="SpecValid", status="False", reason=exc.reason, message=text),
             ),
         )
-        await self._write_status(facts, last_check=None)
+        self._write_status(facts, last_check=None)
 
-    async def _sync_status(
+    def _sync_status(
         self,
         spec: MonitorSpec,
         generation: int | None,
@@ -422,9 +460,7 @@ class MonitorRunner:
         if unsent is not None:
             conditions.append(unsent)
             if self._reported_notifications != spec.notifications:
-                await self._post_event_now(
-                    reason=unsent.reason, message=unsent.message, warning=True
-                )
+                self._post_event(reason=unsent.reason, message=unsent.message, warning=True)
         self._reported_notifications = spec.notifications
         facts = StatusFacts(
             state=MonitorState.PAUSED if paused else detector.state,
@@ -433,41 +469,32 @@ class MonitorRunner:
             observed_generation=generation,
             conditions=tuple(conditions),
         )
-        await self._write_status(facts, last_check=last_check)
+        self._write_status(facts, last_check=last_check)
 
-    async def _uptime(self, now: datetime) -> dict[str, float] | None:
-        # Bounded: a store that hangs must not hold up the checks.
-        try:
-            async with asyncio.timeout(UPTIME_QUERY_TIMEOUT):
-                return await self._uptime_from_store(now)
-        except Exception as exc:
-            logger.warning("%s: uptime not computed: %s", self.ref, exc)
-            return None
-
-    async def _uptime_from_store(self, now: datetime) -> dict[str, float]:
-        widest = max(UPTIME_WINDOWS.values())
-        spans = await self._deps.store.monitor_incident_spans(
-            self.ref, since=now - widest, until=now
-        )
-        return uptime_windows(spans, now=now)
-
-    async def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
+    def _write_status(self, facts: StatusFacts, *, last_check: CheckResult | None) -> None:
+        """Hand the status over if anything is worth writing; the check goes on meanwhile."""
         now = self._deps.clock.now()
         uptime = None
-        # Uptime that could not be computed (the store was down, or not migrated yet at start)
-        # is retried at the next check rather than a whole sync period later.
-        if last_check is not None and (self._uptime_missing or self._status.periodic_due(now)):
-            uptime = await self._uptime(now)
-            self._uptime_missing = uptime is None
+        # Uptime rides with the periodic refresh: one not read yet (the store down, or not
+        # migrated yet at start) comes with the next one, never as a write of its own.
+        if last_check is not None and self._status.periodic_due(now):
+            uptime = self._deps.uptime.uptime(self.ref)
         patch = self._status.patch_for(facts, last_check=last_check, now=now, uptime=uptime)
-        if patch is None:
-            return
-        try:
-            await self._deps.resources.patch_monitor_status(self.ref, patch)
-        except Exception as exc:
-            # Status is a view, not a record: skip this write and resend it whole next time.
-            logger.warning("%s: status write failed: %s", self.ref, exc)
-            self._status.forget()
+        if patch is not None:
+            # A failed write is skipped (a status is a view, not a record) and sent whole next
+            # time.
+            self._deps.status.offer(
+                self.ref, patch.body, urgent=patch.urgent, on_failure=self._status.forget
+            )
+
+    def _post_event(self, *, reason: str, message: str, warning: bool) -> None:
+        """Post an Event about the monitor's spec without holding up the check."""
+        task = asyncio.create_task(
+            self._post_event_now(reason=reason, message=message, warning=warning),
+            name=f"event {reason} on {self.ref}",
+        )
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
 
     async def _post_event_now(self, *, reason: str, message: str, warning: bool) -> None:
         try:

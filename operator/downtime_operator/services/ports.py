@@ -76,11 +76,12 @@ class IncidentStore(Protocol):
 
     async def get_ongoing_incidents(self) -> list[Incident]: ...
 
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
-        """The monitor's incidents that overlap ``[since, until)``, for its uptime (one query
-        for every window: the caller clips them)."""
+    async def incident_spans(
+        self, *, since: datetime, until: datetime
+    ) -> dict[MonitorRef, list[DowntimeSpan]]:
+        """Every monitor's incidents that overlap ``[since, until)``, for their uptime: one
+        query for all monitors and every window (the caller clips them). Monitors without
+        such an incident are absent."""
         ...
 
     async def get_recent_incidents(

@@ -91,6 +91,13 @@ class KubernetesSettings(Group):
         description="how often (seconds) `status.lastCheck` may be refreshed when nothing else"
         " changed",
     )
+    status_writes_per_second: Annotated[float, Source(env=("STATUS_WRITES_PER_SECOND",))] = Field(
+        default=20.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="budget of HealthMonitor status writes per replica: state changes go at"
+        " once, the periodic `lastCheck`/uptime refreshes are spread to fit",
+    )
     peering_name: Annotated[str | None, Source(env=("PEERING_NAME",))] = Field(
         default=None, description="kopf peering object name, for several replicas"
     )

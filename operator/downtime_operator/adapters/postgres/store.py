@@ -196,22 +196,24 @@ class PostgresIncidentStore:
         )
         return [rows.incident_from_row(r) for r in found]
 
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
-        """The monitor's incidents overlapping ``[since, until)`` (for uptime), by index."""
+    async def incident_spans(
+        self, *, since: datetime, until: datetime
+    ) -> dict[MonitorRef, list[DowntimeSpan]]:
+        """Every monitor's incidents overlapping ``[since, until)``: one query for all uptimes."""
         found = await self._pool.fetch(
             """
-            SELECT started_at, ended_at FROM downtime_incidents
-            WHERE monitor_namespace = $1 AND monitor_name = $2
-              AND started_at < $4 AND COALESCE(ended_at, $4) > $3
+            SELECT monitor_namespace, monitor_name, started_at, ended_at
+            FROM downtime_incidents
+            WHERE started_at < $2 AND COALESCE(ended_at, $2) > $1
             """,
-            monitor.namespace,
-            monitor.name,
             rows.require_aware(since, "since"),
             rows.require_aware(until, "until"),
         )
-        return [(r["started_at"], r["ended_at"]) for r in found]
+        spans: dict[MonitorRef, list[DowntimeSpan]] = {}
+        for r in found:
+            monitor = MonitorRef(namespace=r["monitor_namespace"], name=r["monitor_name"])
+            spans.setdefault(monitor, []).append((r["started_at"], r["ended_at"]))
+        return spans
 
     async def get_incident_statistics(
         self, days: int = 30, *, now: datetime | None = None

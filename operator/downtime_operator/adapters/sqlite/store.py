@@ -228,23 +228,23 @@ class SqliteIncidentStore:
 
         return await self._run(fetch)
 
-    async def monitor_incident_spans(
-        self, monitor: MonitorRef, *, since: datetime, until: datetime
-    ) -> list[DowntimeSpan]:
-        """The monitor's incidents overlapping ``[since, until)`` (for uptime)."""
+    async def incident_spans(
+        self, *, since: datetime, until: datetime
+    ) -> dict[MonitorRef, list[DowntimeSpan]]:
+        """Every monitor's incidents overlapping ``[since, until)``: one query for all uptimes."""
         since = require_aware(since, "since")
         until = require_aware(until, "until")
         found = await self._fetch(
-            f"{_SELECT} WHERE monitor_namespace = :ns AND monitor_name = :name"
-            " AND started_at < :until AND (ended_at IS NULL OR ended_at > :since)",
+            f"{_SELECT} WHERE started_at < :until AND (ended_at IS NULL OR ended_at > :since)",
             {
-                "ns": monitor.namespace,
-                "name": monitor.name,
                 "since": columns.timestamp(since, "since"),
                 "until": columns.timestamp(until, "until"),
             },
         )
-        return [(i.started_at, i.ended_at) for i in found]
+        spans: dict[MonitorRef, list[DowntimeSpan]] = {}
+        for incident in found:
+            spans.setdefault(incident.monitor, []).append((incident.started_at, incident.ended_at))
+        return spans
 
     # -- Beyond the port: the seed's reporting and retention functions ---------------------
 

@@ -1,0 +1,187 @@
+"""HealthMonitor status writes, off the check path: coalesced, budgeted, state changes first.
+
+A status is a view, not a record: only its latest version matters. So a monitor has at most one
+write waiting here, and a newer status replaces the waiting one (coalescing is the shedding: at
+10,000 monitors a refresh that waits long enough is overtaken by the next). Writes that change
+what ``kubectl get`` shows (state, incident, conditions) go before the periodic ``lastCheck`` and
+uptime refreshes, and are sent at once; refreshes go out within a budget (``rate`` per second
+per replica) that urgent writes also draw from, so a mass outage's state changes push the
+refreshes back instead of adding to them. The runner hands its status over and checks on; it
+never waits for the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from downtime_operator.domain.models import MonitorRef
+
+logger = logging.getLogger(__name__)
+
+StatusWrite = Callable[[MonitorRef, Mapping[str, Any]], Awaitable[None]]
+FailureHandler = Callable[[], None]
+
+
+@dataclass
+class _Waiting:
+    body: dict[str, Any]
+    on_failure: FailureHandler
+
+
+class StatusWriter:
+    name = "status"
+    """As the pending-writes metric shows it, beside the incident sinks' queues."""
+
+    def __init__(
+        self,
+        *,
+        write: StatusWrite,
+        rate: float = 20.0,
+        concurrency: int = 8,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._write = write
+        self._rate = rate
+        self._concurrency = concurrency
+        self._monotonic = monotonic
+        self._urgent: collections.OrderedDict[MonitorRef, _Waiting] = collections.OrderedDict()
+        self._refresh: collections.OrderedDict[MonitorRef, _Waiting] = collections.OrderedDict()
+        self._in_flight: set[MonitorRef] = set()
+        self._tokens = rate
+        self._refilled_at = monotonic()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._running: asyncio.Task[None] | None = None
+        self.written = 0
+        self.failures = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._urgent) + len(self._refresh)
+
+    def pending_by_lane(self) -> dict[str, int]:
+        """Statuses waiting, by namespace (the pending-writes metric)."""
+        lanes: collections.Counter[str] = collections.Counter()
+        for queue in (self._urgent, self._refresh):
+            lanes.update(monitor.namespace for monitor in queue)
+        return dict(lanes)
+
+    def offer(
+        self,
+        monitor: MonitorRef,
+        body: Mapping[str, Any],
+        *,
+        urgent: bool,
+        on_failure: FailureHandler,
+    ) -> None:
+        """Queue the monitor's status; it replaces (and merges into) one still waiting.
+
+        ``on_failure`` is called when the write fails, so the caller sends its whole status
+        again next time rather than assuming the API server has it.
+        """
+        merged: dict[str, Any] = {}
+        for queue in (self._urgent, self._refresh):
+            waiting = queue.pop(monitor, None)
+            if waiting is not None:
+                urgent = urgent or queue is self._urgent
+                merged = waiting.body
+        merged.update(body)
+        target = self._urgent if urgent else self._refresh
+        target[monitor] = _Waiting(merged, on_failure)
+        self._idle.clear()
+        self._wakeup.set()
+
+    def _refill(self) -> None:
+        now = self._monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+
+    def _next(self) -> tuple[MonitorRef, _Waiting] | None:
+        """The next write to send now, or None (nothing waiting, or no budget for refreshes).
+
+        A monitor with a write in flight waits for it: two writes of one status must not race.
+        """
+        self._refill()
+        for queue, needs_budget in ((self._urgent, False), (self._refresh, True)):
+            if needs_budget and self._tokens < 1:
+                continue
+            for monitor in queue:
+                if monitor not in self._in_flight:
+                    self._tokens -= 1
+                    return monitor, queue.pop(monitor)
+        return None
+
+    def _seconds_to_next_token(self) -> float:
+        return max(0.001, (1 - self._tokens) / self._rate)
+
+    def start(self) -> None:
+        """Send statuses in the background until ``close``."""
+        if self._running is None:
+            self._running = asyncio.create_task(self.run(), name="status writer")
+
+    async def close(self, *, drain_timeout: float) -> bool:
+        """Send what is waiting (bounded: statuses are views the next start rewrites), stop."""
+        complete = await self.drained(drain_timeout)
+        if not complete:
+            logger.info("shutdown: %d status writes not sent", self.pending)
+        task, self._running = self._running, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return complete
+
+    async def drained(self, within: float) -> bool:
+        """Wait (bounded) until every status handed over is written (shutdown)."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Send statuses until cancelled, ``concurrency`` at a time."""
+        async with asyncio.TaskGroup() as workers:
+            for index in range(self._concurrency):
+                workers.create_task(self._work(), name=f"status writer {index}")
+
+    async def _work(self) -> None:
+        while True:
+            picked = self._next()
+            if picked is None:
+                self._wakeup.clear()
+                out_of_budget = bool(self._refresh) and self._tokens < 1
+                timeout = self._seconds_to_next_token() if out_of_budget else None
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+                continue
+            monitor, waiting = picked
+            self._in_flight.add(monitor)
+            try:
+                await self._write(monitor, waiting.body)
+                self.written += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                logger.warning("%s: status write failed: %s", monitor, exc)
+                waiting.on_failure()
+            finally:
+                self._in_flight.discard(monitor)
+                if not self.pending and not self._in_flight:
+                    self._idle.set()
+                self._wakeup.set()

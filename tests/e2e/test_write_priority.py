@@ -1,0 +1,106 @@
+"""Incident records never wait behind status refreshes (issue 11), on the real operator process.
+
+150 monitors checked every second with a 1 s sync period want ~150 status refreshes a second;
+the operator is given a budget of 5. With the refreshes piled up against that budget, one
+more monitor fails: its DowntimeIncident must appear within a second of its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import DatabaseFactory
+from tests.e2e.controlplane import ControlPlane, free_port
+from tests.e2e.harness import Env, eventually, monitor
+from tests.e2e.operator_process import OperatorProcess
+from tests.support.target import TargetServer
+
+FLOOD = 150
+BUDGET = 5
+
+
+@pytest.fixture
+async def flooded(
+    control_plane: ControlPlane, namespace: str, make_database: DatabaseFactory, tmp_path: Path
+) -> AsyncIterator[tuple[Env, int]]:
+    port = free_port()
+    op = OperatorProcess(
+        control_plane,
+        database_url=await make_database(),
+        namespaces=[namespace],
+        log_path=tmp_path / "operator.log",
+        extra_env={
+            "METRICS_PORT": str(port),
+            "METRICS_HOST": "127.0.0.1",
+            "STATUS_SYNC_PERIOD_SECONDS": "1",
+            "STATUS_WRITES_PER_SECOND": str(BUDGET),
+        },
+    )
+    op.start()
+    try:
+        yield Env(control_plane, namespace, op.env["DATABASE_URL"], op), port
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(60)}")
+
+
+def pending_status_writes(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gatewayz_operator_pending_writes"
+        and sample.labels.get("queue") == "status"
+    )
+
+
+async def first_seen(probe: Any, *, within: float) -> float:
+    """The monotonic time at which ``probe()`` first returned something true (polled at 20 Hz)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        # kubectl is a subprocess: in a thread, so the other probe keeps its pace meanwhile.
+        found = (
+            await probe() if asyncio.iscoroutinefunction(probe) else await asyncio.to_thread(probe)
+        )
+        if found:
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not seen within {within}s")
+
+
+async def test_an_incident_cr_follows_its_row_within_a_second_while_refreshes_flood(
+    flooded: tuple[Env, int], target: TargetServer
+) -> None:
+    env, port = flooded
+    monitors = [monitor(f"m-{i}", f"{target.url}?m={i}") for i in range(FLOOD)]
+    env.apply({"apiVersion": "v1", "kind": "List", "items": monitors})
+    with TargetServer() as failing:
+        env.apply(monitor("api", failing.url, failureThreshold=1))
+        await eventually(
+            lambda: env.monitor_status("api").get("state") == "Up", within=60, what="api Up"
+        )
+        await eventually(
+            lambda: pending_status_writes(port) >= 50, within=60, what="refreshes piling up"
+        )
+        failing.set_mode("failing")
+
+        async def row() -> bool:
+            return bool(await env.rows())
+
+        row_at, cr_at = await asyncio.gather(
+            first_seen(row, within=30),
+            first_seen(env.incidents, within=30),
+        )
+        backlog = pending_status_writes(port)
+    assert backlog >= 50, "the refreshes were not flooding the budget"
+    assert cr_at - row_at < 1.0, f"DowntimeIncident {cr_at - row_at:.2f}s after its row"

@@ -1,0 +1,53 @@
+"""A replica starting with many monitors checks each within its first interval, spread evenly."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from downtime_operator.domain.models import MonitorRef
+from downtime_operator.domain.start_phase import first_check_delay, phase
+
+START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+INTERVAL = timedelta(seconds=10)
+
+
+def ref(i: int) -> MonitorRef:
+    return MonitorRef(namespace="bench", name=f"m-{i:05d}")
+
+
+def test_existing_monitors_are_spread_evenly_over_the_first_interval() -> None:
+    delays = [
+        first_check_delay(
+            ref(i),
+            interval=INTERVAL,
+            created_at=START - timedelta(days=1),
+            started_at=START,
+            now=START,
+        )
+        for i in range(10_000)
+    ]
+    assert all(timedelta(0) <= d < INTERVAL for d in delays)
+    per_second = Counter(int(d.total_seconds()) for d in delays)
+    assert sorted(per_second) == list(range(10))
+    assert all(900 <= n <= 1100 for n in per_second.values())  # ~1,000 a second, no burst
+
+
+def test_the_phase_is_stable_and_already_passed_phases_do_not_wait() -> None:
+    assert phase(ref(7), INTERVAL) == phase(ref(7), INTERVAL)
+    late = first_check_delay(
+        ref(7),
+        interval=INTERVAL,
+        created_at=START - timedelta(days=1),
+        started_at=START,
+        now=START + INTERVAL,  # the daemon started after the whole first interval
+    )
+    assert late == timedelta(0)
+
+
+def test_a_monitor_created_while_the_process_runs_is_checked_at_once() -> None:
+    for created_at in (START, START + timedelta(seconds=1), None):
+        delay = first_check_delay(
+            ref(1), interval=INTERVAL, created_at=created_at, started_at=START, now=START
+        )
+        assert delay == timedelta(0)
