@@ -122,3 +122,20 @@ async def test_one_monitor_never_has_two_writes_in_flight() -> None:
         server.gate.set()
         await until(lambda: len(server.writes) == 2)
     assert [body["state"] for _, body in server.writes] == ["Up", "Down"]
+
+
+async def test_refreshes_resume_at_the_budgets_pace_right_after_a_burst_of_state_changes() -> None:
+    """A start-up or a mass outage: 500 state changes at once go out unbudgeted, and run up no
+    debt that would keep the periodic refreshes back for 500 / 20 = 25 s."""
+    server = ApiServer()
+    writer = StatusWriter(write=server.write, rate=20, concurrency=8)
+    for i in range(500):
+        writer.offer(ref(i), {"state": "Down"}, urgent=True, on_failure=nothing)
+    for i in range(500, 600):
+        writer.offer(ref(i), {"lastCheck": {"ok": True}}, urgent=False, on_failure=nothing)
+    async with running(writer):
+        await until(lambda: len(server.writes) >= 500)
+        burst_done = len(server.writes)
+        await asyncio.sleep(1.0)
+    refreshes = len(server.writes) - burst_done
+    assert 10 <= refreshes <= 45  # about one second of budget, not zero

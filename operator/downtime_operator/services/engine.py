@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -13,7 +12,7 @@ from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps
 from downtime_operator.services.pipeline import IncidentPipeline
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.status_writer import StatusWriter
-from downtime_operator.services.stop import EventStopSignal
+from downtime_operator.services.stop import EventStopSignal, cancelled
 from downtime_operator.services.uptime_board import UptimeBoard
 
 logger = logging.getLogger(__name__)
@@ -128,10 +127,7 @@ class MonitorEngine:
         await self.status.close(drain_timeout=min(drain_timeout, STATUS_FLUSH_SECONDS))
         self._uptime_stop.set()
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancelled(task)
         for closer in self._closers:
             await closer()
 
@@ -148,6 +144,4 @@ class MonitorEngine:
                 return
         except TimeoutError:
             logger.warning("shutdown: log capture still running after %.0fs; cancelled", within)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)

@@ -14,7 +14,6 @@ when that sink refused the event for good.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Protocol
 
 from downtime_operator.domain.incident_events import IncidentEvent
 from downtime_operator.services.retry_queue import OrderedRetryQueue
+from downtime_operator.services.stop import cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +135,7 @@ class IncidentPipeline:
         """Apply what is queued (bounded), then stop; a later ``start`` serves what is left."""
         complete = await self.drained(drain_timeout)
         task, self._running = self._running, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         return complete
 
     async def run(self) -> None:

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from downtime_operator.services.stop import set_within
+
 Operation = Callable[[], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
@@ -76,12 +78,7 @@ class OrderedRetryQueue:
 
     async def drained(self, within: float) -> bool:
         """Wait until every submitted write is applied (graceful shutdown)."""
-        try:
-            async with asyncio.timeout(within):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await set_within(self._idle, within)
 
     async def run(self) -> None:
         """Start one worker per lane with writes waiting, forever; cancelling stops them all.

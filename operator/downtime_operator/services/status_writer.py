@@ -5,16 +5,15 @@ write waiting here, and a newer status replaces the waiting one (coalescing is t
 10,000 monitors a refresh that waits long enough is overtaken by the next). Writes that change
 what ``kubectl get`` shows (state, incident, conditions) go before the periodic ``lastCheck`` and
 uptime refreshes, and are sent at once; refreshes go out within a budget (``rate`` per second
-per replica) that urgent writes also draw from, so a mass outage's state changes push the
-refreshes back instead of adding to them. The runner hands its status over and checks on; it
-never waits for the API server.
+per replica) that urgent writes also draw from while they last, so a mass outage's state
+changes take the refreshes' place instead of adding to them. The runner hands its status over
+and checks on; it never waits for the API server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from downtime_operator.domain.models import MonitorRef
+from downtime_operator.services.stop import cancelled, set_within
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,10 @@ class StatusWriter:
                 continue
             for monitor in queue:
                 if monitor not in self._in_flight:
-                    self._tokens -= 1
+                    # Urgent writes take the budget that is there but run no debt: after a
+                    # burst of state changes (a start-up, a mass outage) the refreshes resume
+                    # at the budget's pace at once rather than minutes later.
+                    self._tokens = max(0.0, self._tokens - 1)
                     return monitor, queue.pop(monitor)
         return None
 
@@ -135,20 +138,12 @@ class StatusWriter:
         if not complete:
             logger.info("shutdown: %d status writes not sent", self.pending)
         task, self._running = self._running, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         return complete
 
     async def drained(self, within: float) -> bool:
         """Wait (bounded) until every status handed over is written (shutdown)."""
-        try:
-            async with asyncio.timeout(within):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await set_within(self._idle, within)
 
     async def run(self) -> None:
         """Send statuses until cancelled, ``concurrency`` at a time."""

@@ -1,4 +1,4 @@
-"""A StopSignal over an asyncio.Event, for the standalone monitor and benchmarks."""
+"""Stopping things: a StopSignal over an asyncio.Event, and the waits that shutdowns share."""
 
 import asyncio
 import contextlib
@@ -18,3 +18,22 @@ class EventStopSignal:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, seconds)):
                 await self._event.wait()
+
+
+async def cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel the task and wait until it has stopped (nothing to do for None)."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def set_within(event: asyncio.Event, within: float) -> bool:
+    """Whether ``event`` is set within ``within`` seconds (a bounded wait for idle)."""
+    try:
+        async with asyncio.timeout(within):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
