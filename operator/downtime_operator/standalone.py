@@ -63,7 +63,7 @@ async def open_store(settings: StoreSettings) -> StoreBackend:
         return await open_store_backend(
             dsn=database.url.get_secret_value() if database.url is not None else None,
             db_path=database.db_path,
-            max_size=4,
+            max_size=database.pool_size,
         )
     except StoreOpenError as exc:
         raise SettingsError(f"--db-path: {exc}") from exc

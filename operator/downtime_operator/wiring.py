@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
     """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention."""
-    backend = await PostgresBackend.connect(settings.database.dsn)
+    backend = await PostgresBackend.connect(
+        settings.database.dsn, max_size=settings.database.pool_size
+    )
     resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
     engine = await build_engine(
         backend=backend,

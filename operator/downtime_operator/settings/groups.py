@@ -58,6 +58,13 @@ class DatabaseSettings(Group):
     db_path: Annotated[Path, Source(flag="--db-path", metavar="FILE")] = Field(
         default=Path("downtime.db"), description="the SQLite file when no DSN is given"
     )
+    pool_size: Annotated[int, Source(env=("DATABASE_POOL_SIZE",))] = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections of the engine's pool: a mass outage writes its"
+        " incidents side by side, up to this many at once",
+    )
 
     @field_validator("url")
     @classmethod
