@@ -5,9 +5,9 @@ up here; when the dependency is back they are applied in the order they happened
 can never succeed (``permanent`` errors) is reported and dropped so it cannot block the rest.
 
 Order matters only among writes that touch the same things, so writes are submitted to a
-*lane* (for Kubernetes, the namespace): each lane keeps its order, and a write retried forever
-in one lane (a RoleBinding removed from one team's namespace answers 403 until someone fixes
-it) does not hold up the others.
+*lane* (the incident pipeline uses one per monitor): each lane keeps its order, and a write
+retried forever in one lane (a RoleBinding removed from one team's namespace answers 403 until
+someone fixes it) does not hold up the others.
 """
 
 from __future__ import annotations
