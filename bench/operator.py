@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -47,8 +46,8 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.controlplane import ControlPlane, free_port
+from tests.support.prometheus import scrape
 
 from bench.capture import postgres_dsn
 from bench.engine import CLOCK_TICKS, PAGE_SIZE, Target, raw_rate, start_target, stop_target
@@ -145,14 +144,11 @@ def process_rss_mib(pid: int) -> float:
 
 def lag_p99(metrics_port: int) -> float:
     """The 99th percentile of the scheduling-lag histogram (its bucket's upper bound)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    buckets: list[tuple[float, float]] = []
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "gatewayz_health_check_lag_seconds_bucket":
-                buckets.append((float(sample.labels["le"]), sample.value))
-    buckets.sort()
+    buckets = sorted(
+        (float(dict(labels)["le"]), count)
+        for (name, labels), count in scrape(metrics_port, timeout=10).items()
+        if name == "gatewayz_health_check_lag_seconds_bucket"
+    )
     if not buckets or buckets[-1][1] == 0:
         return math.nan
     total = buckets[-1][1]

@@ -157,27 +157,27 @@ async def admin_api(
     Its own pool, so that people reading incidents never wait behind the runners' writes (and
     its own Loki client). What the API serves is assembled in ``admin_server``.
     """
-    backend = await PostgresBackend.connect(settings.database.dsn, max_size=5)
-    resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
-    loki = _loki_client(settings)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        # Each is closed even when a later one cannot be opened.
+        backend = await PostgresBackend.connect(settings.database.dsn, max_size=5)
+        stack.push_async_callback(backend.close)
+        resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
+        stack.push_async_callback(resources.close)
+        loki = _loki_client(settings)
         if loki is not None:
             await loki.start()
-        async with serve_admin_api(
-            api,
-            backend=backend,
-            resources=resources,
-            log_files_dir=settings.capture.log_files_dir,
-            clock=SystemClock(),
-            source=loki,
-            metrics_text=metrics_text,
-        ) as port:
-            yield port
-    finally:
-        if loki is not None:
-            await loki.close()
-        await resources.close()
-        await backend.close()
+            stack.push_async_callback(loki.close)
+        yield await stack.enter_async_context(
+            serve_admin_api(
+                api,
+                backend=backend,
+                resources=resources,
+                log_files_dir=settings.capture.log_files_dir,
+                clock=SystemClock(),
+                source=loki,
+                metrics_text=metrics_text,
+            )
+        )
 
 
 async def run_api(settings: OperatorSettings, api: ApiSettings) -> None:

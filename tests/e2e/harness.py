@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.operator_process import OperatorProcess
 
 T = TypeVar("T")
@@ -39,6 +41,27 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.25)
+
+
+@contextlib.contextmanager
+def operator_with_metrics(
+    cp: ControlPlane, namespace: str, *, dsn: str, log_path: Path, **extra_env: str
+) -> Iterator[tuple[Env, int]]:
+    """The operator as a process watching ``namespace``, serving /metrics on a free port."""
+    port = free_port()
+    op = OperatorProcess(
+        cp,
+        database_url=dsn,
+        namespaces=[namespace],
+        log_path=log_path,
+        extra_env={"METRICS_PORT": str(port), "METRICS_HOST": "127.0.0.1", **extra_env},
+    )
+    op.start()
+    try:
+        yield Env(cp, namespace, dsn, op), port
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
 
 
 class Env:

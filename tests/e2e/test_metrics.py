@@ -12,9 +12,8 @@ import asyncpg
 import pytest
 
 from tests.conftest import DatabaseFactory
-from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.harness import Env, eventually, monitor
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.harness import Env, eventually, monitor, operator_with_metrics
 from tests.support.prometheus import scrape, total
 from tests.support.target import TargetServer
 
@@ -24,20 +23,11 @@ async def metered(
     control_plane: ControlPlane, namespace: str, make_database: DatabaseFactory, tmp_path: Path
 ) -> AsyncIterator[tuple[Env, int]]:
     """The operator as a process serving its metrics on a free loopback port."""
-    port = free_port()
-    op = OperatorProcess(
-        control_plane,
-        database_url=await make_database(),
-        namespaces=[namespace],
-        log_path=tmp_path / "operator.log",
-        extra_env={"METRICS_PORT": str(port), "METRICS_HOST": "127.0.0.1"},
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, op.env["DATABASE_URL"], op), port
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+    dsn = await make_database()
+    with operator_with_metrics(
+        control_plane, namespace, dsn=dsn, log_path=tmp_path / "operator.log"
+    ) as served:
+        yield served
 
 
 def status_of(port: int, path: str) -> int:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import DatabaseFactory
-from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.harness import Env, eventually, monitor
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.harness import Env, eventually, monitor, operator_with_metrics
+from tests.support.prometheus import scrape, total
 from tests.support.target import TargetServer
 
 FLOOD = 150
@@ -31,37 +29,20 @@ BUDGET = 5
 async def flooded(
     control_plane: ControlPlane, namespace: str, make_database: DatabaseFactory, tmp_path: Path
 ) -> AsyncIterator[tuple[Env, int]]:
-    port = free_port()
-    op = OperatorProcess(
+    dsn = await make_database()
+    with operator_with_metrics(
         control_plane,
-        database_url=await make_database(),
-        namespaces=[namespace],
+        namespace,
+        dsn=dsn,
         log_path=tmp_path / "operator.log",
-        extra_env={
-            "METRICS_PORT": str(port),
-            "METRICS_HOST": "127.0.0.1",
-            "STATUS_SYNC_PERIOD_SECONDS": "1",
-            "STATUS_WRITES_PER_SECOND": str(BUDGET),
-        },
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, op.env["DATABASE_URL"], op), port
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(60)}")
+        STATUS_SYNC_PERIOD_SECONDS="1",
+        STATUS_WRITES_PER_SECOND=str(BUDGET),
+    ) as served:
+        yield served
 
 
 def pending_status_writes(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "gatewayz_operator_pending_writes"
-        and sample.labels.get("queue") == "status"
-    )
+    return total(scrape(port), "gatewayz_operator_pending_writes", queue="status")
 
 
 async def first_seen(probe: Any, *, within: float) -> float:

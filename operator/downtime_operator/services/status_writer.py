@@ -62,7 +62,6 @@ class StatusWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._running: asyncio.Task[None] | None = None
-        self.written = 0
         self.failures = 0
 
     @property
@@ -168,7 +167,6 @@ class StatusWriter:
             self._in_flight.add(monitor)
             try:
                 await self._write(monitor, waiting.body)
-                self.written += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

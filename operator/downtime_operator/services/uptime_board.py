@@ -61,7 +61,6 @@ class UptimeBoard:
         self._failures = 0
         self._first_failure: str = ""
         self._reported_at: datetime | None = None
-        self.reads = 0
 
     def uptime(self, monitor: MonitorRef) -> dict[str, float] | None:
         """The monitor's uptime windows as of the last read; None before any read succeeded."""
@@ -75,7 +74,6 @@ class UptimeBoard:
         widest = max(UPTIME_WINDOWS.values())
         async with asyncio.timeout(self._timeout):
             spans = await self._store.incident_spans(since=now - widest, until=now)
-        self.reads += 1
         self._windows = {monitor: uptime_windows(s, now=now) for monitor, s in spans.items()}
         self._clean = uptime_windows([], now=now)
 

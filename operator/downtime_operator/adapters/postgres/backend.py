@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
-
-import asyncpg
 
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
 from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
@@ -37,10 +34,6 @@ class PostgresBackend:
     @property
     def incidents(self) -> PostgresIncidentStore:
         return self._store
-
-    @property
-    def pool(self) -> asyncpg.Pool[Any]:
-        return self._store.pool
 
     async def migrate(self) -> list[str]:
         return await apply_migrations(self._store.pool)
