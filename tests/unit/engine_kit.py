@@ -67,6 +67,7 @@ class EngineKit:
     async def settle(self) -> None:
         """Apply every event and status handed over so far."""
         assert await self.pipeline.close(drain_timeout=5)
+        assert await self.status.drained(5)
         assert await self.status.close(drain_timeout=5)
 
     def failures(self, sink: str) -> int:

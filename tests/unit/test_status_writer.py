@@ -139,3 +139,21 @@ async def test_refreshes_resume_at_the_budgets_pace_right_after_a_burst_of_state
         await asyncio.sleep(1.0)
     refreshes = len(server.writes) - burst_done
     assert 10 <= refreshes <= 45  # about one second of budget, not zero
+
+
+async def test_a_shutdown_sends_the_state_changes_and_drops_the_refreshes_behind_the_budget() -> (
+    None
+):
+    server = ApiServer()
+    writer = StatusWriter(write=server.write, rate=2, concurrency=2)
+    for i in range(100):
+        writer.offer(ref(i), {"lastCheck": {"ok": True}}, urgent=False, on_failure=nothing)
+    writer.start()
+    await asyncio.sleep(0.05)
+    writer.offer(ref(999), {"state": "Down"}, urgent=True, on_failure=nothing)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await writer.close(drain_timeout=5)
+    assert loop.time() - started < 1  # not the ~50 s the refreshes would need at 2/s
+    assert (ref(999), {"state": "Down"}) in server.writes
+    assert writer.pending > 90

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -60,7 +61,11 @@ class StatusWriter:
         self._refilled_at = monotonic()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
+        """Nothing waiting and nothing in flight."""
         self._idle.set()
+        self._urgent_sent = asyncio.Event()
+        """No urgent write waiting and nothing in flight: what a shutdown waits for."""
+        self._urgent_sent.set()
         self._running: asyncio.Task[None] | None = None
         self.failures = 0
 
@@ -97,8 +102,16 @@ class StatusWriter:
         merged.update(body)
         target = self._urgent if urgent else self._refresh
         target[monitor] = _Waiting(merged, on_failure)
-        self._idle.clear()
+        self._note_progress()
         self._wakeup.set()
+
+    def _note_progress(self) -> None:
+        busy = bool(self._in_flight)
+        for event, waiting in ((self._idle, self.pending), (self._urgent_sent, self._urgent)):
+            if busy or waiting:
+                event.clear()
+            else:
+                event.set()
 
     def _refill(self) -> None:
         now = self._monotonic()
@@ -132,9 +145,13 @@ class StatusWriter:
             self._running = asyncio.create_task(self.run(), name="status writer")
 
     async def close(self, *, drain_timeout: float) -> bool:
-        """Send what is waiting (bounded: statuses are views the next start rewrites), stop."""
-        complete = await self.drained(drain_timeout)
-        if not complete:
+        """Send the urgent writes still waiting (bounded), drop the refreshes, stop.
+
+        A refresh is a view the next start rewrites; waiting for the budget to let the
+        refreshes through would only hold up the shutdown.
+        """
+        complete = await set_within(self._urgent_sent, drain_timeout)
+        if self.pending:
             logger.info("shutdown: %d status writes not sent", self.pending)
         task, self._running = self._running, None
         await cancelled(task)
@@ -145,36 +162,40 @@ class StatusWriter:
         return await set_within(self._idle, within)
 
     async def run(self) -> None:
-        """Send statuses until cancelled, ``concurrency`` at a time."""
-        async with asyncio.TaskGroup() as workers:
-            for index in range(self._concurrency):
-                workers.create_task(self._work(), name=f"status writer {index}")
+        """Send statuses until cancelled, ``concurrency`` at a time.
 
-    async def _work(self) -> None:
-        while True:
-            picked = self._next()
-            if picked is None:
-                self._wakeup.clear()
-                out_of_budget = bool(self._refresh) and self._tokens < 1
-                timeout = self._seconds_to_next_token() if out_of_budget else None
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    pass
-                continue
-            monitor, waiting = picked
-            self._in_flight.add(monitor)
-            try:
-                await self._write(monitor, waiting.body)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.failures += 1
-                logger.warning("%s: status write failed: %s", monitor, exc)
-                waiting.on_failure()
-            finally:
-                self._in_flight.discard(monitor)
-                if not self.pending and not self._in_flight:
-                    self._idle.set()
-                self._wakeup.set()
+        One loop picks the writes and each is sent in a task of its own: a single waiter for
+        new work, rather than a pool of workers all woken by every status handed over.
+        """
+        slots = asyncio.Semaphore(self._concurrency)
+        async with asyncio.TaskGroup() as sending:
+            while True:
+                await slots.acquire()
+                picked = self._next()
+                while picked is None:
+                    await self._work_or_token()
+                    picked = self._next()
+                monitor, waiting = picked
+                self._in_flight.add(monitor)
+                sending.create_task(self._send(monitor, waiting, slots))
+
+    async def _work_or_token(self) -> None:
+        """Wait for a status handed over, a write finished, or the budget's next token."""
+        self._wakeup.clear()
+        out_of_budget = bool(self._refresh) and self._tokens < 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._seconds_to_next_token() if out_of_budget else None):
+                await self._wakeup.wait()
+
+    async def _send(self, monitor: MonitorRef, waiting: _Waiting, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._write(monitor, waiting.body)
+        except Exception as exc:
+            self.failures += 1
+            logger.warning("%s: status write failed: %s", monitor, exc)
+            waiting.on_failure()
+        finally:
+            self._in_flight.discard(monitor)
+            slots.release()
+            self._note_progress()
+            self._wakeup.set()
