@@ -72,6 +72,7 @@ async def build_engine(
     status_writes_per_second: float = 20.0,
     prober: HttpProber | None = None,
     closers: Sequence[Closer] = (),
+    shard: int | None = None,
 ) -> MonitorEngine:
     """The started engine. It owns what it is given (backend, Loki client, prober) and
     closes them on ``close``, once its writes are flushed, after the mode's own ``closers``
@@ -107,6 +108,7 @@ async def build_engine(
         started_at=clock.now(),
         loki_configured=loki is not None,
         secrets=secrets,
+        shard=shard,
     )
     engine = MonitorEngine(
         deps=deps,

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
     """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention."""
+    shard = settings.kubernetes.shard
     backend = await PostgresBackend.connect(
         settings.database.dsn, max_size=settings.database.pool_size
     )
@@ -49,10 +50,8 @@ async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetric
         observer=metrics.check_observed,
         status_sync_period=settings.kubernetes.status_sync_period,
         status_writes_per_second=settings.kubernetes.status_writes_per_second,
-        closers=(
-            _start_retention(settings, backend=backend, resources=resources),
-            resources.close,
-        ),
+        closers=(*_retention(settings, backend=backend, resources=resources), resources.close),
+        shard=None if shard is None else shard.index,
     )
     metrics.watch_queues(*engine.queues)
     return engine
@@ -62,10 +61,16 @@ def _loki_client(settings: OperatorSettings) -> LokiClient | None:
     return loki_client_for(settings.loki) if settings.loki.enabled else None
 
 
-def _start_retention(
+def _retention(
     settings: OperatorSettings, *, backend: StoreBackend, resources: KubeResources
-) -> Closer:
-    """Run retention daily (rows, their CRs and log files together); return its stopper."""
+) -> tuple[Closer, ...]:
+    """Run retention daily (rows, their CRs and log files together); return its stopper.
+
+    One pass over the shared database is enough: with shards, the first one runs it.
+    """
+    shard = settings.kubernetes.shard
+    if shard is not None and shard.index != 0:
+        return ()
     retention = RetentionService(
         store=backend.incidents,
         resources=resources,
@@ -86,7 +91,7 @@ def _start_retention(
         stop.set()
         await task
 
-    return stop_and_wait
+    return (stop_and_wait,)
 
 
 def _configure_kopf(settings: kopf.OperatorSettings, *, peering_lifetime: int) -> None:
@@ -112,19 +117,23 @@ def operator_registry(
     configure = functools.partial(
         _configure_kopf, peering_lifetime=settings.kubernetes.peering_lifetime
     )
-    register(registry, engine_factory=factory, configure=configure)
+    register(registry, engine_factory=factory, configure=configure, shard=settings.kubernetes.shard)
     return registry
 
 
 async def run_operator(settings: OperatorSettings, api: ApiSettings | None = None) -> None:
     """The operator; with ``api`` (when it has keys, or API_ENABLED) the admin API beside it."""
-    metrics = OperatorMetrics()
+    kubernetes = settings.kubernetes
+    shard = kubernetes.shard
+    metrics = OperatorMetrics(shard=None if shard is None else shard.label)
     registry = operator_registry(settings, metrics=metrics)
     memo = kopf.Memo()
+    peering_name = kubernetes.peering_name
+    if peering_name is not None and shard is not None:
+        peering_name = shard.peering_name(peering_name)
     # kopf freezes all replicas that share the highest priority, so each picks its own.
-    kubernetes = settings.kubernetes
     priority = kubernetes.peering_priority
-    if priority is None and kubernetes.peering_name is not None:
+    if priority is None and peering_name is not None:
         priority = secrets.randbelow(2**31)
     async with contextlib.AsyncExitStack() as stack:
         if settings.metrics.port is not None:
@@ -138,8 +147,8 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
             registry=registry,
             clusterwide=not kubernetes.watch_namespaces,
             namespaces=list(kubernetes.watch_namespaces),
-            standalone=kubernetes.peering_name is None,
-            peering_name=kubernetes.peering_name,
+            standalone=peering_name is None,
+            peering_name=peering_name,
             priority=priority,
             memo=memo,
         )

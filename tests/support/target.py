@@ -112,6 +112,9 @@ class TargetServer:
         self._lock = threading.Lock()
         self._requests = 0
         self._times: list[float] = []
+        self._times_by_path: collections.defaultdict[str, list[float]] = collections.defaultdict(
+            list
+        )
         self._by_mode: collections.Counter[str] = collections.Counter()
         self._peers: set[object] = set()
         self._last: RecordedRequest | None = None
@@ -196,6 +199,11 @@ class TargetServer:
         with self._lock:
             return list(self._times)
 
+    def times_by_path(self) -> dict[str, list[float]]:
+        """Request times per path, for several monitors answered by one target."""
+        with self._lock:
+            return {path: list(times) for path, times in self._times_by_path.items()}
+
     @property
     def requests_by_mode(self) -> dict[str, int]:
         with self._lock:
@@ -216,6 +224,7 @@ class TargetServer:
         with self._lock:
             self._requests = 0
             self._times.clear()
+            self._times_by_path.clear()
             self._by_mode.clear()
             self._peers.clear()
             self._last = None
@@ -357,6 +366,7 @@ class TargetServer:
         with self._lock:
             self._requests += 1
             self._times.append(recorded.at)
+            self._times_by_path[request.path].append(recorded.at)
             self._by_mode[mode] += 1
             self._peers.add(peer)
             self._last = recorded

@@ -257,3 +257,47 @@ def test_the_chart_packages_with_real_crd_files(helm: Helm, tmp_path: Path) -> N
             member = members[f"downtime-operator/crds/{name}"]
             assert member.isfile()
         assert "downtime-operator/dashboards/downtime-operator.json" in members
+
+
+SHARDED = {"sharding": {"shards": 3}}
+
+
+def test_shards_run_as_a_statefulset_of_the_same_pod(helm: Helm) -> None:
+    """``sharding.shards: 3``: one pod per shard, each told its index by Kubernetes."""
+    sharded = render(helm, SHARDED)
+    assert not of_kind(sharded, "Deployment")
+    [statefulset] = of_kind(sharded, "StatefulSet")
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 3 and spec["podManagementPolicy"] == "Parallel"
+    [operator] = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in operator["env"]}
+    assert env["SHARD_COUNT"]["value"] == "3"
+    index_from = env["SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert index_from == "metadata.labels['apps.kubernetes.io/pod-index']"
+    # Apart from the shard's variables, the very pod the Deployment runs.
+    [deployment] = of_kind(render(helm, {}), "Deployment")
+    pod = dict(spec["template"]["spec"])
+    operator = {
+        **operator,
+        "env": [e for e in operator["env"] if not e["name"].startswith("SHARD")],
+    }
+    assert {**pod, "containers": [operator]} == deployment["spec"]["template"]["spec"]
+    peerings = [o["metadata"]["name"] for o in of_kind(sharded, "ClusterKopfPeering")]
+    assert peerings == [f"{FULLNAME}-shard-{i}" for i in range(3)]
+
+
+def test_a_shards_environment_gives_the_operator_its_share(helm: Helm) -> None:
+    [statefulset] = of_kind(render(helm, SHARDED), "StatefulSet")
+    [operator] = statefulset["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in operator["env"] if "value" in e}
+    settings = load_settings(
+        OperatorSettings, {**env, "SHARD_INDEX": "2", "DATABASE_URL": "postgresql://u@h/db"}
+    )
+    shard = settings.kubernetes.shard
+    assert shard is not None and (shard.index, shard.count) == (2, 3)
+    assert shard.peering_name(env["PEERING_NAME"]) == f"{FULLNAME}-shard-2"
+
+
+def test_replicas_per_shard_are_refused_naming_the_value(helm: Helm) -> None:
+    with pytest.raises(AssertionError, match=r"replicas: must be 1 when sharding\.shards"):
+        render(helm, {**SHARDED, "replicas": 2})

@@ -63,8 +63,13 @@ class OperatorMetrics:
     permanent: tuple[type[BaseException], ...] = ()
     lane = staticmethod(monitor_lane)
 
-    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, *, registry: CollectorRegistry | None = None, shard: str | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._exposed: CollectorRegistry | _ShardLabelled = (
+            self.registry if shard is None else _ShardLabelled(self.registry, shard=shard)
+        )
         self._incidents = Counter(
             f"{PREFIX}downtime_incidents",
             "Incidents opened (detected), by severity at detection and monitor.",
@@ -132,7 +137,25 @@ class OperatorMetrics:
 
     def text(self) -> bytes:
         """The text exposition format, for a ``/metrics`` route."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
+
+
+class _ShardLabelled:
+    """Every series of a sharded replica carries ``shard``, so a monitor's series say which
+    replica checks it and sums over shards stay correct through a pod's restart."""
+
+    def __init__(self, registry: CollectorRegistry, *, shard: str) -> None:
+        self._registry = registry
+        self._shard = shard
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            labelled.samples = [
+                sample._replace(labels={**sample.labels, "shard": self._shard})
+                for sample in metric.samples
+            ]
+            yield labelled
 
 
 class _QueueCollector(Collector):

@@ -66,6 +66,8 @@ class StatusFacts:
     current_incident: str | None
     observed_generation: int | None
     conditions: tuple[Condition, ...] = ()
+    shard: int | None = None
+    """The shard checking the monitor, when the replicas split the monitors."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +120,8 @@ class StatusSync:
                 _condition_view(c, now, facts.observed_generation) for c in facts.conditions
             ],
         }
+        if facts.shard is not None:
+            patch["shard"] = facts.shard
         if self.transition_time is not None:
             patch["lastTransitionTime"] = _iso(self.transition_time)
         if facts.observed_generation is not None:

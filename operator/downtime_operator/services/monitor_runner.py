@@ -112,6 +112,8 @@ class RunnerDeps:
     loki_configured: bool = False
     secrets: SecretValues | None = None
     """Where ``headersFrom`` values are read; None outside Kubernetes (no Secrets there)."""
+    shard: int | None = None
+    """This replica's shard, shown in each monitor's status; None when unsharded."""
 
 
 class MonitorRunner:
@@ -239,9 +241,15 @@ class MonitorRunner:
 
     def acknowledged_elsewhere(self, incident_id: UUID) -> None:
         """Someone is on it (status investigating): later writes must keep that status."""
-        if self.incident is not None and self.incident.incident_id == incident_id:
-            self.incident.status = IncidentStatus.INVESTIGATING
-            self._emit(IncidentEventKind.ACKNOWLEDGED, self.incident)
+        incident = self.incident
+        # The same status is seen again with every later change of the CR: said once.
+        if (
+            incident is not None
+            and incident.incident_id == incident_id
+            and incident.status is not IncidentStatus.INVESTIGATING
+        ):
+            incident.status = IncidentStatus.INVESTIGATING
+            self._emit(IncidentEventKind.ACKNOWLEDGED, incident)
 
     def _detector_for(self, spec: MonitorSpec) -> Detector:
         if self.detector is None:
@@ -436,6 +444,7 @@ class MonitorRunner:
             consecutive_failures=0,
             current_incident=self.incident.k8s_name if self.incident else None,
             observed_generation=generation,
+            shard=self._deps.shard,
             conditions=(
                 Condition(type="SpecValid", status="False", reason=exc.reason, message=text),
             ),
@@ -468,6 +477,7 @@ class MonitorRunner:
             current_incident=self.incident.k8s_name if self.incident else None,
             observed_generation=generation,
             conditions=tuple(conditions),
+            shard=self._deps.shard,
         )
         self._write_status(facts, last_check=last_check)
 

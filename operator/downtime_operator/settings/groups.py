@@ -10,7 +10,7 @@ import logging
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -21,8 +21,10 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from downtime_operator.domain.sharding import Shard
 from downtime_operator.services.retention import DEFAULT_RETENTION_DAYS
 from downtime_operator.settings.sources import SettingsError, Source
 
@@ -119,6 +121,37 @@ class KubernetesSettings(Group):
         description="seconds a replica's keep-alive counts: a standby takes over at most this"
         " long after the active one died",
     )
+
+    shard_count: Annotated[int, Source(env=("SHARD_COUNT",))] = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="replicas the monitors are split between (the chart's `sharding.shards`);"
+        " each checks the monitors whose UID hashes to its `SHARD_INDEX`",
+    )
+    shard_index: Annotated[int | None, Source(env=("SHARD_INDEX",))] = Field(
+        default=None,
+        ge=0,
+        description="this replica's shard, 0 to `SHARD_COUNT`-1 (the chart sets the"
+        " StatefulSet pod's index); required when `SHARD_COUNT` is above 1",
+    )
+
+    @model_validator(mode="after")
+    def _shard_exists(self) -> Self:
+        if self.shard_count > 1 and self.shard_index is None:
+            raise ValueError("SHARD_INDEX: required when SHARD_COUNT is above 1")
+        if self.shard_index is not None and self.shard_index >= self.shard_count:
+            raise ValueError(
+                f"SHARD_INDEX: {self.shard_index} is not below SHARD_COUNT ({self.shard_count})"
+            )
+        return self
+
+    @property
+    def shard(self) -> Shard | None:
+        """This replica's share, or None when one replica checks every monitor."""
+        if self.shard_count == 1:
+            return None
+        return Shard(index=self.shard_index or 0, count=self.shard_count)
 
     @field_validator("status_sync_period", mode="before")
     @classmethod
