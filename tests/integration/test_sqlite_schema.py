@@ -51,6 +51,7 @@ async def test_a_version_one_file_is_upgraded_and_keeps_its_incident(tmp_path: P
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("SELECT count(*) FROM downtime_audit_log").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM downtime_notifications").fetchone()[0] == 0
 
 
 async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
+from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import IncidentStore, LogCaptureStore, RetentionStore
 
 
@@ -32,6 +33,9 @@ class StoreBackend(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def notifications(self) -> NotificationOutbox: ...
 
     @property
     def description(self) -> str:

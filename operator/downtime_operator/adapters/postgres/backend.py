@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
 from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.adapters.postgres.migrations import apply_migrations
+from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
 
@@ -20,6 +21,7 @@ class PostgresBackend:
         self.captures = PostgresLogCaptures(pool)
         self.queries = PostgresIncidentQueries(pool)
         self.audit = PostgresAuditLog(pool)
+        self.notifications = PostgresOutbox(pool)
         parts = urlsplit(dsn)
         self.description = f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path}"
 

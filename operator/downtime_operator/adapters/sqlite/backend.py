@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downtime_operator.adapters.sqlite.log_captures import SqliteLogCaptures
+from downtime_operator.adapters.sqlite.outbox import SqliteOutbox
 from downtime_operator.adapters.sqlite.queries import SqliteAuditLog, SqliteIncidentQueries
 from downtime_operator.adapters.sqlite.store import SqliteIncidentStore
 
@@ -18,6 +19,7 @@ class SqliteBackend:
         self.captures = SqliteLogCaptures(database)
         self.queries = SqliteIncidentQueries(database)
         self.audit = SqliteAuditLog(database)
+        self.notifications = SqliteOutbox(database)
         self.description = f"SQLite {Path(path).resolve()}"
 
     @classmethod

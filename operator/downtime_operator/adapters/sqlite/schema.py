@@ -123,7 +123,50 @@ _V2 = (
     "CREATE INDEX IF NOT EXISTS downtime_audit_log_at_idx ON downtime_audit_log (at DESC)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# The notification outbox (PostgreSQL migration 0005). No foreign key, as there: a notification
+# may be enqueued before its incident's row is written. The trigger removes an incident's
+# notifications with its row, however the row goes (retention, cleanup, by hand).
+_V3 = (
+    """
+    CREATE TABLE IF NOT EXISTS downtime_notifications (
+        id               TEXT PRIMARY KEY NOT NULL,
+        incident_id      TEXT NOT NULL,
+        channel          TEXT NOT NULL,
+        event            TEXT NOT NULL,
+        sequence         INTEGER NOT NULL,
+        state            TEXT NOT NULL DEFAULT 'pending',
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT NOT NULL,
+        lease_owner      TEXT,
+        lease_until      TEXT,
+        last_error       TEXT,
+        provider_id      TEXT,
+        payload          TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        sent_at          TEXT,
+        CONSTRAINT downtime_notifications_state_check
+            CHECK (state IN ('pending', 'sent', 'failed')),
+        CONSTRAINT downtime_notifications_sequence_positive CHECK (sequence > 0),
+        CONSTRAINT downtime_notifications_attempts_nonnegative CHECK (attempts >= 0),
+        CONSTRAINT downtime_notifications_once UNIQUE (incident_id, event, channel),
+        CONSTRAINT downtime_notifications_order UNIQUE (incident_id, channel, sequence)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS downtime_notifications_due_idx"
+    " ON downtime_notifications (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS downtime_notifications_delivered_idx"
+    " ON downtime_notifications (channel, updated_at DESC) WHERE state <> 'pending'",
+    """
+    CREATE TRIGGER IF NOT EXISTS downtime_notifications_follow_incidents
+    AFTER DELETE ON downtime_incidents
+    BEGIN
+        DELETE FROM downtime_notifications WHERE incident_id = OLD.incident_id;
+    END
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 
 

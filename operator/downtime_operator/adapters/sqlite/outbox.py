@@ -1,0 +1,248 @@
+"""``NotificationOutbox`` on the SQLite file: the standalone monitor's notifications survive a
+restart.
+
+The same rules as ``adapters.postgres.outbox`` (whose docstring explains them). Every write is a
+``BEGIN IMMEDIATE`` transaction, which holds the file's write lock from its first statement: a
+claim's select-then-lease and an enqueue's next sequence are therefore exclusive against other
+processes on the file, as ``FOR UPDATE SKIP LOCKED`` and the advisory locks make them against
+other replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from downtime_operator.adapters.postgres.outbox import error_text, outbox_row, unique_rows
+from downtime_operator.adapters.postgres.rows import clean_text, to_json_text
+from downtime_operator.adapters.sqlite import columns
+from downtime_operator.adapters.sqlite.database import SqliteDatabase
+from downtime_operator.services.admin_ports import StoreUnavailableError
+from downtime_operator.services.outbox import NewNotification, OutboxRow
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "id, incident_id, channel, event, sequence, state, attempts, next_attempt_at, last_error,"
+    " provider_id, payload, created_at, updated_at, sent_at"
+)
+_TIMESTAMPS = ("next_attempt_at", "created_at", "updated_at", "sent_at")
+
+# One row at a time inside the write transaction: the max cannot move under us, and a repeat
+# of a stored key inserts nothing (so takes no sequence). The WHERE is also what lets SQLite
+# parse ON CONFLICT after INSERT ... SELECT.
+_ENQUEUE_SQL = """
+INSERT INTO downtime_notifications (id, incident_id, channel, event, sequence, next_attempt_at,
+                                    payload, created_at, updated_at)
+SELECT :id, :incident_id, :channel, :event, COALESCE(max(sequence), 0) + 1, :created_at,
+       :payload, :created_at, :created_at
+FROM downtime_notifications WHERE incident_id = :incident_id AND channel = :channel
+ON CONFLICT (incident_id, event, channel) DO NOTHING
+"""
+
+_DUE_SQL = f"""
+SELECT {_COLUMNS} FROM downtime_notifications n
+WHERE n.state = 'pending' AND n.next_attempt_at <= :now
+  AND (n.lease_until IS NULL OR n.lease_until <= :now)
+  AND NOT EXISTS (
+      SELECT 1 FROM downtime_notifications e
+      WHERE e.incident_id = n.incident_id AND e.channel = n.channel
+        AND e.sequence < n.sequence AND e.state = 'pending')
+ORDER BY n.next_attempt_at, n.sequence, n.id
+LIMIT :limit
+"""
+
+_LEASE_SQL = (
+    "UPDATE downtime_notifications SET lease_owner = :owner, lease_until = :until,"
+    " updated_at = :now WHERE id = :id"
+)
+
+# As in PostgreSQL: the row is the owner's while its lease names it.
+_HELD = "id = :id AND state = 'pending' AND lease_owner = :owner"
+_RELEASE = "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1, updated_at = :now"
+
+_SENT_SQL = f"""
+UPDATE downtime_notifications
+SET state = 'sent', sent_at = :now, provider_id = :provider_id, {_RELEASE}
+WHERE {_HELD}
+"""
+
+_RETRY_SQL = f"""
+UPDATE downtime_notifications
+SET next_attempt_at = :next_attempt_at, last_error = :error, {_RELEASE}
+WHERE {_HELD}
+"""
+
+_FAILED_SQL = f"""
+UPDATE downtime_notifications
+SET state = 'failed', last_error = :error, {_RELEASE}
+WHERE {_HELD}
+"""
+
+_BY_CHANNEL_SQL = (
+    "SELECT channel, count(*) AS n FROM downtime_notifications WHERE state = ? GROUP BY channel"
+)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """A file that stays locked or cannot be read is "unavailable", as a database is."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailableError(f"SQLite unavailable: {exc}") from exc
+
+
+def _decoded(row: sqlite3.Row) -> OutboxRow:
+    """A row of ``_COLUMNS``, ids and times decoded from their text, as the port's value."""
+    values: dict[str, Any] = dict(zip(row.keys(), tuple(row), strict=True))
+    values["id"] = UUID(values["id"])
+    values["incident_id"] = UUID(values["incident_id"])
+    for column in _TIMESTAMPS:
+        values[column] = columns.parse_timestamp(values[column])
+    return outbox_row(values)
+
+
+class SqliteOutbox:
+    """Implements ``NotificationOutbox``; shares the incident store's ``SqliteDatabase``."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with _store_errors():
+            return await self._db.run(fn, self._db.conn)
+
+    async def enqueue(self, rows: Sequence[NewNotification]) -> int:
+        params = [
+            {
+                "id": str(uuid.uuid4()),
+                "incident_id": str(row.incident_id),
+                "channel": row.channel,
+                "event": row.event,
+                "payload": to_json_text(dict(row.payload)),
+                "created_at": columns.timestamp(row.created_at, "created_at"),
+            }
+            for row in unique_rows(rows)
+        ]
+
+        def enqueue(conn: sqlite3.Connection) -> int:
+            with self._db.write():
+                return sum(conn.execute(_ENQUEUE_SQL, p).rowcount for p in params)
+
+        return await self._run(enqueue) if params else 0
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxRow]:
+        now_text = columns.timestamp(now, "now")
+        until = columns.timestamp(now + lease, "lease")
+
+        def claim(conn: sqlite3.Connection) -> list[OutboxRow]:
+            with self._db.write():
+                due = conn.execute(_DUE_SQL, {"now": now_text, "limit": limit}).fetchall()
+                conn.executemany(
+                    _LEASE_SQL,
+                    [{"owner": owner, "until": until, "now": now_text, "id": r["id"]} for r in due],
+                )
+            # As selected, plus the lease's write time: what a read now would show.
+            return [replace(_decoded(r), updated_at=now) for r in due]
+
+        return await self._run(claim)
+
+    async def mark_sent(
+        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
+    ) -> bool:
+        return await self._mark(
+            _SENT_SQL, notification_id, owner, now, provider_id=clean_text(provider_id)
+        )
+
+    async def mark_retry(
+        self,
+        notification_id: UUID,
+        *,
+        owner: str,
+        now: datetime,
+        next_attempt_at: datetime,
+        error: str,
+    ) -> bool:
+        return await self._mark(
+            _RETRY_SQL,
+            notification_id,
+            owner,
+            now,
+            next_attempt_at=columns.timestamp(next_attempt_at, "next_attempt_at"),
+            error=error_text(error),
+        )
+
+    async def mark_failed(
+        self, notification_id: UUID, *, owner: str, now: datetime, error: str
+    ) -> bool:
+        return await self._mark(_FAILED_SQL, notification_id, owner, now, error=error_text(error))
+
+    async def _mark(
+        self, sql: str, notification_id: UUID, owner: str, now: datetime, **values: Any
+    ) -> bool:
+        params = {
+            "id": str(notification_id),
+            "owner": owner,
+            "now": columns.timestamp(now, "now"),
+            **values,
+        }
+
+        def mark(conn: sqlite3.Connection) -> bool:
+            with self._db.write():
+                return conn.execute(sql, params).rowcount > 0
+
+        return await self._run(mark)
+
+    async def pending_count(self) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            found = conn.execute(
+                "SELECT count(*) FROM downtime_notifications WHERE state = 'pending'"
+            ).fetchone()
+            return int(found[0])
+
+        return await self._run(count)
+
+    async def pending_by_channel(self) -> dict[str, int]:
+        return await self._by_channel("pending")
+
+    async def failed_by_channel(self) -> dict[str, int]:
+        return await self._by_channel("failed")
+
+    async def _by_channel(self, state: str) -> dict[str, int]:
+        def by_channel(conn: sqlite3.Connection) -> dict[str, int]:
+            found = conn.execute(_BY_CHANNEL_SQL, (state,)).fetchall()
+            return {r["channel"]: int(r["n"]) for r in found}
+
+        return await self._run(by_channel)
+
+    async def for_incident(self, incident_id: UUID) -> list[OutboxRow]:
+        def for_incident(conn: sqlite3.Connection) -> list[OutboxRow]:
+            found = conn.execute(
+                f"SELECT {_COLUMNS} FROM downtime_notifications WHERE incident_id = ?"
+                " ORDER BY channel, sequence",
+                (str(incident_id),),
+            ).fetchall()
+            return [_decoded(r) for r in found]
+
+        return await self._run(for_incident)
+
+    async def last_delivery(self, channel: str) -> OutboxRow | None:
+        def last(conn: sqlite3.Connection) -> OutboxRow | None:
+            found = conn.execute(
+                f"SELECT {_COLUMNS} FROM downtime_notifications"
+                " WHERE channel = ? AND state <> 'pending'"
+                " ORDER BY updated_at DESC, id DESC LIMIT 1",
+                (channel,),
+            ).fetchone()
+            return None if found is None else _decoded(found)
+
+        return await self._run(last)

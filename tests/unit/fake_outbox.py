@@ -1,0 +1,184 @@
+"""``NotificationOutbox`` in memory, held to the SQL stores' rules by ``tests/contract``.
+
+For unit tests of the delivery service: the same unique key, sequences, head-of-queue claims,
+leases and value rules (JSON payloads, bounded errors) as the tables, with no database.
+``rows`` is the table (a test may look at it); ``reopen`` is another process on the same data;
+``available = False`` makes every call fail as a database that is down does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from downtime_operator.adapters.postgres.outbox import error_text
+from downtime_operator.adapters.postgres.rows import to_json_text
+from downtime_operator.services.admin_ports import StoreUnavailableError
+from downtime_operator.services.outbox import NewNotification, OutboxRow
+
+
+@dataclass
+class _Stored:
+    """A row and its lease: the port never shows the lease, the tables keep it in columns."""
+
+    row: OutboxRow
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+
+class MemoryOutbox:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, _Stored] = {}
+        self.available = True
+
+    def reopen(self) -> MemoryOutbox:
+        """Another instance over the same rows, like a second connection to one database."""
+        other = MemoryOutbox()
+        other.rows = self.rows
+        return other
+
+    def _check(self) -> None:
+        if not self.available:
+            raise StoreUnavailableError("outbox down")
+
+    async def enqueue(self, rows: Sequence[NewNotification]) -> int:
+        self._check()
+        added = 0
+        for new in rows:
+            queue = [
+                s.row
+                for s in self.rows.values()
+                if (s.row.incident_id, s.row.channel) == (new.incident_id, new.channel)
+            ]
+            if any(r.event == new.event for r in queue):
+                continue
+            row = OutboxRow(
+                id=uuid.uuid4(),
+                incident_id=new.incident_id,
+                channel=new.channel,
+                event=new.event,
+                sequence=max((r.sequence for r in queue), default=0) + 1,
+                state="pending",
+                attempts=0,
+                next_attempt_at=new.created_at,
+                last_error=None,
+                provider_id=None,
+                # Through JSON, as the tables store it: a test sees what a store would return.
+                payload=json.loads(to_json_text(dict(new.payload)) or "{}"),
+                created_at=new.created_at,
+                updated_at=new.created_at,
+                sent_at=None,
+            )
+            self.rows[row.id] = _Stored(row)
+            added += 1
+        return added
+
+    def _is_head(self, row: OutboxRow) -> bool:
+        return not any(
+            s.row.state == "pending" and s.row.sequence < row.sequence
+            for s in self.rows.values()
+            if (s.row.incident_id, s.row.channel) == (row.incident_id, row.channel)
+        )
+
+    async def claim(
+        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[OutboxRow]:
+        self._check()
+        due = sorted(
+            (
+                s
+                for s in self.rows.values()
+                if s.row.state == "pending"
+                and s.row.next_attempt_at <= now
+                and (s.lease_until is None or s.lease_until <= now)
+                and self._is_head(s.row)
+            ),
+            key=lambda s: (s.row.next_attempt_at, s.row.sequence, s.row.id),
+        )[:limit]
+        for stored in due:
+            stored.lease_owner, stored.lease_until = owner, now + lease
+            stored.row = replace(stored.row, updated_at=now)
+        return [copy.deepcopy(s.row) for s in due]
+
+    def _finish(self, notification_id: UUID, owner: str, now: datetime, **changes: Any) -> bool:
+        """Record an attempt's outcome and release the lease, if ``owner`` still holds it."""
+        self._check()
+        stored = self.rows.get(notification_id)
+        if stored is None or stored.row.state != "pending" or stored.lease_owner != owner:
+            return False
+        stored.lease_owner = stored.lease_until = None
+        attempts = stored.row.attempts + 1
+        stored.row = replace(stored.row, attempts=attempts, updated_at=now, **changes)
+        return True
+
+    async def mark_sent(
+        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
+    ) -> bool:
+        return self._finish(
+            notification_id, owner, now, state="sent", sent_at=now, provider_id=provider_id
+        )
+
+    async def mark_retry(
+        self,
+        notification_id: UUID,
+        *,
+        owner: str,
+        now: datetime,
+        next_attempt_at: datetime,
+        error: str,
+    ) -> bool:
+        return self._finish(
+            notification_id,
+            owner,
+            now,
+            next_attempt_at=next_attempt_at,
+            last_error=error_text(error),
+        )
+
+    async def mark_failed(
+        self, notification_id: UUID, *, owner: str, now: datetime, error: str
+    ) -> bool:
+        return self._finish(
+            notification_id, owner, now, state="failed", last_error=error_text(error)
+        )
+
+    async def pending_count(self) -> int:
+        self._check()
+        return sum(s.row.state == "pending" for s in self.rows.values())
+
+    async def pending_by_channel(self) -> dict[str, int]:
+        return self._by_channel("pending")
+
+    async def failed_by_channel(self) -> dict[str, int]:
+        return self._by_channel("failed")
+
+    def _by_channel(self, state: str) -> dict[str, int]:
+        self._check()
+        counts: dict[str, int] = {}
+        for stored in self.rows.values():
+            if stored.row.state == state:
+                counts[stored.row.channel] = counts.get(stored.row.channel, 0) + 1
+        return counts
+
+    async def for_incident(self, incident_id: UUID) -> list[OutboxRow]:
+        self._check()
+        found = [
+            copy.deepcopy(s.row) for s in self.rows.values() if s.row.incident_id == incident_id
+        ]
+        return sorted(found, key=lambda r: (r.channel, r.sequence))
+
+    async def last_delivery(self, channel: str) -> OutboxRow | None:
+        self._check()
+        done = [
+            s.row
+            for s in self.rows.values()
+            if s.row.channel == channel and s.row.state != "pending"
+        ]
+        latest = max(done, key=lambda r: (r.updated_at, r.id), default=None)
+        return copy.deepcopy(latest)
