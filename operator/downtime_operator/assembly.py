@@ -10,6 +10,7 @@ extra sinks (metrics), Secrets for ``headersFrom``, the check observer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +18,17 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.services.engine import Closer, MonitorEngine, SchemaGate
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
 from downtime_operator.services.monitor_runner import CheckObserver, RunnerDeps
+from downtime_operator.services.notifications.delivery import NotificationDelivery
+from downtime_operator.services.notifications.ports import (
+    ChannelDirectory,
+    ChannelReporter,
+    DeliveryObserver,
+)
+from downtime_operator.services.notifications.sink import NotificationSink
 from downtime_operator.services.pipeline import (
     IncidentPipeline,
     IncidentPublisher,
@@ -31,6 +40,18 @@ from downtime_operator.services.sinks import ResourceSink, ShownResources, stand
 from downtime_operator.services.status_writer import StatusWriter
 from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.services.uptime_board import UptimeBoard
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationSetup:
+    """A mode's notification channels and where their outcomes are shown."""
+
+    directory: ChannelDirectory
+    transport: HttpChannelTransport
+    owner: str
+    """Whose leases the outbox rows carry: this process, unique among replicas."""
+    reporter: ChannelReporter | None = None
+    observer: DeliveryObserver | None = None
 
 
 def log_capture_service(
@@ -73,6 +94,7 @@ async def build_engine(
     prober: HttpProber | None = None,
     closers: Sequence[Closer] = (),
     shard: int | None = None,
+    notifications: NotificationSetup | None = None,
 ) -> MonitorEngine:
     """The started engine. It owns what it is given (backend, Loki client, prober) and
     closes them on ``close``, once its writes are flushed, after the mode's own ``closers``
@@ -86,11 +108,34 @@ async def build_engine(
     if loki is not None:
         await loki.start()
     schema = SchemaGate(backend.migrate)
+    delivery: NotificationDelivery | None = None
+    store_sinks: list[NotificationSink] = []
+    if notifications is not None:
+        await notifications.transport.start()
+        delivery = NotificationDelivery(
+            outbox=backend.notifications,
+            directory=notifications.directory,
+            transport=notifications.transport,
+            clock=clock,
+            owner=notifications.owner,
+            secrets=secrets,
+            reporter=notifications.reporter,
+            observer=notifications.observer,
+        )
+        store_sinks.append(
+            NotificationSink(
+                outbox=backend.notifications,
+                directory=notifications.directory,
+                clock=clock,
+                wake=delivery.wake,
+            )
+        )
     pipeline = standard_pipeline(
         incidents=backend.incidents,
         captures=backend.captures,
         resources=resources,
         sinks=sinks,
+        store_sinks=store_sinks,
         schema=schema.wait,
     )
     status = StatusWriter(write=resources.patch_monitor_status, rate=status_writes_per_second)
@@ -118,6 +163,7 @@ async def build_engine(
         uptime=uptime,
         closers=(
             *closers,
+            *((notifications.transport.close,) if notifications else ()),
             prober.close,
             *((loki.close,) if loki else ()),
             backend.close,
@@ -129,6 +175,7 @@ async def build_engine(
             events=pipeline,
             clock=clock,
         ),
+        notifications=delivery,
     )
     engine.start()
     return engine

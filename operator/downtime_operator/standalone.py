@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
+import socket
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
@@ -20,10 +22,12 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import loki_client_for
+from downtime_operator.adapters.notify.channels import HttpChannelTransport
+from downtime_operator.adapters.notify.env_channels import channels_from_env
 from downtime_operator.adapters.null_resources import LoggingResources
 from downtime_operator.adapters.stores import StoreOpenError, open_store_backend
 from downtime_operator.admin_server import serve_admin_api
-from downtime_operator.assembly import build_engine
+from downtime_operator.assembly import NotificationSetup, build_engine
 from downtime_operator.domain.models import CheckResult, Incident, IncidentStatus, MonitorRef
 from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.ports import IncidentResources
@@ -122,18 +126,34 @@ async def _monitor(
 ) -> None:
     loki = loki_client_for(settings.loki) if settings.capture_enabled else None
     log_files_dir = settings.capture.log_files_dir
+    ref = monitor_ref_for(settings.probe.url)
+    spec_body = settings.spec()
+    notifications = None
+    if settings.notifications:
+        channels = channels_from_env(settings.channels, namespace=ref.namespace)
+        spec_body["notifications"] = [{"channel": name} for name in channels.names]
+        notify = settings.notify
+        notifications = NotificationSetup(
+            directory=channels,
+            transport=HttpChannelTransport(
+                api_url=notify.public_api_url,
+                resend_url=notify.resend_api_url,
+                pagerduty_url=notify.pagerduty_events_url,
+            ),
+            owner=f"standalone-{socket.gethostname()}-{os.getpid()}",
+        )
     engine = await build_engine(
         backend=backend,
         resources=LoggingResources(),
         log_files_dir=log_files_dir,
         loki=loki,
         observer=_log_check,
+        notifications=notifications,
     )
-    ref = monitor_ref_for(settings.probe.url)
-    spec = SpecSnapshot(spec=settings.spec())
+    spec = SpecSnapshot(spec=spec_body)
     logger.info(
         "monitoring %s every %gs (timeout %gs; %d failed checks open an incident);"
-        " incidents in %s as %s; log capture %s",
+        " incidents in %s as %s; log capture %s; notifications %s",
         settings.probe.url,
         settings.probe.interval,
         settings.probe.timeout,
@@ -141,9 +161,8 @@ async def _monitor(
         backend.description,
         ref,
         f"from {settings.loki.query_url} ({settings.capture.query})" if loki else "off",
+        ", ".join(c["channel"] for c in spec_body.get("notifications", ())) or "off",
     )
-    if settings.notifications:
-        logger.warning("no notification channel is available yet: --enable-notifications ignored")
     runner = engine.runner_for(ref)
     try:
         async with contextlib.AsyncExitStack() as serving_api:

@@ -165,7 +165,7 @@ def test_full_monitor_is_accepted_as_written(control_plane: ControlPlane, namesp
             "maxLines": 1,
             "storage": "file",
         },
-        "notifications": [{"name": "oncall", "type": "slack", "channel": "#alerts"}],
+        "notifications": [{"channel": "oncall"}],
     }
     control_plane.apply(monitor("full", **spec), namespace=namespace)
 

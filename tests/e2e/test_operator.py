@@ -34,26 +34,6 @@ async def test_healthy_monitor_reaches_up_and_opens_nothing(env: Env, target: Ta
     assert env.op.alive
 
 
-async def test_notification_channels_are_accepted_and_reported_as_not_sent(
-    env: Env, target: TargetServer
-) -> None:
-    channels = [{"name": "oncall", "type": "slack", "channel": "#sre"}, {"type": "pagerduty"}]
-    env.apply(monitor("notified", target.url, notifications=channels))
-
-    def unsent() -> dict[str, Any] | None:
-        conditions = env.monitor_status("notified").get("conditions", [])
-        return next((c for c in conditions if c["type"] == "Notifications"), None)
-
-    condition = await eventually(unsent, within=30, what="the Notifications condition")
-    assert (condition["status"], condition["reason"]) == ("False", "NotificationsNotSupported")
-    assert "oncall, pagerduty" in condition["message"]
-    events = env.cp.kubectl(
-        "get", "events", "-n", env.namespace, "--field-selector", "type=Warning"
-    ).stdout
-    assert "NotificationsNotSupported" in events
-    assert env.monitor_status("notified")["state"] == "Up"  # the checks are not affected
-
-
 async def test_outage_is_one_incident_in_both_places_and_resolves(
     env: Env, target: TargetServer
 ) -> None:

@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.support.monitor_process import processes, start_monitor, target
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
+
+__all__ = ["processes", "start_monitor", "target"]  # fixtures of the standalone monitor tests
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

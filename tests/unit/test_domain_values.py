@@ -102,16 +102,16 @@ def test_headers_from_become_secret_headers_and_bad_ones_name_their_path() -> No
     assert "spec.headersFrom[0].secretKeyRef.key" in message
 
 
-def test_notification_channels_are_named_back_and_never_invalidate_the_spec() -> None:
+def test_notification_channels_are_names_in_the_monitors_namespace() -> None:
     spec = parse_monitor_spec(
         {
             "url": "http://127.0.0.1/health",
-            "notifications": [
-                {"name": "oncall", "type": "slack"},
-                {"type": "email"},
-                {"name": 7},
-                {},
-            ],
+            "notifications": [{"channel": "oncall"}, {"channel": "mail"}, {"channel": "oncall"}],
         }
     )
-    assert spec.notifications == ("oncall", "email", "7", "unnamed")
+    assert spec.notifications == ("oncall", "mail")  # a repeat would notify twice
+    with pytest.raises(InvalidSpecError) as caught:
+        parse_monitor_spec(
+            {"url": "http://127.0.0.1/health", "notifications": [{"name": "oncall"}]}
+        )
+    assert "spec.notifications[0].channel" in str(caught.value)

@@ -3,9 +3,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
-from downtime_operator.services.pipeline import IncidentPipeline, IncidentSink
+from downtime_operator.services.pipeline import IncidentPipeline, IncidentSink, monitor_lane
 from downtime_operator.services.ports import SecretUnavailableError
 from tests.unit.engine_kit import EngineKit
 from tests.unit.fakes import ClockStop, FakeClock, MemoryStore, RecordingResources, ScriptedProber
@@ -345,19 +346,27 @@ async def test_headers_from_outside_kubernetes_is_reported() -> None:
     assert "Secrets cannot be read outside Kubernetes" in world.resources.events[0][1]
 
 
-async def test_listed_notification_channels_are_reported_as_not_sent_once() -> None:
-    """The CRD accepts ``notifications``; no notifier exists, and the team must be told so."""
-    spec = {**SPEC, "notifications": [{"name": "oncall", "type": "slack"}, {"type": "pagerduty"}]}
+async def test_events_name_the_monitors_notification_channels() -> None:
+    """The notification sink learns from each event which channels to tell."""
+    spec = {**SPEC, "notifications": [{"channel": "oncall"}, {"channel": "mail"}]}
     world = World(outage(100, 200), spec=spec)
+    published: list[IncidentEvent] = []
+
+    class Recorder:
+        name = "recorder"
+        permanent = ()
+        lane = staticmethod(monitor_lane)
+
+        async def apply(self, event: IncidentEvent) -> None:
+            published.append(event)
+
+    world.add_sinks(Recorder())
     await world.run(seconds=400)
-    conditions = {c["type"]: c for c in world.resources.status_patches[-1]["conditions"]}
-    assert conditions["SpecValid"]["status"] == "True"
-    unsent = conditions["Notifications"]
-    assert (unsent["status"], unsent["reason"]) == ("False", "NotificationsNotSupported")
-    assert "oncall, pagerduty" in unsent["message"]
-    reasons = [reason for reason, _ in world.resources.events]
-    assert reasons.count("NotificationsNotSupported") == 1  # not once per check
-    assert "IncidentOpened" in reasons and "IncidentResolved" in reasons
+    kinds = {event.kind: event.channels for event in published}
+    assert kinds[IncidentEventKind.OPENED] == ("oncall", "mail")
+    assert kinds[IncidentEventKind.RESOLVED] == ("oncall", "mail")
+    conditions = {c["type"] for c in world.resources.status_patches[-1]["conditions"]}
+    assert conditions == {"SpecValid"}
 
 
 async def test_without_notification_channels_there_is_no_notifications_condition() -> None:

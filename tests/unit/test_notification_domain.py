@@ -123,7 +123,7 @@ def test_pagerduty_and_smtp_defaults() -> None:
     assert pagerduty.pagerduty is not None
     severity_map = pagerduty.pagerduty.severity_map
     assert [severity_map.of(s) for s in Severity] == ["info", "warning", "error", "critical"]
-    assert pacing_rate(pagerduty) == 2.0
+    assert pacing_rate(pagerduty) == 1.8
     email = parse_channel_spec(
         {
             "type": "email",
@@ -488,8 +488,8 @@ def test_policy_decisions() -> None:
     assert _step(202) == Sent()
     assert _step(429, retry_after=2.0) == RetryAt(at=T0 + timedelta(seconds=2),
                                                   reason="HTTP 429: Retry-After 2s")  # fmt: skip
-    assert _step(429) == RetryAt(at=T0 + timedelta(seconds=1), reason="HTTP 429")
-    assert _step(503, attempts=3) == RetryAt(at=T0 + timedelta(seconds=4), reason="HTTP 503")
+    assert _step(429) == RetryAt(at=T0 + timedelta(seconds=1), reason="answered 429")
+    assert _step(503, attempts=3) == RetryAt(at=T0 + timedelta(seconds=4), reason="answered 503")
     assert _step(None).reason == "connection error or timeout"  # type: ignore[union-attr]
     assert isinstance(_step(400), Failed)
     assert isinstance(_step(404), Failed)

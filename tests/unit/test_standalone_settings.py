@@ -68,8 +68,25 @@ def test_environment_is_read_and_flags_override_it() -> None:
 
 
 def test_switches() -> None:
-    settings = monitor("-v", "--enable-notifications")
+    settings = monitor("-v", "--enable-notifications", env={"SLACK_WEBHOOK_URL": "https://x"})
     assert settings.logging.verbose and settings.notifications
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "no channel is set; set RESEND_API_KEY or SMTP_URL"),
+        ({"RESEND_API_KEY": "re_x"}, "NOTIFICATION_EMAIL_FROM, NOTIFICATION_EMAIL_TO required"),
+        ({"NOTIFICATION_EMAIL_TO": "a@b.example"}, "RESEND_API_KEY or SMTP_URL required"),
+        ({"WEBHOOK_URL": "https://hook.example"}, "WEBHOOK_SECRET required"),
+        ({"WEBHOOK_URL": "ftp://hook.example", "WEBHOOK_SECRET": "whsec_x"}, "WEBHOOK_URL"),
+    ],
+)
+def test_notifications_without_a_whole_channel_name_what_is_missing(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named):
+        monitor("--enable-notifications", env=env)
 
 
 @pytest.mark.parametrize(

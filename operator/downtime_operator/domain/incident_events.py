@@ -59,6 +59,8 @@ class IncidentEvent:
     actor: str | None = None
     """The person (admin API key name) for RESOLVED by PERSON and ACKNOWLEDGED through the API;
     None when the runner only learned of it, so the change is not shown twice."""
+    channels: tuple[str, ...] = ()
+    """The monitor's NotificationChannels (names in its namespace) when the event happened."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,6 +94,10 @@ class _HeaderFrom(_Model):
     secret_key_ref: _SecretKeyRef = Field(alias="secretKeyRef")
 
 
+class _ChannelRef(_Model):
+    channel: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
@@ -111,8 +115,7 @@ class _Spec(_Model):
     environment: str = "production"
     paused: bool = False
     log_capture: _LogCapture = Field(default_factory=_LogCapture, alias="logCapture")
-    # Only named back to the user (no notifier exists): never a reason to stop the checks.
-    notifications: list[dict[str, Any]] = Field(default_factory=list)
+    notifications: list[_ChannelRef] = Field(default_factory=list, max_length=32)
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
@@ -178,10 +181,7 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         environment=spec.environment,
         paused=spec.paused,
         log_capture=capture,
-        notifications=tuple(
-            str(channel.get("name") or channel.get("type") or "unnamed")
-            for channel in spec.notifications
-        ),
+        notifications=tuple(dict.fromkeys(reference.channel for reference in spec.notifications)),
     )
 
 

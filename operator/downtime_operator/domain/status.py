@@ -38,25 +38,6 @@ class Condition:
     message: str
 
 
-def notifications_condition(channels: tuple[str, ...]) -> Condition | None:
-    """Say so on the monitor when it lists notification channels: none is sent by this version.
-
-    The CRD accepts ``notifications`` for the channels to come; a team that lists one must not
-    believe it will be paged.
-    """
-    if not channels:
-        return None
-    return Condition(
-        type="Notifications",
-        status="False",
-        reason="NotificationsNotSupported",
-        message=(
-            f"spec.notifications lists {', '.join(channels)}: this operator version sends no"
-            " notifications; alert on the DowntimeIncident Events or the gatewayz_downtime metrics"
-        ),
-    )
-
-
 @dataclass(frozen=True, kw_only=True)
 class StatusFacts:
     """Everything except lastCheck: a change here is always written."""

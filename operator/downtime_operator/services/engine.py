@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from downtime_operator.domain.models import MonitorRef
 from downtime_operator.services.log_capture import LogCaptureService
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps
+from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.pipeline import IncidentPipeline
 from downtime_operator.services.retry_queue import OrderedRetryQueue
 from downtime_operator.services.status_writer import StatusWriter
@@ -64,6 +65,7 @@ class MonitorEngine:
         uptime: UptimeBoard,
         closers: tuple[Closer, ...] = (),
         log_capture: LogCaptureService | None = None,
+        notifications: NotificationDelivery | None = None,
     ) -> None:
         self.deps = deps
         self.pipeline = pipeline
@@ -78,6 +80,8 @@ class MonitorEngine:
         self._capture_stop = EventStopSignal()
         self._capture_loop: asyncio.Task[None] | None = None
         self._uptime_stop = EventStopSignal()
+        self.notifications = notifications
+        self._delivery_stop = EventStopSignal()
 
     @property
     def queues(self) -> tuple[OrderedRetryQueue | StatusWriter, ...]:
@@ -106,10 +110,20 @@ class MonitorEngine:
             self._capture_loop = asyncio.create_task(
                 self._captures(self.log_capture), name="log-capture"
             )
+        if self.notifications is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._deliveries(self.notifications), name="notification-delivery"
+                )
+            )
 
     async def _uptime_reads(self) -> None:
         await self._schema.wait()  # the table may not exist before the migrations
         await self.uptime.run(stop=self._uptime_stop)
+
+    async def _deliveries(self, delivery: NotificationDelivery) -> None:
+        await self._schema.wait()  # the outbox is a table the migrations add
+        await delivery.run(stop=self._delivery_stop)
 
     async def _captures(self, log_capture: LogCaptureService) -> None:
         # Captures read columns the migrations add: they start once the schema is in place.
@@ -126,6 +140,8 @@ class MonitorEngine:
         await self.pipeline.close(drain_timeout=drain_timeout)
         await self.status.close(drain_timeout=min(drain_timeout, STATUS_FLUSH_SECONDS))
         self._uptime_stop.set()
+        # Undelivered notifications stay in the outbox (their leases run out): nothing to flush.
+        self._delivery_stop.set()
         for task in self._tasks:
             await cancelled(task)
         for closer in self._closers:

@@ -44,7 +44,6 @@ from downtime_operator.domain.status import (
     Condition,
     StatusFacts,
     StatusSync,
-    notifications_condition,
 )
 from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
@@ -124,7 +123,8 @@ class MonitorRunner:
         self.incident: Incident | None = None
         self._status = StatusSync(sync_period=deps.status_sync_period)
         self._reported_invalid: str | None = None
-        self._reported_notifications: tuple[str, ...] = ()
+        self._channels: tuple[str, ...] = ()
+        """The spec's notification channels, handed to the sinks with each event."""
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
         self._failed_checks_written_at: datetime | None = None
         self._posting: set[asyncio.Task[None]] = set()
@@ -206,6 +206,7 @@ class MonitorRunner:
 
     def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
         """Feed one check result; queue whatever it implies."""
+        self._channels = spec.notifications
         transition = self._detector_for(spec).observe(result)
         if isinstance(transition, Opened):
             self._open(spec, transition)
@@ -359,6 +360,7 @@ class MonitorRunner:
                 previous_severity=previous_severity,
                 notes=notes,
                 resolved_by=resolved_by,
+                channels=self._channels,
             )
         )
 
@@ -465,12 +467,6 @@ class MonitorRunner:
         conditions = [
             Condition(type="SpecValid", status="True", reason="Valid", message="spec accepted")
         ]
-        unsent = notifications_condition(spec.notifications)
-        if unsent is not None:
-            conditions.append(unsent)
-            if self._reported_notifications != spec.notifications:
-                self._post_event(reason=unsent.reason, message=unsent.message, warning=True)
-        self._reported_notifications = spec.notifications
         facts = StatusFacts(
             state=MonitorState.PAUSED if paused else detector.state,
             consecutive_failures=detector.consecutive_failures if failing else 0,

@@ -153,13 +153,14 @@ def standard_pipeline(
     captures: LogCaptureStore,
     resources: ShownResources,
     sinks: Sequence[IncidentSink] = (),
+    store_sinks: Sequence[IncidentSink] = (),
     schema: Gate | None = None,
     base_delay: float = 0.2,
     max_delay: float = 10.0,
 ) -> IncidentPipeline:
     """Every mode's pipeline: the store row, then (once the row is written) its capture plan;
-    where incidents are shown; then the mode's own ``sinks``. The store's writes wait for
-    ``schema``."""
+    where incidents are shown; then the mode's own ``sinks``, and its ``store_sinks`` (other
+    tables of the store, the notification outbox). The store's writes wait for ``schema``."""
     return IncidentPipeline(
         [
             SinkRoute(
@@ -169,6 +170,7 @@ def standard_pipeline(
             ),
             SinkRoute(sink=ResourceSink(resources)),
             *(SinkRoute(sink=sink) for sink in sinks),
+            *(SinkRoute(sink=sink, gate=schema) for sink in store_sinks),
         ],
         base_delay=base_delay,
         max_delay=max_delay,

@@ -19,6 +19,7 @@ from downtime_operator.settings.groups import (
     ProbeSettings,
     RetentionSettings,
 )
+from downtime_operator.settings.notify import ChannelEnvSettings, NotifySettings
 from downtime_operator.settings.sources import Defaults, Source, named
 
 
@@ -41,6 +42,7 @@ class OperatorSettings(CommandSettings):
     # The operator's daily retention never removes critical incidents.
     retention: Annotated[RetentionSettings, Defaults({"keep_critical": True})]
     metrics: MetricsSettings
+    notify: NotifySettings
 
     @model_validator(mode="after")
     def _needs_postgres(self) -> Self:
@@ -65,8 +67,12 @@ class MonitorSettings(StoreSettings):
     api: Annotated[ApiSettings, Defaults({"host": "127.0.0.1"})]
     notifications: Annotated[bool, Source(flag="--enable-notifications", switch=True)] = Field(
         default=False,
-        description="accepted; no notification channel exists yet (a warning says so)",
+        description="send notifications through the channels set in the environment"
+        " (`RESEND_API_KEY`, `SMTP_URL`, `SLACK_WEBHOOK_URL`, `PAGERDUTY_ROUTING_KEY`,"
+        " `WEBHOOK_URL`)",
     )
+    notify: NotifySettings
+    channels: ChannelEnvSettings
 
     @property
     def capture_enabled(self) -> bool:
@@ -120,6 +126,16 @@ class MonitorSettings(StoreSettings):
             raise ValueError(
                 f"{name(asked)}: ADMIN_API_KEYS or ADMIN_API_KEYS_FILE must name at least one key"
             )
+        if self.notifications:
+            missing = self.channels.missing()
+            if missing:
+                raise ValueError(f"--enable-notifications: {', '.join(missing)} required")
+            if not self.channels.any:
+                raise ValueError(
+                    "--enable-notifications: no channel is set; set RESEND_API_KEY or SMTP_URL"
+                    " (with NOTIFICATION_EMAIL_FROM and NOTIFICATION_EMAIL_TO),"
+                    " SLACK_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY, or WEBHOOK_URL and WEBHOOK_SECRET"
+                )
         try:
             parse_monitor_spec(self.spec())
         except InvalidSpecError as exc:  # a rule of the CRD that the checks above missed

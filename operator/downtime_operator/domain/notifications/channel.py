@@ -258,3 +258,21 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         parts.append(f"[{item}]" if isinstance(item, int) else f".{item}" if parts else item)
     return "".join(parts)
+
+
+def secret_refs(spec: ChannelSpec) -> tuple[SecretKeyRef, ...]:
+    """Every Secret key the channel needs, to read them all before a send (or report the
+    first one missing on the channel's status)."""
+    refs: list[SecretKeyRef | None] = []
+    if spec.slack is not None:
+        refs.append(spec.slack.webhook_url_from)
+    if spec.pagerduty is not None:
+        refs.append(spec.pagerduty.routing_key_from)
+    if spec.webhook is not None:
+        refs.append(spec.webhook.secret_from)
+    if spec.email is not None:
+        if spec.email.resend is not None:
+            refs.append(spec.email.resend.api_key_from)
+        if spec.email.smtp is not None:
+            refs += [spec.email.smtp.username_from, spec.email.smtp.password_from]
+    return tuple(ref for ref in refs if ref is not None)

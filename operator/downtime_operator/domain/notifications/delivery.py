@@ -70,25 +70,28 @@ def next_step(
     now: datetime,
     max_age: timedelta = DEFAULT_MAX_AGE,
     jitter: float,
+    retryable: bool | None = None,
 ) -> Step:
     """The decision after an attempt answered ``status`` (None: connection error or timeout).
 
     ``attempts`` counts the attempts made, this one included; ``retry_after`` is the parsed
     Retry-After header in seconds. A retry that would fall after ``first_attempt_at + max_age``
-    is not made: the notice fails, saying why.
+    is not made: the notice fails, saying why. ``retryable`` overrides the reading of
+    ``status`` for transports whose codes are not HTTP's (SMTP: 4xx is "later", 5xx "never").
     """
     if status is not None and 200 <= status < 300:
         return Sent()
-    if status == _GONE:
+    if status == _GONE and retryable is not True:
         return DisableChannel(reason="HTTP 410: the endpoint is gone")
-    if status is not None and status < 500 and status not in _RETRIED_4XX:
-        return Failed(reason=f"HTTP {status}: refused, not retried")
+    refused = status is not None and status < 500 and status not in _RETRIED_4XX
+    if retryable is False or (retryable is None and refused):
+        return Failed(reason=f"{status or 'no answer'}: refused, not retried")
     if status == 429 and retry_after is not None:
         wait = timedelta(seconds=max(retry_after, 0.0))
         reason = f"HTTP 429: Retry-After {retry_after:g}s"
     else:
         wait = backoff(attempts=attempts, jitter=jitter)
-        reason = f"HTTP {status}" if status is not None else "connection error or timeout"
+        reason = f"answered {status}" if status is not None else "connection error or timeout"
     at = now + wait
     if at > first_attempt_at + max_age:
         return Failed(reason=f"{reason}; gave up after {attempts} attempts (max age {max_age})")
@@ -97,13 +100,14 @@ def next_step(
 
 DEFAULT_RATES = {
     "slack": 1.0,
-    "pagerduty": 2.0,
+    "pagerduty": 1.8,
     "resend": 2.0,
     "smtp": 10.0,
     "webhook": 10.0,
 }
 """Messages per second by transport: Slack's 1 per second per webhook, PagerDuty's 120 events
-per minute per routing key, Resend's 2 requests per second; SMTP and webhooks are ours to pick."""
+per minute per routing key (paced 10 % under it, so a sliding window never sees 121), Resend's
+2 requests per second; SMTP and webhooks are ours to pick."""
 
 
 def transport(channel: ChannelSpec) -> str:

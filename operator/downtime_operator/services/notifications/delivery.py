@@ -1,0 +1,454 @@
+"""Delivers what the outbox holds: claimed under a lease, sent channel by channel, recorded.
+
+One worker per channel, so a slow or rate-limited channel (Slack's one message a second, a
+provider answering 503) delays only itself. The outbox hands out only the head of each
+(incident, channel) queue, so an incident's events go out in order on every channel. A mass
+outage on a channel that has already told of ``DIGEST_THRESHOLD`` openings within its
+``groupWindow`` holds further openings for a few seconds and sends them as one digest.
+Nothing here touches a check or an incident: a failure is recorded on the outbox row, the
+channel's status and an Event, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from downtime_operator.domain.notifications.channel import (
+    NotificationEvent,
+    SecretKeyRef,
+    secret_refs,
+)
+from downtime_operator.domain.notifications.delivery import (
+    DEFAULT_MAX_AGE,
+    DisableChannel,
+    Failed,
+    Pacer,
+    RetryAt,
+    Sent,
+    next_step,
+    pacing_rate,
+    transport,
+)
+from downtime_operator.domain.notifications.grouping import DIGEST_THRESHOLD, group
+from downtime_operator.domain.notifications.notice import Notice, wanted
+from downtime_operator.services.notifications.ports import (
+    Channel,
+    ChannelDirectory,
+    ChannelHealth,
+    ChannelProblem,
+    ChannelReporter,
+    ChannelTransport,
+    Delivery,
+    DeliveryObserver,
+    SendResult,
+)
+from downtime_operator.services.outbox import NotificationOutbox, OutboxRow
+from downtime_operator.services.ports import (
+    Clock,
+    SecretUnavailableError,
+    SecretValues,
+    StopSignal,
+)
+from downtime_operator.services.stop import cancelled
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+"""Long enough for a claimed batch to wait for its channel's pacing; a replica that dies
+holding rows gives them up after this."""
+BATCH = 200
+"""Rows claimed and not yet recorded, at most."""
+POLL_SECONDS = 1.0
+"""How often the outbox is asked when nothing woke the loop (another replica's rows, retries
+coming due)."""
+HOLD_RETRY = timedelta(seconds=15)
+"""A channel that is missing, misconfigured or lacks its Secret is tried again this often."""
+DIGEST_HOLD_SECONDS = 5.0
+REPORT_SECONDS = 5.0
+STORE_BACKOFF_SECONDS = (1.0, 30.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Unusable:
+    reason: str
+    message: str
+
+
+class NotificationDelivery:
+    def __init__(
+        self,
+        *,
+        outbox: NotificationOutbox,
+        directory: ChannelDirectory,
+        transport: ChannelTransport,
+        clock: Clock,
+        owner: str,
+        secrets: SecretValues | None = None,
+        reporter: ChannelReporter | None = None,
+        observer: DeliveryObserver | None = None,
+        max_age: timedelta = DEFAULT_MAX_AGE,
+        jitter: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._outbox = outbox
+        self._directory = directory
+        self._transport = transport
+        self._clock = clock
+        self._owner = owner
+        self._secrets = secrets
+        self._reporter = reporter
+        self._observer = observer
+        self._max_age = max_age
+        self._jitter = jitter
+        self._monotonic = monotonic
+        self._wake = asyncio.Event()
+        self._queues: dict[str, asyncio.Queue[OutboxRow]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._pacers: dict[str, Pacer] = {}
+        self._opened_sent: dict[str, collections.deque[datetime]] = {}
+        self._disabled: dict[str, int | None] = {}
+        """Channels whose endpoint answered 410, with the generation that did: a new spec
+        (a fixed URL) enables them again."""
+        self._unusable: dict[str, _Unusable] = {}
+        self._last: dict[str, Delivery] = {}
+        self._reported: dict[str, ChannelHealth] = {}
+
+    def wake(self) -> None:
+        """Something was enqueued: claim now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, *, stop: StopSignal) -> None:
+        reports = asyncio.create_task(self._report_loop(stop), name="notification-status")
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await cancelled(reports)
+            for worker in self._workers:
+                await cancelled(worker)
+            # Rows still queued keep their lease until it runs out; the next owner (this
+            # process after a restart, or another replica) takes them over then.
+
+    async def _claim_loop(self, stop: StopSignal) -> None:
+        failures = 0
+        while not stop.is_set():
+            self._wake.clear()
+            room = BATCH - self._in_flight
+            rows: list[OutboxRow] = []
+            if room > 0:
+                try:
+                    rows = await self._outbox.claim(
+                        owner=self._owner, now=self._clock.now(), lease=LEASE, limit=room
+                    )
+                    failures = 0
+                except Exception as exc:  # the store is down: retried, never fatal
+                    failures += 1
+                    delay = min(STORE_BACKOFF_SECONDS[0] * 2 ** (failures - 1), 30.0)
+                    if failures == 1:
+                        logger.warning("notification outbox unavailable: %r; retrying", exc)
+                    await stop.sleep(delay)
+                    continue
+            for row in rows:
+                self._dispatch(row)
+            if len(rows) < room or room <= 0:
+                await self._idle(stop)
+
+    async def _idle(self, stop: StopSignal) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_SECONDS):
+                await self._wake.wait()
+        if stop.is_set():
+            return
+
+    def _dispatch(self, row: OutboxRow) -> None:
+        queue = self._queues.get(row.channel)
+        if queue is None:
+            queue = self._queues[row.channel] = asyncio.Queue()
+            self._workers.append(
+                asyncio.create_task(self._work(row.channel, queue), name=f"notify {row.channel}")
+            )
+        self._in_flight += 1
+        queue.put_nowait(row)
+
+    async def _work(self, key: str, queue: asyncio.Queue[OutboxRow]) -> None:
+        while True:
+            rows = [await queue.get()]
+            rows += _drain(queue)
+            if self._mass_outage(key) and any(_is_opened(row) for row in rows):
+                await self._clock.sleep(DIGEST_HOLD_SECONDS)
+                rows += _drain(queue)
+            try:
+                await self._deliver(key, rows)
+            except Exception:
+                # A bug or a store failure while recording: the leases run out and the rows
+                # are claimed again; this worker goes on with the next ones.
+                logger.exception("notifications for %s: delivery failed; retried later", key)
+            finally:
+                self._in_flight -= len(rows)
+                self._wake.set()
+
+    def _mass_outage(self, key: str) -> bool:
+        return len(self._opened_sent.get(key, ())) >= DIGEST_THRESHOLD
+
+    async def _deliver(self, key: str, rows: list[OutboxRow]) -> None:
+        now = self._clock.now()
+        found = self._directory.lookup(key)
+        if not isinstance(found, Channel):
+            why = (
+                found.message
+                if isinstance(found, ChannelProblem)
+                else f"NotificationChannel {key} does not exist"
+            )
+            self._unusable[key] = _Unusable(reason="InvalidChannel", message=why)
+            await self._hold(rows, now=now, reason=why)
+            return
+        channel = found
+        if key in self._disabled and self._disabled[key] == channel.generation:
+            for row in rows:
+                await self._fail(channel, row, now=now, reason="channel disabled: endpoint gone")
+            return
+        self._disabled.pop(key, None)
+        try:
+            secrets = await self._secret_values(channel)
+        except SecretUnavailableError as exc:
+            self._unusable[key] = _Unusable(reason="SecretMissing", message=str(exc))
+            await self._hold(rows, now=now, reason=str(exc))
+            return
+        self._unusable.pop(key, None)
+        notices: list[Notice] = []
+        by_id: dict[str, OutboxRow] = {}
+        for row in rows:
+            notice = Notice.from_payload(row.payload, outbox_id=str(row.id))
+            if wanted(channel.spec, notice):
+                notices.append(notice)
+                by_id[notice.outbox_id] = row
+            else:
+                reason = f"the channel no longer subscribes to {notice.event.value}"
+                await self._fail(channel, row, now=now, reason=reason, warn=False)
+        recent = self._recent_opened(key, now=now, window=channel.spec.group_window)
+        for message in group(
+            notices,
+            channel_type=channel.spec.type,
+            window=channel.spec.group_window,
+            recent_opened=recent,
+        ):
+            await self._pace(channel)
+            result = await self._send(channel, secrets, message)
+            await self._record(
+                channel, [(notice, by_id[notice.outbox_id]) for notice in message], result
+            )
+
+    async def _pace(self, channel: Channel) -> None:
+        rate = pacing_rate(channel.spec)
+        pacer = self._pacers.get(channel.key)
+        if pacer is None or pacer.rate != rate:
+            pacer = self._pacers[channel.key] = Pacer(rate=rate)
+        wait = pacer.take(self._monotonic())
+        if wait > 0:
+            await self._clock.sleep(wait)
+
+    async def _send(
+        self, channel: Channel, secrets: Mapping[SecretKeyRef, str], message: Sequence[Notice]
+    ) -> SendResult:
+        try:
+            return await self._transport.send(channel=channel, secrets=secrets, notices=message)
+        except Exception as exc:  # a transport bug must not stop deliveries
+            logger.exception("notifications for %s: transport raised", channel.key)
+            return _Raised(error=f"{type(exc).__name__} while sending")
+
+    async def _record(
+        self, channel: Channel, sent: list[tuple[Notice, OutboxRow]], result: SendResult
+    ) -> None:
+        now = self._clock.now()
+        kind = transport(channel.spec)
+        for notice, row in sent:
+            step = (
+                Sent()
+                if result.delivered
+                else next_step(
+                    status=result.status,
+                    retry_after=result.retry_after,
+                    attempts=row.attempts + 1,
+                    first_attempt_at=row.created_at,
+                    now=now,
+                    max_age=self._max_age,
+                    jitter=self._jitter(),
+                    retryable=result.retryable,
+                )
+            )
+            if isinstance(step, Sent):
+                if await self._outbox.mark_sent(
+                    row.id, owner=self._owner, now=now, provider_id=result.provider_id
+                ):
+                    latency = max((now - notice.at).total_seconds(), 0.0)
+                    self._observe(channel, kind, "sent", latency)
+                    self._last[channel.key] = _delivery(row, at=now, outcome="sent")
+                    if notice.event is NotificationEvent.OPENED:
+                        self._opened_sent.setdefault(channel.key, collections.deque()).append(now)
+            elif isinstance(step, RetryAt):
+                error = _joined(step.reason, result.error)
+                if await self._outbox.mark_retry(
+                    row.id, owner=self._owner, now=now, next_attempt_at=step.at, error=error
+                ):
+                    self._observe(channel, kind, "retried", None)
+            elif isinstance(step, DisableChannel):
+                self._disabled[channel.key] = channel.generation
+                self._unusable[channel.key] = _Unusable(
+                    reason="EndpointGone", message=_joined(step.reason, result.error)
+                )
+                await self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
+            else:
+                assert isinstance(step, Failed)
+                await self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
+
+    async def _fail(
+        self, channel: Channel, row: OutboxRow, *, now: datetime, reason: str, warn: bool = True
+    ) -> None:
+        if not await self._outbox.mark_failed(row.id, owner=self._owner, now=now, error=reason):
+            return
+        self._observe(channel, transport(channel.spec), "failed", None)
+        self._last[channel.key] = _delivery(row, at=now, outcome="failed", error=reason)
+        if warn and self._reporter is not None:
+            message = f"{row.event} of incident {row.incident_id} not delivered: {reason}"
+            with contextlib.suppress(Exception):
+                await self._reporter.warn(
+                    key=channel.key, reason="NotificationFailed", message=message
+                )
+        logger.warning("notification %s for %s failed: %s", row.event, channel.key, reason)
+
+    async def _hold(self, rows: list[OutboxRow], *, now: datetime, reason: str) -> None:
+        """Keep the rows pending until the channel can be used, or fail them once too old."""
+        for row in rows:
+            if now - row.created_at >= self._max_age:
+                await self._outbox.mark_failed(
+                    row.id, owner=self._owner, now=now, error=f"{reason}; gave up (max age)"
+                )
+            else:
+                await self._outbox.mark_retry(
+                    row.id,
+                    owner=self._owner,
+                    now=now,
+                    next_attempt_at=now + HOLD_RETRY,
+                    error=reason,
+                )
+
+    async def _secret_values(self, channel: Channel) -> dict[SecretKeyRef, str]:
+        values: dict[SecretKeyRef, str] = {}
+        for ref in secret_refs(channel.spec):
+            if ref in channel.secrets:
+                values[ref] = channel.secrets[ref]
+            elif self._secrets is None:
+                raise SecretUnavailableError(f"Secret {ref.name} (key {ref.key}) is not available")
+            else:
+                values[ref] = await self._secrets.secret_value(
+                    namespace=channel.namespace, name=ref.name, key=ref.key
+                )
+        return values
+
+    def _recent_opened(self, key: str, *, now: datetime, window: timedelta) -> int:
+        sent = self._opened_sent.get(key)
+        if sent is None:
+            return 0
+        while sent and now - sent[0] > window:
+            sent.popleft()
+        return len(sent)
+
+    def _observe(self, channel: Channel, kind: str, outcome: str, latency: float | None) -> None:
+        if self._observer is not None:
+            self._observer.delivered(
+                channel=channel.key, channel_type=kind, outcome=outcome, latency=latency
+            )
+
+    async def _report_loop(self, stop: StopSignal) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await self.report()
+            await stop.sleep(REPORT_SECONDS)
+
+    async def report(self) -> None:
+        """Each channel's status (written only when it changed) and the pending gauge."""
+        pending = await self._outbox.pending_by_channel()
+        failed = await self._outbox.failed_by_channel()
+        if self._observer is not None:
+            self._observer.pending(sum(pending.values()))
+        if self._reporter is None:
+            return
+        for key in self._directory.known():
+            health = await self._health(key, pending=pending.get(key, 0), failed=failed.get(key, 0))
+            if health is None or self._reported.get(key) == health:
+                continue
+            await self._reporter.report(health)
+            if not health.ready and (
+                key not in self._reported or self._reported[key].reason != health.reason
+            ):
+                await self._reporter.warn(key=key, reason=health.reason, message=health.message)
+            self._reported[key] = health
+
+    async def _health(self, key: str, *, pending: int, failed: int) -> ChannelHealth | None:
+        found = self._directory.lookup(key)
+        generation = found.generation if isinstance(found, Channel) else None
+        problem: _Unusable | None
+        if isinstance(found, ChannelProblem):
+            problem = _Unusable(reason="InvalidChannel", message=found.message)
+        elif found is None:
+            return None
+        elif key in self._disabled and self._disabled[key] == generation:
+            problem = self._unusable.get(key)
+        else:
+            try:
+                await self._secret_values(found)
+                problem = None
+                self._unusable.pop(key, None)
+            except SecretUnavailableError as exc:
+                problem = _Unusable(reason="SecretMissing", message=str(exc))
+        return ChannelHealth(
+            key=key,
+            ready=problem is None,
+            reason="Ready" if problem is None else problem.reason,
+            message="the channel can deliver" if problem is None else problem.message,
+            pending=pending,
+            failed=failed,
+            last_delivery=self._last.get(key),
+            generation=generation,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Raised:
+    """The result of a transport that raised instead of answering: retried like no answer."""
+
+    error: str
+    delivered: bool = False
+    retryable: bool = True
+    status: int | None = None
+    retry_after: float | None = None
+    provider_id: str | None = None
+
+
+def _drain(queue: asyncio.Queue[OutboxRow]) -> list[OutboxRow]:
+    rows = []
+    while not queue.empty():
+        rows.append(queue.get_nowait())
+    return rows
+
+
+def _is_opened(row: OutboxRow) -> bool:
+    return row.event == NotificationEvent.OPENED.value
+
+
+def _joined(reason: str, error: str | None) -> str:
+    return f"{reason}: {error}" if error else reason
+
+
+def _delivery(row: OutboxRow, *, at: datetime, outcome: str, error: str | None = None) -> Delivery:
+    return Delivery(
+        at=at, event=row.event, incident=str(row.incident_id), outcome=outcome, error=error
+    )
