@@ -56,7 +56,10 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
                       get (an open incident's write first checks it was not resolved meanwhile),
                       create, patch (kopf's bookkeeping annotations), delete (retention)
   .../status          patch (the incident's mutable facts)
-  events              create (IncidentOpened/Resolved/Escalated, InvalidSpec, kopf's errors)
+  notificationchannels list/watch (kopf: every replica keeps every channel)
+  .../status          patch (Ready, pending and failed counts, last delivery)
+  events              create (IncidentOpened/Resolved/Escalated, InvalidSpec, kopf's errors,
+                      NotificationFailed on channels)
   secrets             get (values of headersFrom request headers; never list or watch)
 */}}
 {{- define "downtime-operator.resourceRules" -}}
@@ -71,6 +74,12 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.gatewayz.ai]
   resources: [downtimeincidents/status]
+  verbs: [patch]
+- apiGroups: [monitoring.gatewayz.ai]
+  resources: [notificationchannels]
+  verbs: [list, watch]
+- apiGroups: [monitoring.gatewayz.ai]
+  resources: [notificationchannels/status]
   verbs: [patch]
 - apiGroups: [""]
   resources: [events]

@@ -54,12 +54,13 @@ spec:
           value: {{ include "downtime-operator.peeringName" . | quote }}
         - name: PEERING_LIFETIME_SECONDS
           value: {{ .Values.peering.lifetime | quote }}
-        # kopf's identity in the peering object: the pod's name.
+        {{- end }}
+        # The pod's name: kopf's identity in the peering object, and the owner of the
+        # notifications this pod is sending (taken back at once after a container restart).
         - name: POD_ID
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
-        {{- end }}
         {{- if gt (int .Values.sharding.shards) 1 }}
         - name: SHARD_COUNT
           value: {{ .Values.sharding.shards | quote }}

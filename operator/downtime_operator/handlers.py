@@ -6,9 +6,9 @@ kopf's ``memo``, which the wiring fills at start-up.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import kopf
@@ -24,6 +24,14 @@ EngineFactory = Callable[[], Awaitable[MonitorEngine]]
 
 # Long enough for an in-flight check (timeout < interval) to finish before kopf cancels it.
 CANCELLATION_TIMEOUT = 30.0
+
+
+class ChannelUpdates(Protocol):
+    def update(
+        self, *, namespace: str, name: str, spec: Mapping[str, Any], generation: int | None
+    ) -> None: ...
+
+    def remove(self, *, namespace: str, name: str) -> None: ...
 
 
 class _KopfStop:
@@ -44,6 +52,7 @@ def register(
     engine_factory: EngineFactory,
     configure: Callable[[kopf.OperatorSettings], None],
     shard: Shard | None = None,
+    channels: ChannelUpdates | None = None,
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -91,6 +100,23 @@ def register(
             runner.resolved_elsewhere(incident_id)
         else:
             runner.acknowledged_elsewhere(incident_id)
+
+    if channels is not None:
+
+        @kopf.on.event(GROUP, VERSION, "notificationchannels", registry=registry)
+        async def channel_event(
+            *, type: str | None, name: str, namespace: str | None, body: kopf.Body, **_: Any
+        ) -> None:
+            # Every replica and shard keeps every channel: any of them may deliver.
+            if type == "DELETED":
+                channels.remove(namespace=namespace or "", name=name)
+                return
+            channels.update(
+                namespace=namespace or "",
+                name=name,
+                spec=dict(body.get("spec") or {}),
+                generation=body.get("metadata", {}).get("generation"),
+            )
 
     @kopf.daemon(
         GROUP,

@@ -6,23 +6,27 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import kopf
 
 from downtime_operator.adapters.clock import SystemClock
+from downtime_operator.adapters.kube.channels import KubeChannelDirectory, KubeChannelReporter
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient, loki_client_for
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
+from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
-from downtime_operator.assembly import build_engine
+from downtime_operator.assembly import NotificationSetup, build_engine
 from downtime_operator.handlers import register
 from downtime_operator.services.engine import Closer, MonitorEngine
 from downtime_operator.services.retention import RetentionService
@@ -33,8 +37,14 @@ from downtime_operator.settings import ApiSettings, OperatorSettings
 logger = logging.getLogger(__name__)
 
 
-async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetrics) -> MonitorEngine:
-    """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention."""
+async def operator_engine(
+    settings: OperatorSettings,
+    *,
+    metrics: OperatorMetrics,
+    channels: KubeChannelDirectory | None = None,
+) -> MonitorEngine:
+    """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention;
+    notifications through the NotificationChannels the watch keeps in ``channels``."""
     shard = settings.kubernetes.shard
     backend = await PostgresBackend.connect(
         settings.database.dsn, max_size=settings.database.pool_size
@@ -52,6 +62,20 @@ async def operator_engine(settings: OperatorSettings, *, metrics: OperatorMetric
         status_writes_per_second=settings.kubernetes.status_writes_per_second,
         closers=(*_retention(settings, backend=backend, resources=resources), resources.close),
         shard=None if shard is None else shard.index,
+        notifications=None
+        if channels is None
+        else NotificationSetup(
+            directory=channels,
+            transport=HttpChannelTransport(
+                api_url=settings.notify.public_api_url,
+                resend_url=settings.notify.resend_api_url,
+                pagerduty_url=settings.notify.pagerduty_events_url,
+            ),
+            # Unique per live process; a pod's name survives a container restart.
+            owner=settings.kubernetes.pod_id or f"{socket.gethostname()}-{os.getpid()}",
+            reporter=KubeChannelReporter(resources.api_client),
+            observer=metrics,
+        ),
     )
     metrics.watch_queues(*engine.queues)
     return engine
@@ -110,14 +134,21 @@ def operator_registry(
     settings: OperatorSettings, *, metrics: OperatorMetrics
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    channels = KubeChannelDirectory()
 
     async def factory() -> MonitorEngine:
-        return await operator_engine(settings, metrics=metrics)
+        return await operator_engine(settings, metrics=metrics, channels=channels)
 
     configure = functools.partial(
         _configure_kopf, peering_lifetime=settings.kubernetes.peering_lifetime
     )
-    register(registry, engine_factory=factory, configure=configure, shard=settings.kubernetes.shard)
+    register(
+        registry,
+        engine_factory=factory,
+        configure=configure,
+        shard=settings.kubernetes.shard,
+        channels=channels,
+    )
     return registry
 
 

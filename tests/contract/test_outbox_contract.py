@@ -250,6 +250,21 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_refused(
     assert not await outbox.mark_sent(taken.id, owner="alive", now=at(34), provider_id="again")
 
 
+async def test_a_restarted_owner_releases_what_its_previous_life_held(
+    outbox: NotificationOutbox,
+) -> None:
+    """A pod killed while holding rows: started again under its name, it frees them at once."""
+    await outbox.enqueue([note(uuid.uuid4()), note(uuid.uuid4())])
+    held = await outbox.claim(owner="pod-0", now=at(1), lease=LEASE, limit=1)
+    [other] = await outbox.claim(owner="pod-1", now=at(1), lease=LEASE, limit=1)
+    assert await outbox.release(owner="pod-0") == 1
+    assert [r.id for r in await outbox.claim(owner="pod-0", now=at(2), lease=LEASE, limit=9)] == [
+        held[0].id
+    ]
+    assert await outbox.release(owner="nobody") == 0
+    assert await outbox.mark_sent(other.id, owner="pod-1", now=at(3), provider_id=None)
+
+
 async def test_an_owner_past_its_lease_still_records_if_nobody_took_over(
     outbox: NotificationOutbox,
 ) -> None:

@@ -41,7 +41,7 @@ from .controlplane import ApiError, ControlPlane
 
 HERE = Path(__file__).resolve().parent
 GROUP_PATH = "/apis/monitoring.gatewayz.ai/v1"
-CUSTOM_PLURALS = ("healthmonitors", "downtimeincidents")
+CUSTOM_PLURALS = ("healthmonitors", "downtimeincidents", "notificationchannels")
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 

@@ -54,6 +54,8 @@ AUDITED_RESOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "healthmonitors/status",
             "downtimeincidents",
             "downtimeincidents/status",
+            "notificationchannels",
+            "notificationchannels/status",
         ),
     ),
     ("", ("events",)),
@@ -332,7 +334,8 @@ class ControlPlane:
                 "api-resources", "--api-group", "monitoring.gatewayz.ai", check=False
             )
             if proc.returncode == 0 and all(
-                f"{plural} " in proc.stdout for plural in ("healthmonitors", "downtimeincidents")
+                f"{plural} " in proc.stdout
+                for plural in ("healthmonitors", "downtimeincidents", "notificationchannels")
             ):
                 return
             if time.monotonic() > deadline:

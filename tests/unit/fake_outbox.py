@@ -148,6 +148,15 @@ class MemoryOutbox:
             notification_id, owner, now, state="failed", last_error=error_text(error)
         )
 
+    async def release(self, *, owner: str) -> int:
+        self._check()
+        held = [
+            s for s in self.rows.values() if s.row.state == "pending" and s.lease_owner == owner
+        ]
+        for stored in held:
+            stored.lease_owner = stored.lease_until = None
+        return len(held)
+
     async def pending_count(self) -> int:
         self._check()
         return sum(s.row.state == "pending" for s in self.rows.values())

@@ -42,6 +42,8 @@ EXPECTED_RULES = {
     (OUR_GROUP, "healthmonitors/status"): {"patch"},
     (OUR_GROUP, "downtimeincidents"): {"get", "list", "watch", "create", "patch", "delete"},
     (OUR_GROUP, "downtimeincidents/status"): {"patch"},
+    (OUR_GROUP, "notificationchannels"): {"list", "watch"},
+    (OUR_GROUP, "notificationchannels/status"): {"patch"},
     ("", "events"): {"create"},
     ("", "secrets"): {"get"},
 }

@@ -33,6 +33,10 @@ LAG_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 """How late checks start: milliseconds when the engine keeps time, seconds when it does not."""
 
 
+NOTIFICATION_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+"""Under a second when a channel answers; minutes while one is paced or retried."""
+
+
 class WriteQueue(Protocol):
     """What the pending-writes metric reads of a queue (the sinks' and the status writer)."""
 
@@ -102,6 +106,24 @@ class OperatorMetrics:
             buckets=LAG_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self._notifications = Counter(
+            f"{PREFIX}downtime_notifications",
+            "Notification attempts that ended, by channel (namespace/name), type (slack,"
+            " pagerduty, resend, smtp, webhook) and outcome (sent, retried, failed).",
+            ["channel", "type", "outcome"],
+            registry=self.registry,
+        )
+        self._notifications_pending = Gauge(
+            f"{PREFIX}downtime_notifications_pending",
+            "Notifications in the outbox not yet sent or given up on (all channels).",
+            registry=self.registry,
+        )
+        self._notification_seconds = Histogram(
+            f"{PREFIX}downtime_notification_delivery_seconds",
+            "Seconds from the incident event (detection, resolution, ...) to its delivery.",
+            buckets=NOTIFICATION_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self._up = Gauge(
             f"{PREFIX}health_check_up",
             "1 if the monitor's last check passed, 0 if it failed.",
@@ -130,6 +152,17 @@ class OperatorMetrics:
             self._ongoing.labels(monitor=monitor).set(0)
             if kind is IncidentEventKind.RESOLVED and incident.duration_seconds is not None:
                 self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
+
+    def delivered(
+        self, *, channel: str, channel_type: str, outcome: str, latency: float | None
+    ) -> None:
+        """The notification delivery's observer."""
+        self._notifications.labels(channel=channel, type=channel_type, outcome=outcome).inc()
+        if latency is not None:
+            self._notification_seconds.observe(latency)
+
+    def pending(self, count: int) -> None:
+        self._notifications_pending.set(count)
 
     def watch_queues(self, *queues: WriteQueue) -> None:
         """Expose the write queues, read at scrape time: a stuck lane is worth an alert."""

@@ -128,6 +128,12 @@ class NotificationOutbox(Protocol):
         changed) if ``owner`` no longer holds the row."""
         ...
 
+    async def release(self, *, owner: str) -> int:
+        """Free every pending row leased to ``owner``: called by a process at start with its
+        stable identity (the pod's name), so what its previous life held when it was killed
+        is delivered now rather than when the leases run out. How many were freed."""
+        ...
+
     async def pending_count(self) -> int: ...
 
     async def pending_by_channel(self) -> dict[str, int]:

@@ -115,6 +115,12 @@ class KubernetesSettings(Group):
         description="kopf peering priority; unset: random per process (replicas of equal"
         " priority would all pause)",
     )
+    pod_id: Annotated[str | None, Source(env=("POD_ID",))] = Field(
+        default=None,
+        description="this replica's identity (the chart sets the pod's name): kopf's peering"
+        " identity, and the owner of the notifications it is sending, which a restart under"
+        " the same name takes back at once",
+    )
     peering_lifetime: Annotated[int, Source(env=("PEERING_LIFETIME_SECONDS",))] = Field(
         default=60,
         ge=1,

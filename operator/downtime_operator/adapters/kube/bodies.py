@@ -105,10 +105,13 @@ def event_body(
     message: str,
     warning: bool,
     now: datetime,
+    kind: str = "HealthMonitor",
 ) -> dict[str, Any]:
+    """An Event about one of our objects (``monitor`` names it: a HealthMonitor unless
+    ``kind`` says otherwise)."""
     involved: dict[str, Any] = {
         "apiVersion": API_VERSION,
-        "kind": "HealthMonitor",
+        "kind": kind,
         "name": monitor.name,
         "namespace": monitor.namespace,
     }

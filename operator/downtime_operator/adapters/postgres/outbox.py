@@ -235,6 +235,15 @@ class PostgresOutbox:
         with store_errors():
             return bool(await self._pool.fetchval(sql, *params))
 
+    async def release(self, *, owner: str) -> int:
+        with store_errors():
+            status = await self._pool.execute(
+                "UPDATE downtime_notifications SET lease_owner = NULL, lease_until = NULL"
+                " WHERE state = 'pending' AND lease_owner = $1",
+                owner,
+            )
+        return int(status.split()[-1])
+
     async def pending_count(self) -> int:
         with store_errors():
             count = await self._pool.fetchval(

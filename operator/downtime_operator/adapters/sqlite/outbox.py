@@ -202,6 +202,17 @@ class SqliteOutbox:
 
         return await self._run(mark)
 
+    async def release(self, *, owner: str) -> int:
+        def release(conn: sqlite3.Connection) -> int:
+            with self._db.write():
+                return conn.execute(
+                    "UPDATE downtime_notifications SET lease_owner = NULL, lease_until = NULL"
+                    " WHERE state = 'pending' AND lease_owner = ?",
+                    (owner,),
+                ).rowcount
+
+        return await self._run(release)
+
     async def pending_count(self) -> int:
         def count(conn: sqlite3.Connection) -> int:
             found = conn.execute(

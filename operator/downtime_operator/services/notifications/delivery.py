@@ -139,12 +139,18 @@ class NotificationDelivery:
 
     async def _claim_loop(self, stop: StopSignal) -> None:
         failures = 0
+        released = False
         while not stop.is_set():
             self._wake.clear()
             room = BATCH - self._in_flight
             rows: list[OutboxRow] = []
             if room > 0:
                 try:
+                    if not released:
+                        freed = await self._outbox.release(owner=self._owner)
+                        released = True
+                        if freed:
+                            logger.info("took back %d notifications held before a restart", freed)
                     rows = await self._outbox.claim(
                         owner=self._owner, now=self._clock.now(), lease=LEASE, limit=room
                     )
