@@ -64,6 +64,10 @@ class Figures:
     nproc: int
     raw_rate_per_s: float
     all_up_s: float
+    first_checks_s: float
+    """From the operator's start until every monitor had its first check."""
+    first_checks_spread_s: float
+    """From the first monitor's first check to the last one's: the start-up spread."""
     scheduled_checks: int
     achieved_checks: int
     achieved_ratio: float
@@ -179,6 +183,13 @@ async def target_count(session: aiohttp.ClientSession, target: Target) -> int:
         return int((await answer.json())["requests"])
 
 
+async def first_seen(session: aiohttp.ClientSession, target: Target) -> dict[str, Any]:
+    url = target.control_url.removesuffix("/mode") + "/first-seen"
+    async with session.get(url) as answer:
+        seen: dict[str, Any] = await answer.json()
+        return seen
+
+
 async def set_mode(session: aiohttp.ClientSession, target: Target, mode: str) -> None:
     async with session.post(f"{target.control_url}/{mode}") as answer:
         answer.raise_for_status()
@@ -227,6 +238,7 @@ async def run(args: argparse.Namespace) -> Figures:  # noqa: PLR0915 (one scenar
                 METRICS_HOST="127.0.0.1",
             )
             log = (workdir / "operator.log").open("wb")
+            started_at = time.time()
             operator = subprocess.Popen(  # noqa: ASYNC220 (started once; it runs the whole bench)
                 [sys.executable, "-m", "downtime_operator", "run"],
                 env=env,
@@ -242,6 +254,12 @@ async def run(args: argparse.Namespace) -> Figures:  # noqa: PLR0915 (one scenar
 
             all_up_s = await timed(all_up, within=args.start_timeout, every=5.0)
             print(f"all Up after {all_up_s:.1f}s", file=sys.stderr)
+            async with aiohttp.ClientSession() as control:
+                seen = [await first_seen(control, t) for t in (healthy, flaky)]
+            if sum(s["distinct"] for s in seen) < len(bodies):
+                raise RuntimeError(f"not every monitor was checked: {seen}")
+            first_checks_s = max(s["last"] for s in seen) - started_at
+            first_checks_spread_s = max(s["last"] for s in seen) - min(s["first"] for s in seen)
             # Past the start-up writes and the first round of periodic refreshes (one sync
             # period after the first checks): the steady state.
             await asyncio.sleep(args.settle_seconds)
@@ -333,6 +351,8 @@ async def run(args: argparse.Namespace) -> Figures:  # noqa: PLR0915 (one scenar
         nproc=len(os.sched_getaffinity(0)),
         raw_rate_per_s=baseline.rate,
         all_up_s=all_up_s,
+        first_checks_s=first_checks_s,
+        first_checks_spread_s=first_checks_spread_s,
         scheduled_checks=scheduled,
         achieved_checks=min(requests, scheduled),
         achieved_ratio=min(1.0, requests / scheduled) if scheduled else math.nan,
@@ -356,6 +376,8 @@ def summary(f: Figures) -> str:
         f"operator benchmark (nproc={f.nproc}): {f.monitors} monitors every {f.interval_s:g}s",
         f"  raw aiohttp rate         {f.raw_rate_per_s:.0f} req/s (same-run baseline)",
         f"  all Up after start       {f.all_up_s:.1f} s",
+        f"  every monitor checked    {f.first_checks_s:.1f} s after the process started"
+        f" (first checks spread over {f.first_checks_spread_s:.1f} s)",
         f"  checks achieved          {f.achieved_checks}/{f.scheduled_checks}"
         f" = {f.achieved_ratio:.4f}",
         f"  scheduling lag p99       {f.lag_p99_s * 1000:.0f} ms (histogram bucket bound)",

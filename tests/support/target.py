@@ -115,6 +115,7 @@ class TargetServer:
         self._times_by_path: collections.defaultdict[str, list[float]] = collections.defaultdict(
             list
         )
+        self._first_seen: dict[str, float] = {}
         self._by_mode: collections.Counter[str] = collections.Counter()
         self._peers: set[object] = set()
         self._last: RecordedRequest | None = None
@@ -225,6 +226,7 @@ class TargetServer:
             self._requests = 0
             self._times.clear()
             self._times_by_path.clear()
+            self._first_seen.clear()
             self._by_mode.clear()
             self._peers.clear()
             self._last = None
@@ -302,8 +304,22 @@ class TargetServer:
             await self._apply(mode)
             return await show(request)
 
+        async def first_seen(_: web.Request) -> web.Response:
+            # When each distinct URL (path and query) was first asked for: with one URL per
+            # monitor, how long a start took to check every monitor once.
+            with self._lock:
+                times = list(self._first_seen.values())
+            return web.json_response(
+                {
+                    "distinct": len(times),
+                    "first": min(times, default=None),
+                    "last": max(times, default=None),
+                }
+            )
+
         app = web.Application()
         app.router.add_get("/mode", show)
+        app.router.add_get("/first-seen", first_seen)
         app.router.add_post("/mode/{mode:.+}", switch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -367,6 +383,7 @@ class TargetServer:
             self._requests += 1
             self._times.append(recorded.at)
             self._times_by_path[request.path].append(recorded.at)
+            self._first_seen.setdefault(request.path_qs, recorded.at)
             self._by_mode[mode] += 1
             self._peers.add(peer)
             self._last = recorded

@@ -15,13 +15,16 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from downtime_operator.domain.notifications.channel import (
+    ChannelType,
     NotificationEvent,
     SecretKeyRef,
     secret_refs,
@@ -37,7 +40,7 @@ from downtime_operator.domain.notifications.delivery import (
     pacing_rate,
     transport,
 )
-from downtime_operator.domain.notifications.grouping import DIGEST_THRESHOLD, group
+from downtime_operator.domain.notifications.grouping import DIGEST_MAX, DIGEST_THRESHOLD, group
 from downtime_operator.domain.notifications.notice import Notice, wanted
 from downtime_operator.services.notifications.ports import (
     Channel,
@@ -66,12 +69,23 @@ LEASE = timedelta(minutes=5)
 holding rows gives them up after this."""
 BATCH = 200
 """Rows claimed and not yet recorded, at most."""
+REFILL = BATCH // 2
+"""A worker that finishes wakes the claim loop only once this many rows or fewer are still in
+flight: a claim costs a scan of the pending rows whether it takes 5 rows or 200, so a backlog
+is claimed in large batches, while the rows still in flight keep the workers busy."""
+CHUNK = 50
+"""Rows a worker takes from its queue per round (more while holding openings for a digest):
+its rows leave the in-flight count round by round, so the claim loop refills the queue while
+the worker still has rows to send, instead of after it sent a whole claim."""
 POLL_SECONDS = 1.0
 """How often the outbox is asked when nothing woke the loop (another replica's rows, retries
 coming due)."""
 HOLD_RETRY = timedelta(seconds=15)
 """A channel that is missing, misconfigured or lacks its Secret is tried again this often."""
 DIGEST_HOLD_SECONDS = 5.0
+"""During a mass outage, how long a channel's worker waits for more openings to join a digest
+(it stops waiting as soon as a full digest, ``DIGEST_MAX`` openings, is there)."""
+DIGEST_HOLD_STEP_SECONDS = 0.25
 REPORT_SECONDS = 5.0
 STORE_BACKOFF_SECONDS = (1.0, 30.0)
 
@@ -111,6 +125,10 @@ class NotificationDelivery:
         self._monotonic = monotonic
         self._wake = asyncio.Event()
         self._queues: dict[str, asyncio.Queue[OutboxRow]] = {}
+        self._queued: set[UUID] = set()
+        """Rows claimed and not yet recorded. A row whose lease ran out while it waited in its
+        channel's queue (a channel slower than ``BATCH`` rows per ``LEASE``) is claimed again:
+        that claim renews its lease, and must not queue it a second time (a second send)."""
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
         self._pacers: dict[str, Pacer] = {}
@@ -175,6 +193,9 @@ class NotificationDelivery:
             return
 
     def _dispatch(self, row: OutboxRow) -> None:
+        if row.id in self._queued:
+            return
+        self._queued.add(row.id)
         queue = self._queues.get(row.channel)
         if queue is None:
             queue = self._queues[row.channel] = asyncio.Queue()
@@ -187,10 +208,9 @@ class NotificationDelivery:
     async def _work(self, key: str, queue: asyncio.Queue[OutboxRow]) -> None:
         while True:
             rows = [await queue.get()]
-            rows += _drain(queue)
-            if self._mass_outage(key) and any(_is_opened(row) for row in rows):
-                await self._clock.sleep(DIGEST_HOLD_SECONDS)
-                rows += _drain(queue)
+            rows += _drain(queue, limit=CHUNK - 1)
+            if any(_is_opened(row) for row in rows) and self._mass_outage(key):
+                rows += await self._gather(queue, rows)
             try:
                 await self._deliver(key, rows)
             except Exception:
@@ -199,10 +219,40 @@ class NotificationDelivery:
                 logger.exception("notifications for %s: delivery failed; retried later", key)
             finally:
                 self._in_flight -= len(rows)
-                self._wake.set()
+                self._queued.difference_update(row.id for row in rows)
+                if self._in_flight <= REFILL:
+                    self._wake.set()
 
     def _mass_outage(self, key: str) -> bool:
-        return len(self._opened_sent.get(key, ())) >= DIGEST_THRESHOLD
+        """Whether the channel already told of ``DIGEST_THRESHOLD`` openings within its window,
+        so the next ones are worth holding for a digest. Never for PagerDuty (not grouped) nor
+        a zero ``groupWindow`` (grouping off), and only openings within the window count: a
+        burst an hour ago does not delay today's first opening."""
+        found = self._directory.lookup(key)
+        if not isinstance(found, Channel):
+            return False
+        window = found.spec.group_window
+        if found.spec.type is ChannelType.PAGERDUTY or window <= timedelta(0):
+            return False
+        return self._recent_opened(key, now=self._clock.now(), window=window) >= DIGEST_THRESHOLD
+
+    async def _gather(
+        self, queue: asyncio.Queue[OutboxRow], rows: list[OutboxRow]
+    ) -> list[OutboxRow]:
+        """The rows that join ``rows`` while a mass outage is held for a digest: those arriving
+        within ``DIGEST_HOLD_SECONDS``, or fewer once a full digest's openings are there (it
+        cannot grow further; waiting would only delay it and split the rest)."""
+        more: list[OutboxRow] = []
+        opened = sum(1 for row in rows if _is_opened(row))
+        steps = max(1, math.ceil(DIGEST_HOLD_SECONDS / DIGEST_HOLD_STEP_SECONDS))
+        for _ in range(steps):
+            if opened >= DIGEST_MAX:
+                break
+            await self._clock.sleep(DIGEST_HOLD_SECONDS / steps)
+            arrived = _drain(queue)
+            opened += sum(1 for row in arrived if _is_opened(row))
+            more += arrived
+        return more
 
     async def _deliver(self, key: str, rows: list[OutboxRow]) -> None:
         now = self._clock.now()
@@ -439,9 +489,9 @@ class _Raised:
     provider_id: str | None = None
 
 
-def _drain(queue: asyncio.Queue[OutboxRow]) -> list[OutboxRow]:
-    rows = []
-    while not queue.empty():
+def _drain(queue: asyncio.Queue[OutboxRow], *, limit: int | None = None) -> list[OutboxRow]:
+    rows: list[OutboxRow] = []
+    while not queue.empty() and (limit is None or len(rows) < limit):
         rows.append(queue.get_nowait())
     return rows
 
