@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.notifications.channel import DEFAULT_EVENTS
-from downtime_operator.domain.notifications.notice import notice_for, wanted
-from downtime_operator.services.notifications.ports import Channel, ChannelDirectory
+from downtime_operator.domain.notifications.notice import (
+    Notice,
+    notice_for,
+    reminder_notice,
+    wanted,
+)
+from downtime_operator.services.notifications.ports import (
+    Channel,
+    ChannelDirectory,
+    ChannelProblem,
+)
 from downtime_operator.services.outbox import NewNotification, NotificationOutbox
 from downtime_operator.services.pipeline import monitor_lane
 from downtime_operator.services.ports import Clock
@@ -48,14 +58,19 @@ class NotificationSink:
         if event.kind in _CARRIED_ON and event.incident.is_open:
             event = dataclasses.replace(event, kind=IncidentEventKind.OPENED)
         now = self._clock.now()
+        if event.kind is IncidentEventKind.CHECKS_REFRESHED:
+            rows = self._reminders(event, now=now)
+        else:
+            rows = self._told(event, now=now)
+        if rows and await self._outbox.enqueue(rows):
+            self._wake()
+
+    def _told(self, event: IncidentEvent, *, now: datetime) -> list[NewNotification]:
         notice = notice_for(event, at=now)
         if notice is None:
-            return
-        namespace = event.incident.monitor.namespace
+            return []
         rows = []
-        for name in event.channels:
-            key = f"{namespace}/{name}"
-            channel = self._directory.lookup(key)
+        for key, channel in self._channels(event):
             # A channel not (yet) known, or unusable for now, gets what the defaults give: the
             # delivery loop holds it until the channel is fixed or the notice ages out, which
             # is better than deciding today that it wanted nothing.
@@ -64,14 +79,32 @@ class NotificationSink:
                     continue
             elif notice.event not in DEFAULT_EVENTS:
                 continue
-            rows.append(
-                NewNotification(
-                    incident_id=notice.incident_id,
-                    channel=key,
-                    event=notice.event_key,
-                    payload=notice.to_payload(),
-                    created_at=now,
-                )
-            )
-        if rows and await self._outbox.enqueue(rows):
-            self._wake()
+            rows.append(_row(key, notice, now=now))
+        return rows
+
+    def _reminders(self, event: IncidentEvent, *, now: datetime) -> list[NewNotification]:
+        """While an incident stays open its checks are refreshed once per sync period: the
+        moment to see whether a channel's next reminder is due (each number is sent once)."""
+        rows = []
+        for key, channel in self._channels(event):
+            if not isinstance(channel, Channel) or channel.spec.reminder_every is None:
+                continue
+            notice = reminder_notice(event.incident, every=channel.spec.reminder_every, now=now)
+            if notice is not None and wanted(channel.spec, notice):
+                rows.append(_row(key, notice, now=now))
+        return rows
+
+    def _channels(self, event: IncidentEvent) -> list[tuple[str, Channel | ChannelProblem | None]]:
+        namespace = event.incident.monitor.namespace
+        keys = [f"{namespace}/{name}" for name in event.channels]
+        return [(key, self._directory.lookup(key)) for key in keys]
+
+
+def _row(key: str, notice: Notice, *, now: datetime) -> NewNotification:
+    return NewNotification(
+        incident_id=notice.incident_id,
+        channel=key,
+        event=notice.event_key,
+        payload=notice.to_payload(),
+        created_at=now,
+    )
