@@ -250,6 +250,19 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_refused(
     assert not await outbox.mark_sent(taken.id, owner="alive", now=at(34), provider_id="again")
 
 
+async def test_a_claim_can_leave_backlogged_channels_alone(outbox: NotificationOutbox) -> None:
+    await outbox.enqueue(
+        [
+            note(uuid.uuid4(), channel="team/pagerduty", created_at=at(1)),
+            note(uuid.uuid4(), channel="team/slack", created_at=at(2)),
+        ]
+    )
+    claimed = await outbox.claim(
+        owner="a", now=at(5), lease=LEASE, limit=1, skip_channels=["team/pagerduty"]
+    )
+    assert [row.channel for row in claimed] == ["team/slack"]
+
+
 async def test_a_restarted_owner_releases_what_its_previous_life_held(
     outbox: NotificationOutbox,
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,7 +87,13 @@ class MemoryOutbox:
         )
 
     async def claim(
-        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        skip_channels: Collection[str] = (),
     ) -> list[OutboxRow]:
         self._check()
         due = sorted(
@@ -98,6 +104,7 @@ class MemoryOutbox:
                 and s.row.next_attempt_at <= now
                 and (s.lease_until is None or s.lease_until <= now)
                 and self._is_head(s.row)
+                and s.row.channel not in skip_channels
             ),
             key=lambda s: (s.row.next_attempt_at, s.row.sequence, s.row.id),
         )[:limit]

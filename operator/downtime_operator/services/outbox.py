@@ -13,7 +13,7 @@ reached; a caller retries later, nothing was half-done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -89,7 +89,13 @@ class NotificationOutbox(Protocol):
         ...
 
     async def claim(
-        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        skip_channels: Collection[str] = (),
     ) -> list[OutboxRow]:
         """Lease up to ``limit`` due rows to ``owner`` until ``now + lease``; return them.
 
@@ -98,6 +104,8 @@ class NotificationOutbox(Protocol):
         event never goes out before the ones enqueued ahead of it were sent or given up (and
         while the head waits for a retry, the rest of its queue waits too). Two concurrent
         claims never return the same row. Ordered by ``next_attempt_at``, then ``sequence``.
+        Rows of ``skip_channels`` are left alone: a slow channel's backlog (PagerDuty paced at
+        under 2/s in a mass outage) must not fill a claim and starve the other channels.
         """
         ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -73,6 +73,7 @@ WITH due AS (
     SELECT n.id FROM downtime_notifications n
     WHERE n.state = 'pending' AND n.next_attempt_at <= $2
       AND (n.lease_until IS NULL OR n.lease_until <= $2)
+      AND n.channel <> ALL($5::text[])
       AND NOT EXISTS (
           SELECT 1 FROM downtime_notifications e
           WHERE e.incident_id = n.incident_id AND e.channel = n.channel
@@ -190,11 +191,19 @@ class PostgresOutbox:
         return len(inserted)
 
     async def claim(
-        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        skip_channels: Collection[str] = (),
     ) -> list[OutboxRow]:
         now = require_aware(now, "now")
         with store_errors():
-            found = await self._pool.fetch(_CLAIM_SQL, owner, now, now + lease, limit)
+            found = await self._pool.fetch(
+                _CLAIM_SQL, owner, now, now + lease, limit, list(skip_channels)
+            )
         # RETURNING comes in no particular order.
         claimed = [outbox_row(r) for r in found]
         return sorted(claimed, key=lambda r: (r.next_attempt_at, r.sequence, r.id))

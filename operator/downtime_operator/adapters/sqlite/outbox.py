@@ -11,9 +11,10 @@ other replicas.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -50,6 +51,7 @@ _DUE_SQL = f"""
 SELECT {_COLUMNS} FROM downtime_notifications n
 WHERE n.state = 'pending' AND n.next_attempt_at <= :now
   AND (n.lease_until IS NULL OR n.lease_until <= :now)
+  AND n.channel NOT IN (SELECT value FROM json_each(:skip))
   AND NOT EXISTS (
       SELECT 1 FROM downtime_notifications e
       WHERE e.incident_id = n.incident_id AND e.channel = n.channel
@@ -139,14 +141,23 @@ class SqliteOutbox:
         return await self._run(enqueue) if params else 0
 
     async def claim(
-        self, *, owner: str, now: datetime, lease: timedelta, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        skip_channels: Collection[str] = (),
     ) -> list[OutboxRow]:
         now_text = columns.timestamp(now, "now")
         until = columns.timestamp(now + lease, "lease")
 
         def claim(conn: sqlite3.Connection) -> list[OutboxRow]:
             with self._db.write():
-                due = conn.execute(_DUE_SQL, {"now": now_text, "limit": limit}).fetchall()
+                skip = json.dumps(list(skip_channels))
+                due = conn.execute(
+                    _DUE_SQL, {"now": now_text, "limit": limit, "skip": skip}
+                ).fetchall()
                 conn.executemany(
                     _LEASE_SQL,
                     [{"owner": owner, "until": until, "now": now_text, "id": r["id"]} for r in due],

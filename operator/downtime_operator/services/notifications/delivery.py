@@ -170,7 +170,11 @@ class NotificationDelivery:
                         if freed:
                             logger.info("took back %d notifications held before a restart", freed)
                     rows = await self._outbox.claim(
-                        owner=self._owner, now=self._clock.now(), lease=LEASE, limit=room
+                        owner=self._owner,
+                        now=self._clock.now(),
+                        lease=LEASE,
+                        limit=room,
+                        skip_channels=self._backlogged(),
                     )
                     failures = 0
                 except Exception as exc:  # the store is down: retried, never fatal
@@ -191,6 +195,12 @@ class NotificationDelivery:
                 await self._wake.wait()
         if stop.is_set():
             return
+
+    def _backlogged(self) -> list[str]:
+        """Channels with a round's worth of rows already waiting: claiming more of theirs
+        would only fill the batch while other channels' rows wait (a paced PagerDuty backlog
+        starving Slack in a mass outage)."""
+        return [key for key, queue in self._queues.items() if queue.qsize() >= CHUNK]
 
     def _dispatch(self, row: OutboxRow) -> None:
         if row.id in self._queued:
