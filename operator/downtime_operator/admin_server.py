@@ -61,6 +61,7 @@ async def serve_admin_api(
         allowed_networks=api.allowed_cidrs,
         trusted_proxies=api.trusted_proxies,
         metrics_text=metrics_text,
+        notifications=backend.notifications,
     )
     async with contextlib.AsyncExitStack() as stack:
         if api.keys_file is not None:

@@ -15,7 +15,9 @@ import pytest
 from tests.conftest import DatabaseFactory
 from tests.support.api import KEYS, ApiUnderTest, clear, insert_incident, serve_api
 
+from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.domain.models import IncidentStatus, Severity
+from downtime_operator.services.outbox import NewNotification
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 AUTH = {"Authorization": f"Bearer {KEYS['ops']}"}
@@ -489,3 +491,61 @@ async def test_the_seeds_curl_examples_work(api: ApiUnderTest, template: str) ->
     body, _, code = out.decode().rpartition("\n")
     assert code == "200", (shlex.quote(command), body, err.decode())
     assert '"status":"success"' in body
+
+
+# -- Notifications -----------------------------------------------------------------------------
+
+
+async def test_an_incidents_notifications_are_its_delivery_log(
+    api: ApiUnderTest, http: aiohttp.ClientSession
+) -> None:
+    incident = (await insert_incident(api.pool, name="a", started_at=T0)).incident_id
+    outbox = PostgresOutbox(api.pool)
+    await outbox.enqueue(
+        [
+            NewNotification(
+                incident_id=incident,
+                channel=f"shop/{name}",
+                event=event,
+                payload={},
+                created_at=T0 + timedelta(seconds=later),
+            )
+            for name, later in (("slack", 0), ("pager", 1))
+            for event in ("opened", "resolved")
+        ]
+    )
+    [row, *_] = await outbox.claim(owner="op", now=T0, lease=timedelta(minutes=5), limit=1)
+    await outbox.mark_retry(
+        row.id, owner="op", now=T0, next_attempt_at=T0 + timedelta(seconds=4), error="HTTP 503"
+    )
+    status, body = await get(http, api, f"/admin/downtime/incidents/{incident}/notifications")
+    assert status == 200 and body["status"] == "success"
+    log = [(n["channel"], n["event"], n["state"], n["attempts"]) for n in body["notifications"]]
+    assert log == [
+        ("shop/pager", "opened", "pending", 0),
+        ("shop/pager", "resolved", "pending", 0),
+        ("shop/slack", "opened", "pending", 1),  # tried once, to be retried
+        ("shop/slack", "resolved", "pending", 0),
+    ]
+    assert any(n["last_error"] == "HTTP 503" for n in body["notifications"])
+    missing = uuid.uuid4()
+    status, body = await get(http, api, f"/admin/downtime/incidents/{missing}/notifications")
+    assert status == 404
+
+
+async def test_a_test_notification_is_queued_for_the_channel_and_audited(
+    api: ApiUnderTest, http: aiohttp.ClientSession
+) -> None:
+    path = "/admin/downtime/notifications/test"
+    status, body = await post(http, api, path, channel="shop/oncall")
+    assert status == 202 and body["channel"] == "shop/oncall"
+    test_id = uuid.UUID(body["test_id"])
+    [row] = await PostgresOutbox(api.pool).for_incident(test_id)
+    assert (row.channel, row.event, row.state) == ("shop/oncall", f"test:{test_id}", "pending")
+    audited = await api.pool.fetchval(
+        "SELECT count(*) FROM downtime_audit_log WHERE action = 'testNotificationChannel'"
+    )
+    assert audited == 1
+    for bad in ("oncall", "Shop/x", "shop/", "a/b/c"):
+        status, body = await post(http, api, path, channel=bad)
+        assert status == 422 and body["errors"][0]["field"] == "channel", (bad, body)

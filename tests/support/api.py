@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
 from downtime_operator.api import RateLimit, create_app, serving
@@ -144,6 +145,7 @@ async def serve_api(
             queries=queries,
             admin=admin,
             audit=PostgresAuditLog(pool),
+            notifications=PostgresOutbox(pool),
             logs=logs,
             keys=keys,
             clock=clock,
@@ -250,3 +252,4 @@ async def insert_incident(
 async def clear(pool: asyncpg.Pool[Any]) -> None:
     await pool.execute("DELETE FROM downtime_incidents")
     await pool.execute("DELETE FROM downtime_audit_log")
+    await pool.execute("DELETE FROM downtime_notifications")

@@ -21,6 +21,7 @@ from downtime_operator.api.ratelimit import RateLimit, TokenBuckets
 from downtime_operator.api.routes import OPERATIONS
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
 from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
 
 DEFAULT_KEY_LIMIT = RateLimit(rate=10.0, burst=20)
@@ -49,6 +50,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     metrics_text: Callable[[], bytes] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    notifications: NotificationOutbox | None = None,
 ) -> web.Application:
     """The admin API over the given ports.
 
@@ -78,6 +80,7 @@ def create_app(
         trusted_proxies=tuple(trusted_proxies),
         metrics_text=metrics_text,
         statistics=SingleFlight(),
+        notifications=notifications,
     )
     app[OPENAPI] = json.dumps(build_openapi(OPERATIONS, version=_version())).encode()
     for op in OPERATIONS:

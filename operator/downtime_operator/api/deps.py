@@ -14,6 +14,7 @@ from downtime_operator.api.ratelimit import TokenBuckets
 from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
 from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
 
 
@@ -32,6 +33,8 @@ class ApiDeps:
     """Peers whose X-Forwarded-For names the client (the ingress); empty: the peer is it."""
     metrics_text: Callable[[], bytes]
     statistics: SingleFlight[PeriodStatistics]
+    notifications: NotificationOutbox | None = None
+    """The notification outbox: the delivery log and test messages (None: 503)."""
 
 
 DEPS = web.AppKey("downtime_api_deps", ApiDeps)

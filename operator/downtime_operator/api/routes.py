@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -40,18 +40,24 @@ from downtime_operator.api.schemas import (
     NoAnalysisResponse,
     NoQuery,
     NotesQuery,
+    NotificationOut,
+    NotificationsResponse,
     OngoingResponse,
     StatisticsQuery,
     StatisticsResponse,
+    TestNotificationQuery,
+    TestNotificationResponse,
     TransitionResponse,
     ValidationErrorResponse,
     encode_cursor,
 )
 from downtime_operator.domain.models import IncidentStatus
+from downtime_operator.domain.notifications.notice import sample_notice
 from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.domain.status import uptime_percent
 from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError
 from downtime_operator.services.incident_admin import IncidentNotFoundError
+from downtime_operator.services.outbox import NewNotification, NotificationOutbox
 from downtime_operator.services.ports import IncidentLogs
 
 PREFIX = "/admin/downtime"
@@ -291,6 +297,56 @@ async def statistics(request: web.Request) -> web.StreamResponse:
 # -- Probes and documents ----------------------------------------------------------------------
 
 
+def _outbox_of(request: web.Request) -> NotificationOutbox:
+    outbox = request.app[DEPS].notifications
+    if outbox is None:
+        raise ApiError(503, "notifications are not available here")
+    return outbox
+
+
+async def incident_notifications(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    rows = await _outbox_of(request).for_incident(incident_id)
+    if not rows and await request.app[DEPS].queries.incident_details(incident_id) is None:
+        raise not_found(incident_id)
+    return json_response(
+        NotificationsResponse(
+            incident_id=incident_id,
+            notifications=[
+                NotificationOut.model_validate(row, from_attributes=True) for row in rows
+            ],
+        )
+    )
+
+
+async def test_notification(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, TestNotificationQuery)
+    deps = request.app[DEPS]
+    now = deps.clock.now()
+    test_id = uuid4()
+    notice = sample_notice(channel=query.channel, test_id=test_id, at=now)
+    await _outbox_of(request).enqueue(
+        [
+            NewNotification(
+                incident_id=test_id,
+                channel=query.channel,
+                event=notice.event_key,
+                payload=notice.to_payload(),
+                created_at=now,
+            )
+        ]
+    )
+    return json_response(
+        TestNotificationResponse(
+            message="Test notification queued; its delivery shows on the channel's status",
+            channel=query.channel,
+            test_id=test_id,
+        ),
+        status=202,
+    )
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     parse_query(request, NoQuery)
     return json_response(HealthResponse())
@@ -422,6 +478,23 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Mark an open incident as being investigated, with optional notes",
         query=NotesQuery,
         responses={200: (TransitionResponse,), 404: _ERROR, 409: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=f"{_INCIDENT}/notifications",
+        handler=incident_notifications,
+        operation_id="getIncidentNotifications",
+        summary="The incident's notifications: each channel's events, state, attempts, errors",
+        responses={200: (NotificationsResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+    ),
+    Operation(
+        method="POST",
+        path=f"{PREFIX}/notifications/test",
+        handler=test_notification,
+        operation_id="testNotificationChannel",
+        summary="Queue one test message to a NotificationChannel (namespace/name)",
+        query=TestNotificationQuery,
+        responses={202: (TestNotificationResponse,), 422: _INVALID, 503: _ERROR},
     ),
     Operation(
         method="GET",

@@ -128,6 +128,15 @@ class StatisticsQuery(_Query):
     days: QueryInt = Field(30, ge=1, le=365)
 
 
+class TestNotificationQuery(_Query):
+    channel: str = Field(
+        min_length=3,
+        max_length=317,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The NotificationChannel as namespace/name.",
+    )
+
+
 # -- Responses ---------------------------------------------------------------------------------
 
 
@@ -309,3 +318,29 @@ class ValidationErrorResponse(_Out):
     status: Literal["error"] = "error"
     message: str
     errors: list[FieldError]
+
+
+class NotificationOut(_Out):
+    channel: str
+    event: str
+    sequence: int
+    state: Literal["pending", "sent", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    provider_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationsResponse(_Out):
+    status: Literal["success"] = "success"
+    incident_id: UUID
+    notifications: list[NotificationOut]
+
+
+class TestNotificationResponse(_Out):
+    status: Literal["success"] = "success"
+    message: str
+    channel: str
+    test_id: UUID
