@@ -304,11 +304,13 @@ class TargetServer:
             await self._apply(mode)
             return await show(request)
 
-        async def first_seen(_: web.Request) -> web.Response:
+        async def first_seen(request: web.Request) -> web.Response:
             # When each distinct URL (path and query) was first asked for: with one URL per
-            # monitor, how long a start took to check every monitor once.
+            # monitor, how long a start took to check every monitor once. ``contains`` keeps
+            # only the monitors' URLs (not a baseline's).
+            part = request.query.get("contains", "")
             with self._lock:
-                times = list(self._first_seen.values())
+                times = [t for url, t in self._first_seen.items() if part in url]
             return web.json_response(
                 {
                     "distinct": len(times),
@@ -317,9 +319,15 @@ class TargetServer:
                 }
             )
 
+        async def forget_seen(_: web.Request) -> web.Response:
+            with self._lock:
+                self._first_seen.clear()
+            return web.json_response({"distinct": 0})
+
         app = web.Application()
         app.router.add_get("/mode", show)
         app.router.add_get("/first-seen", first_seen)
+        app.router.add_post("/first-seen/reset", forget_seen)
         app.router.add_post("/mode/{mode:.+}", switch)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
