@@ -58,6 +58,18 @@ async def test_an_incident_carried_on_after_a_restart_is_said_opened_once() -> N
     assert await rows(outbox) == [("default/hook", "opened")]
 
 
+async def test_a_resolve_by_a_person_elsewhere_is_told_as_resolved() -> None:
+    sink, outbox, _ = sink_over(("hook", HOOK))
+    incident = make_incident()
+    await sink.apply(
+        IncidentEvent(kind=IncidentEventKind.OPENED, incident=incident, channels=("hook",))
+    )
+    await sink.apply(
+        IncidentEvent(kind=IncidentEventKind.RELEASED, incident=incident, channels=("hook",))
+    )
+    assert await rows(outbox) == [("default/hook", "opened"), ("default/hook", "resolved")]
+
+
 async def test_reminders_are_due_once_per_period_while_the_checks_go_on() -> None:
     reminding = {**HOOK, "events": ["opened", "reminder"], "reminderEvery": "5m"}
     sink, outbox, clock = sink_over(("hook", reminding))

@@ -14,7 +14,11 @@ import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
-from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
+from downtime_operator.domain.incident_events import (
+    IncidentEvent,
+    IncidentEventKind,
+    ResolvedBy,
+)
 from downtime_operator.domain.notifications.channel import DEFAULT_EVENTS
 from downtime_operator.domain.notifications.notice import (
     Notice,
@@ -57,6 +61,13 @@ class NotificationSink:
             return
         if event.kind in _CARRIED_ON and event.incident.is_open:
             event = dataclasses.replace(event, kind=IncidentEventKind.OPENED)
+        elif event.kind is IncidentEventKind.RELEASED:
+            # A person resolved it through the admin API (maybe in another process, whose
+            # pipeline has no channels): the channels must hear it ended, or a PagerDuty alert
+            # would stay triggered.
+            event = dataclasses.replace(
+                event, kind=IncidentEventKind.RESOLVED, resolved_by=ResolvedBy.PERSON
+            )
         now = self._clock.now()
         if event.kind is IncidentEventKind.CHECKS_REFRESHED:
             rows = self._reminders(event, now=now)
