@@ -93,6 +93,9 @@ class CountingResources:
     async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
         return None
 
+    async def find_open_incidents(self, namespace: str) -> list[Incident]:
+        return []
+
     async def delete_incident(self, incident: Incident) -> None:
         return None
 

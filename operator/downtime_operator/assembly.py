@@ -29,6 +29,7 @@ from downtime_operator.services.notifications.ports import (
     DeliveryObserver,
 )
 from downtime_operator.services.notifications.sink import NotificationSink
+from downtime_operator.services.open_incidents import OpenIncidents
 from downtime_operator.services.pipeline import (
     IncidentPipeline,
     IncidentPublisher,
@@ -154,6 +155,7 @@ async def build_engine(
         loki_configured=loki is not None,
         secrets=secrets,
         shard=shard,
+        open_incidents=OpenIncidents(store=backend.incidents, resources=resources, clock=clock),
     )
     engine = MonitorEngine(
         deps=deps,

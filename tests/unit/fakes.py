@@ -488,6 +488,8 @@ class RecordingResources:
         self.incidents: dict[str, Incident] = {}
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str]] = []
+        self.open_lists = 0
+        """DowntimeIncident lists of a whole namespace (the start-up reload)."""
         self.log_captures: list[tuple[str, CaptureResult]] = []
 
     async def upsert_incident(self, incident: Incident) -> None:
@@ -497,6 +499,12 @@ class RecordingResources:
         return next(
             (i for i in self.incidents.values() if i.monitor == monitor and i.is_open), None
         )
+
+    async def find_open_incidents(self, namespace: str) -> list[Incident]:
+        self.open_lists += 1
+        return [
+            i for i in self.incidents.values() if i.monitor.namespace == namespace and i.is_open
+        ]
 
     async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None:
         self.status_patches.append(dict(status))

@@ -28,6 +28,9 @@ class LoggingResources:
         # Only reached when the store is unreachable at start; there is no second copy here.
         return None
 
+    async def find_open_incidents(self, namespace: str) -> list[Incident]:
+        return []
+
     async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None:
         # The runner sends the whole status when anything changed; say only what moved.
         state = status.get("state")

@@ -45,6 +45,7 @@ from downtime_operator.domain.status import (
     StatusFacts,
     StatusSync,
 )
+from downtime_operator.services.open_incidents import OpenIncidents
 from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
     Clock,
@@ -113,6 +114,9 @@ class RunnerDeps:
     """Where ``headersFrom`` values are read; None outside Kubernetes (no Secrets there)."""
     shard: int | None = None
     """This replica's shard, shown in each monitor's status; None when unsharded."""
+    open_incidents: OpenIncidents | None = None
+    """The open incidents of the monitors starting together, read once for all; None: each
+    runner asks the store and the CRs for itself."""
 
 
 class MonitorRunner:
@@ -274,7 +278,7 @@ class MonitorRunner:
         incident: Incident | None = None
         try:
             async with asyncio.timeout(self._deps.reload_timeout):
-                incident = await self._deps.store.get_open_incident(self.ref)
+                incident = await self._open_in_store()
             store_answered = True
         except Exception as exc:
             store_answered = False
@@ -302,12 +306,20 @@ class MonitorRunner:
         logger.info("%s: continuing open incident %s", self.ref, incident.incident_id)
         self._emit(IncidentEventKind.RESUMED, incident)
 
+    async def _open_in_store(self) -> Incident | None:
+        if self._deps.open_incidents is not None:
+            return await self._deps.open_incidents.in_store(self.ref)
+        return await self._deps.store.get_open_incident(self.ref)
+
     async def _open_in_resources(
         self, snapshot: SpecSnapshot, *, store_answered: bool
     ) -> Incident | None:
         """The open incident of the CRs, reconciled with a store that has none open."""
         try:
-            found = await self._deps.resources.find_open_incident(self.ref)
+            if self._deps.open_incidents is not None:
+                found = await self._deps.open_incidents.in_resources(self.ref)
+            else:
+                found = await self._deps.resources.find_open_incident(self.ref)
         except Exception as exc:
             logger.warning("%s: no open incident reloaded from the CRs: %s", self.ref, exc)
             return None

@@ -105,6 +105,11 @@ class IncidentResources(Protocol):
         """The monitor's unresolved DowntimeIncident, for a restart while the store is down."""
         ...
 
+    async def find_open_incidents(self, namespace: str) -> list[Incident]:
+        """Every unresolved DowntimeIncident of a namespace: one request for all the monitors
+        of a namespace starting together, instead of one each."""
+        ...
+
     async def patch_monitor_status(
         self, monitor: MonitorRef, status: Mapping[str, Any]
     ) -> None: ...

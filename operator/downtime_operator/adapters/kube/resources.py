@@ -94,6 +94,17 @@ async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+LIST_PAGE = 500
+
+
+def _open_ones(items: list[dict[str, Any]]) -> list[Incident]:
+    return [
+        incident_from_resource(item)
+        for item in items
+        if (item.get("status") or {}).get("status", "ongoing") != "resolved"
+    ]
+
+
 class KubeResources:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
@@ -228,12 +239,26 @@ class KubeResources:
             INCIDENTS,
             label_selector=f"{MONITOR_LABEL}={monitor.name}",
         )
-        open_ones = [
-            incident_from_resource(item)
-            for item in listing.get("items", [])
-            if (item.get("status") or {}).get("status", "ongoing") != "resolved"
-        ]
-        return max(open_ones, key=lambda i: i.started_at, default=None)
+        return max(_open_ones(listing.get("items", [])), key=lambda i: i.started_at, default=None)
+
+    async def find_open_incidents(self, namespace: str) -> list[Incident]:
+        # Paged: a namespace keeps its resolved incidents for the retention period.
+        found: list[Incident] = []
+        token: str | None = None
+        while True:
+            listing = await self._call(
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                INCIDENTS,
+                limit=LIST_PAGE,
+                **({"_continue": token} if token else {}),
+            )
+            found += _open_ones(listing.get("items", []))
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return found
 
     async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None:
         await self._call(
