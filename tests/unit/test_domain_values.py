@@ -112,6 +112,17 @@ def test_notification_channels_are_names_in_the_monitors_namespace() -> None:
     assert spec.notifications == ("oncall", "mail")  # a repeat would notify twice
     with pytest.raises(InvalidSpecError) as caught:
         parse_monitor_spec(
-            {"url": "http://127.0.0.1/health", "notifications": [{"name": "oncall"}]}
+            {"url": "http://127.0.0.1/health", "notifications": [{"channel": "On Call"}]}
         )
     assert "spec.notifications[0].channel" in str(caught.value)
+
+
+def test_the_earlier_crds_notification_entries_never_invalidate_a_monitor() -> None:
+    """Stored before channels existed: ``{name, type}`` entries, which sent nothing."""
+    spec = parse_monitor_spec(
+        {
+            "url": "http://127.0.0.1/health",
+            "notifications": [{"name": "oncall", "type": "slack"}, {"type": "pagerduty"}],
+        }
+    )
+    assert spec.notifications == ("oncall",)

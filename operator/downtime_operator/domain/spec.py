@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -98,6 +99,22 @@ class _ChannelRef(_Model):
     channel: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
+def _channel_refs(value: object) -> object:
+    """Monitors stored under the earlier CRD listed ``{name, type}`` entries, which sent
+    nothing: ``name`` is read as the channel, and an entry naming none is dropped, so that an
+    upgrade never turns a monitor invalid (and unchecked) over its notifications. The CRD
+    refuses both forms for new writes."""
+    if not isinstance(value, list):
+        return value
+    refs: list[object] = []
+    for item in value:
+        if not isinstance(item, dict) or "channel" in item:
+            refs.append(item)
+        elif item.get("name"):
+            refs.append({"channel": item["name"]})
+    return refs
+
+
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
@@ -115,7 +132,9 @@ class _Spec(_Model):
     environment: str = "production"
     paused: bool = False
     log_capture: _LogCapture = Field(default_factory=_LogCapture, alias="logCapture")
-    notifications: list[_ChannelRef] = Field(default_factory=list, max_length=32)
+    notifications: Annotated[list[_ChannelRef], BeforeValidator(_channel_refs)] = Field(
+        default_factory=list, max_length=32
+    )
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
