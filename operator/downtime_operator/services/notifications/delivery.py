@@ -87,7 +87,8 @@ DIGEST_HOLD_SECONDS = 5.0
 (it stops waiting as soon as a full digest, ``DIGEST_MAX`` openings, is there)."""
 DIGEST_HOLD_STEP_SECONDS = 0.25
 REPORT_SECONDS = 5.0
-STORE_BACKOFF_SECONDS = (1.0, 30.0)
+STORE_BACKOFF_FIRST = 1.0
+STORE_BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,7 +180,7 @@ class NotificationDelivery:
                     failures = 0
                 except Exception as exc:  # the store is down: retried, never fatal
                     failures += 1
-                    delay = min(STORE_BACKOFF_SECONDS[0] * 2 ** (failures - 1), 30.0)
+                    delay = min(STORE_BACKOFF_FIRST * 2 ** (failures - 1), STORE_BACKOFF_MAX)
                     if failures == 1:
                         logger.warning("notification outbox unavailable: %r; retrying", exc)
                     await stop.sleep(delay)
@@ -187,14 +188,12 @@ class NotificationDelivery:
             for row in rows:
                 self._dispatch(row)
             if len(rows) < room or room <= 0:
-                await self._idle(stop)
+                await self._idle()
 
-    async def _idle(self, stop: StopSignal) -> None:
+    async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(POLL_SECONDS):
                 await self._wake.wait()
-        if stop.is_set():
-            return
 
     def _backlogged(self) -> list[str]:
         """Channels with a round's worth of rows already waiting: claiming more of theirs
