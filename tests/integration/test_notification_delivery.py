@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.contract.stores import make_incident
 from tests.support.receivers import PagerDutyReceiver, SlackReceiver, WebhookReceiver
 
 from downtime_operator.adapters.clock import SystemClock
@@ -34,7 +34,7 @@ from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.notify.env_channels import StaticChannelDirectory
 from downtime_operator.adapters.sqlite.backend import SqliteBackend
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
-from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.models import Incident, IncidentStatus, Severity
 from downtime_operator.domain.notifications.channel import SecretKeyRef, parse_channel_spec
 from downtime_operator.services.notifications import delivery as delivery_module
 from downtime_operator.services.notifications.delivery import NotificationDelivery
@@ -95,16 +95,11 @@ def name_of(channel: Channel) -> str:
 
 
 def new_incident(name: str, *, severity: Severity = Severity.HIGH) -> Incident:
-    detected = datetime.now(UTC)
-    started = detected - timedelta(seconds=20)
-    return Incident(
-        incident_id=uuid.uuid4(),
-        monitor=MonitorRef(namespace=NAMESPACE, name=name),
-        k8s_name=f"{name}-{started:%Y%m%d-%H%M%S}",
-        health_endpoint=f"https://{name}.example/health",
-        environment="production",
-        started_at=started,
-        detected_at=detected,
+    """An incident detected now (the contract suite's builder, at the current time)."""
+    return make_incident(
+        name,
+        namespace=NAMESPACE,
+        started_at=datetime.now(UTC) - timedelta(seconds=20),
         severity=severity,
         error_message="HTTP 503",
         http_status_code=503,
