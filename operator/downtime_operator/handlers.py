@@ -6,6 +6,7 @@ kopf's ``memo``, which the wiring fills at start-up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,9 +19,14 @@ from downtime_operator.domain.sharding import Shard
 from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.monitor_runner import SpecSnapshot
 
+logger = logging.getLogger(__name__)
+
 GROUP = "monitoring.gatewayz.ai"
 VERSION = "v1"
-EngineFactory = Callable[[], Awaitable[MonitorEngine]]
+MonitorListing = Callable[[], Awaitable[list[dict[str, Any]]]]
+EngineFactory = Callable[[], Awaitable[tuple[MonitorEngine, MonitorListing | None]]]
+"""The engine, and how to list every HealthMonitor once at start-up so that their runners
+start at once (``EarlyRuns``); None when kopf's peering decides whether this replica runs."""
 
 # Long enough for an in-flight check (timeout < interval) to finish before kopf cancels it.
 CANCELLATION_TIMEOUT = 30.0
@@ -54,6 +60,9 @@ def register(
     shard: Shard | None = None,
     channels: ChannelUpdates | None = None,
 ) -> None:
+    def owned(meta: Mapping[str, Any]) -> bool:
+        return shard is None or shard.owns(str(meta.get("uid")))
+
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # An explicit registry gets none of kopf's default login handlers: in a pod use the
@@ -63,7 +72,10 @@ def register(
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings)
-        memo["engine"] = await engine_factory()
+        engine, list_monitors = await engine_factory()
+        memo["engine"] = engine
+        if list_monitors is not None:
+            await _start_early(engine, list_monitors=list_monitors, owned=owned)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -135,7 +147,7 @@ def register(
         memo: Any,
         **_: Any,
     ) -> None:
-        if shard is not None and not shard.owns(str(meta.get("uid"))):
+        if not owned(meta):
             # Another shard checks it. The daemon still exists (idle) rather than being
             # filtered out: kopf would then find no handler needing its finalizer and remove
             # it while the owning shard adds it back, forever.
@@ -144,14 +156,40 @@ def register(
         engine: MonitorEngine = memo["engine"]
         ref = MonitorRef(namespace=namespace or "", name=name)
         runner = engine.runner_for(ref)
-        created = meta.get("creationTimestamp")
-        created_at = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+        continuing = await engine.early.take_over(ref)
         await runner.run(
-            read_spec=lambda: SpecSnapshot(
-                spec=dict(spec), generation=meta.get("generation"), created_at=created_at
-            ),
-            stop=_KopfStop(stopped),
+            read_spec=lambda: _snapshot(spec, meta), stop=_KopfStop(stopped), continuing=continuing
         )
         if meta.get("deletionTimestamp"):
             runner.resolve_for_deletion()
             engine.forget(ref)
+
+
+def _snapshot(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> SpecSnapshot:
+    created = meta.get("creationTimestamp")
+    return SpecSnapshot(
+        spec=dict(spec),
+        generation=meta.get("generation"),
+        created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+    )
+
+
+async def _start_early(
+    engine: MonitorEngine,
+    *,
+    list_monitors: MonitorListing,
+    owned: Callable[[Mapping[str, Any]], bool],
+) -> None:
+    try:
+        bodies = await list_monitors()
+    except Exception as exc:
+        # Only a faster start is lost: kopf's daemons start every monitor anyway.
+        logger.warning("start-up listing of HealthMonitors failed (%r); daemons start them", exc)
+        return
+    for body in bodies:
+        meta = body.get("metadata") or {}
+        # One being deleted is left to its daemon, which resolves its incident.
+        if not owned(meta) or meta.get("deletionTimestamp"):
+            continue
+        ref = MonitorRef(namespace=meta.get("namespace") or "", name=meta["name"])
+        engine.start_early(ref, _snapshot(body.get("spec") or {}, meta))

@@ -27,7 +27,7 @@ from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
 from downtime_operator.assembly import NotificationSetup, build_engine
-from downtime_operator.handlers import register
+from downtime_operator.handlers import MonitorListing, register
 from downtime_operator.services.engine import Closer, MonitorEngine
 from downtime_operator.services.retention import RetentionService
 from downtime_operator.services.stop import EventStopSignal
@@ -41,15 +41,15 @@ async def operator_engine(
     settings: OperatorSettings,
     *,
     metrics: OperatorMetrics,
+    resources: KubeResources,
     channels: KubeChannelDirectory | None = None,
 ) -> MonitorEngine:
-    """The engine over PostgreSQL, shown on Kubernetes, with metrics and daily retention;
+    """The engine over PostgreSQL, shown on ``resources``, with metrics and daily retention;
     notifications through the NotificationChannels the watch keeps in ``channels``."""
     shard = settings.kubernetes.shard
     backend = await PostgresBackend.connect(
         settings.database.dsn, max_size=settings.database.pool_size
     )
-    resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
     engine = await build_engine(
         backend=backend,
         resources=resources,
@@ -136,8 +136,17 @@ def operator_registry(
     registry = kopf.OperatorRegistry()
     channels = KubeChannelDirectory()
 
-    async def factory() -> MonitorEngine:
-        return await operator_engine(settings, metrics=metrics, channels=channels)
+    kubernetes = settings.kubernetes
+    # With peering, kopf decides whether this replica runs its monitors: none start early.
+    start_early = kubernetes.peering_name is None
+
+    async def factory() -> tuple[MonitorEngine, MonitorListing | None]:
+        resources = KubeResources(await load_api_client(kubernetes.kubeconfig))
+        engine = await operator_engine(
+            settings, metrics=metrics, resources=resources, channels=channels
+        )
+        listing = functools.partial(resources.list_monitors, namespaces=kubernetes.watch_namespaces)
+        return engine, listing if start_early else None
 
     configure = functools.partial(
         _configure_kopf, peering_lifetime=settings.kubernetes.peering_lifetime
@@ -146,7 +155,7 @@ def operator_registry(
         registry,
         engine_factory=factory,
         configure=configure,
-        shard=settings.kubernetes.shard,
+        shard=kubernetes.shard,
         channels=channels,
     )
     return registry

@@ -490,12 +490,15 @@ class RecordingResources:
         self.events: list[tuple[str, str]] = []
         self.open_lists = 0
         """DowntimeIncident lists of a whole namespace (the start-up reload)."""
+        self.open_reads = 0
+        """One monitor's open DowntimeIncident asked for (a runner's reload)."""
         self.log_captures: list[tuple[str, CaptureResult]] = []
 
     async def upsert_incident(self, incident: Incident) -> None:
         self.incidents[incident.k8s_name] = dataclasses.replace(incident)
 
     async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
+        self.open_reads += 1
         return next(
             (i for i in self.incidents.values() if i.monitor == monitor and i.is_open), None
         )

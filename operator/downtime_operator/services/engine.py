@@ -7,8 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from downtime_operator.domain.models import MonitorRef
+from downtime_operator.services.early_runs import EarlyRuns
 from downtime_operator.services.log_capture import LogCaptureService
-from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps
+from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.pipeline import IncidentPipeline
 from downtime_operator.services.retry_queue import OrderedRetryQueue
@@ -76,6 +77,8 @@ class MonitorEngine:
         self._schema = schema
         self._closers = closers
         self._runners: dict[MonitorRef, MonitorRunner] = {}
+        self.early = EarlyRuns()
+        """Runners started from the start-up listing, before kopf's daemons take them over."""
         self._tasks: list[asyncio.Task[None]] = []
         self._capture_stop = EventStopSignal()
         self._capture_loop: asyncio.Task[None] | None = None
@@ -93,6 +96,9 @@ class MonitorEngine:
         if ref not in self._runners:
             self._runners[ref] = MonitorRunner(ref=ref, deps=self.deps)
         return self._runners[ref]
+
+    def start_early(self, ref: MonitorRef, snapshot: SpecSnapshot) -> None:
+        self.early.start(self.runner_for(ref), snapshot)
 
     def forget(self, ref: MonitorRef) -> None:
         self._runners.pop(ref, None)
@@ -136,6 +142,7 @@ class MonitorEngine:
         The capture loop stops first: a capture in flight may finish (bounded), and its CR
         update joins the writes being flushed; one cut short is given back to the next start.
         """
+        await self.early.close()
         await self._stop_capture_loop(drain_timeout)
         await self.pipeline.close(drain_timeout=drain_timeout)
         await self.status.close(drain_timeout=min(drain_timeout, STATUS_FLUSH_SECONDS))

@@ -132,27 +132,42 @@ class MonitorRunner:
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
         self._failed_checks_written_at: datetime | None = None
         self._posting: set[asyncio.Task[None]] = set()
+        self._next_check: datetime | None = None
 
-    async def run(self, *, read_spec: Callable[[], SpecSnapshot], stop: StopSignal) -> None:
-        """Check until stopped. A spec change is picked up at the next check."""
+    async def run(
+        self,
+        *,
+        read_spec: Callable[[], SpecSnapshot],
+        stop: StopSignal,
+        continuing: bool = False,
+    ) -> None:
+        """Check until stopped. A spec change is picked up at the next check.
+
+        ``continuing``: the loop takes over from one this process ran a moment ago (stopped
+        between two checks, see ``EarlyRuns``), so it keeps that loop's schedule and what it
+        loaded instead of reloading and checking at once.
+        """
         clock = self._deps.clock
-        first = read_spec()
-        await self._reload(first)
-        await self._wait_for_start_phase(first, stop)
-        scheduled = clock.now()
+        if continuing and self._next_check is not None:
+            scheduled = self._next_check
+        else:
+            first = read_spec()
+            await self._reload(first)
+            scheduled = clock.now() + self._start_delay(first)
+        await self._wait_until(scheduled, stop)
         while not stop.is_set():
             snapshot = read_spec()
             try:
                 spec = await self._with_secret_headers(self._parsed(snapshot.spec))
             except InvalidSpecError as exc:
                 self._report_invalid(exc, snapshot.generation)
-                await stop.sleep(self._deps.invalid_spec_retry)
-                scheduled = clock.now()
+                scheduled = clock.now() + timedelta(seconds=self._deps.invalid_spec_retry)
+                await self._wait_until(scheduled, stop)
                 continue
             if spec.paused:
                 self._sync_status(spec, snapshot.generation, paused=True)
-                await stop.sleep(spec.interval.total_seconds())
-                scheduled = clock.now()
+                scheduled = clock.now() + spec.interval
+                await self._wait_until(scheduled, stop)
                 continue
             lag = (clock.now() - scheduled).total_seconds()
             result = await self._deps.prober.check(spec)
@@ -163,21 +178,25 @@ class MonitorRunner:
             detector = self._detector_for(spec)
             delay = detector.next_delay(interval=spec.interval, retry_interval=spec.retry_interval)
             scheduled = max(scheduled + delay, clock.now())
-            await stop.sleep((scheduled - clock.now()).total_seconds())
+            await self._wait_until(scheduled, stop)
 
-    async def _wait_for_start_phase(self, snapshot: SpecSnapshot, stop: StopSignal) -> None:
+    async def _wait_until(self, when: datetime, stop: StopSignal) -> None:
+        # Remembered so that a loop taking over (``continuing``) keeps this schedule.
+        self._next_check = when
+        await stop.sleep((when - self._deps.clock.now()).total_seconds())
+
+    def _start_delay(self, snapshot: SpecSnapshot) -> timedelta:
         try:
             interval = self._parsed(snapshot.spec).interval
         except InvalidSpecError:
-            return  # reported by the first turn of the loop
-        delay = first_check_delay(
+            return timedelta(0)  # reported by the first turn of the loop
+        return first_check_delay(
             self.ref,
             interval=interval,
             created_at=snapshot.created_at,
             started_at=self._deps.started_at,
             now=self._deps.clock.now(),
         )
-        await stop.sleep(delay.total_seconds())
 
     def _parsed(self, raw: Mapping[str, Any]) -> MonitorSpec:
         """Validation costs more than a loopback check: parse again only when the spec changed."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,8 +151,9 @@ class KubeResources:
 
     async def upsert_incident(self, incident: Incident) -> None:
         namespace = incident.monitor.namespace
+        created: dict[str, Any] | None = None
         try:
-            await self._call(
+            created = await self._call(
                 self._custom.create_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -168,10 +169,11 @@ class KubeResources:
         patch: dict[str, Any] = {"status": incident_status(incident)}
         if incident.is_open:
             # A write queued before someone resolved the incident (the admin API, another
-            # replica) must not move the CR back to ongoing: resolved is final. Read, then
-            # patch on that resourceVersion, so a resolve in between makes this one a conflict
-            # (409, retried by the queue, which then reads "resolved" and stops here).
-            current = await self._call(
+            # replica) must not move the CR back to ongoing: resolved is final. The patch
+            # carries the resourceVersion last seen, so a resolve in between makes it a
+            # conflict (409, retried by the queue, which then reads "resolved" and stops here).
+            # A CR this call created was seen in the create's answer: no read needed.
+            current = created or await self._call(
                 self._custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -243,22 +245,50 @@ class KubeResources:
 
     async def find_open_incidents(self, namespace: str) -> list[Incident]:
         # Paged: a namespace keeps its resolved incidents for the retention period.
-        found: list[Incident] = []
+        return _open_ones(
+            await self._list_all(self._custom.list_namespaced_custom_object, namespace, INCIDENTS)
+        )
+
+    async def list_monitors(self, *, namespaces: Sequence[str]) -> list[dict[str, Any]]:
+        """Every HealthMonitor's body (all namespaces when ``namespaces`` is empty).
+
+        Also remembers each monitor's UID, which every DowntimeIncident's owner reference
+        needs: a mass outage then creates its CRs without first reading each monitor.
+        """
+        if namespaces:
+            bodies = [
+                body
+                for namespace in namespaces
+                for body in await self._list_all(
+                    self._custom.list_namespaced_custom_object, namespace, MONITORS
+                )
+            ]
+        else:
+            bodies = await self._list_all(self._custom.list_cluster_custom_object, MONITORS)
+        for body in bodies:
+            meta = body.get("metadata") or {}
+            if meta.get("uid"):
+                self._uids[MonitorRef(namespace=meta["namespace"], name=meta["name"])] = meta["uid"]
+        return bodies
+
+    async def _list_all(
+        self, list_fn: Callable[..., Awaitable[object]], *args: str
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             listing = await self._call(
-                self._custom.list_namespaced_custom_object,
+                list_fn,
                 GROUP,
                 VERSION,
-                namespace,
-                INCIDENTS,
+                *args,
                 limit=LIST_PAGE,
                 **({"_continue": token} if token else {}),
             )
-            found += _open_ones(listing.get("items", []))
+            items += listing.get("items", [])
             token = (listing.get("metadata") or {}).get("continue")
             if not token:
-                return found
+                return items
 
     async def patch_monitor_status(self, monitor: MonitorRef, status: Mapping[str, Any]) -> None:
         await self._call(
