@@ -41,11 +41,15 @@ class ChannelUpdates(Protocol):
 
 
 class _KopfStop:
-    def __init__(self, stopped: kopf.DaemonStopped) -> None:
+    """kopf's stop flag, or the engine closing: at shutdown kopf runs the cleanup handler
+    (which closes the engine and its prober) while it may still be starting daemons."""
+
+    def __init__(self, stopped: kopf.DaemonStopped, engine: MonitorEngine) -> None:
         self._stopped = stopped
+        self._engine = engine
 
     def is_set(self) -> bool:
-        return bool(self._stopped)
+        return bool(self._stopped) or self._engine.closing
 
     async def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -158,7 +162,9 @@ def register(
         runner = engine.runner_for(ref)
         continuing = await engine.early.take_over(ref)
         await runner.run(
-            read_spec=lambda: _snapshot(spec, meta), stop=_KopfStop(stopped), continuing=continuing
+            read_spec=lambda: _snapshot(spec, meta),
+            stop=_KopfStop(stopped, engine),
+            continuing=continuing,
         )
         if meta.get("deletionTimestamp"):
             runner.resolve_for_deletion()

@@ -85,6 +85,8 @@ class MonitorEngine:
         self._uptime_stop = EventStopSignal()
         self.notifications = notifications
         self._delivery_stop = EventStopSignal()
+        self.closing = False
+        """Set when ``close`` begins: runners stop before their next check."""
 
     @property
     def queues(self) -> tuple[OrderedRetryQueue | StatusWriter, ...]:
@@ -142,6 +144,7 @@ class MonitorEngine:
         The capture loop stops first: a capture in flight may finish (bounded), and its CR
         update joins the writes being flushed; one cut short is given back to the next start.
         """
+        self.closing = True
         await self.early.close()
         await self._stop_capture_loop(drain_timeout)
         await self.pipeline.close(drain_timeout=drain_timeout)
