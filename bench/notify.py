@@ -6,8 +6,9 @@ Webhooks signing, one aiohttp session) over a real outbox: PostgreSQL when ``DAT
 set (in a throw-away database of its own), else an SQLite file in a temporary directory. The
 receiver is a minimal aiohttp server in its own process on 127.0.0.1 (so it does not share this
 process's GIL or event loop); it answers 204 at once and does NOT verify signatures, so the
-figures measure our side. The channels are webhooks with ``rate: 1000`` and ``groupWindow: 0s``
-(grouping off: every notification is its own POST, as a throughput figure must count them).
+figures measure our side. The channels are webhooks with the highest ``rate`` allowed
+(``MAX_RATE``, so the pacer runs but does not bind) and ``groupWindow: 0s`` (grouping off: every
+notification is its own POST, as a throughput figure must count them).
 
 Phases, all in one run so the figures are comparable on a busy machine:
 
@@ -64,7 +65,11 @@ from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.adapters.sqlite.backend import SqliteBackend
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import Incident, MonitorRef, Severity
-from downtime_operator.domain.notifications.channel import SecretKeyRef, parse_channel_spec
+from downtime_operator.domain.notifications.channel import (
+    MAX_RATE,
+    SecretKeyRef,
+    parse_channel_spec,
+)
 from downtime_operator.domain.notifications.notice import Notice, notice_for
 from downtime_operator.domain.notifications.render import webhook_body
 from downtime_operator.services.notifications.delivery import NotificationDelivery
@@ -267,7 +272,7 @@ def webhook_channel(receiver: ReceiverProcess, index: int) -> Channel:
         {
             "type": "webhook",
             "webhook": {"url": receiver.hook_url(index), "secretFrom": SECRET_REF.model_dump()},
-            "rate": 1000,
+            "rate": MAX_RATE,
             "groupWindow": "0s",
         }
     )

@@ -20,7 +20,12 @@ from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.sqlite import SqliteIncidentStore
 from downtime_operator.adapters.sqlite.outbox import SqliteOutbox
-from downtime_operator.services.outbox import NewNotification, NotificationOutbox, OutboxRow
+from downtime_operator.services.outbox import (
+    NewNotification,
+    NotificationOutbox,
+    OutboxRow,
+    Outcome,
+)
 from tests.contract.stores import T0, Stores, make_incident
 from tests.unit.fake_outbox import MemoryOutbox
 
@@ -53,6 +58,11 @@ def note(
 
 def keys(rows: list[OutboxRow]) -> list[tuple[str, str, int]]:
     return [(r.channel, r.event, r.sequence) for r in rows]
+
+
+async def recorded(outbox: NotificationOutbox, outcome: Outcome, *, owner: str) -> bool:
+    """Whether one outcome, recorded on its own, was taken."""
+    return await outbox.record([outcome], owner=owner) == {outcome.id}
 
 
 @pytest.fixture
@@ -150,7 +160,7 @@ async def test_only_the_head_of_each_queue_is_claimed(outbox: NotificationOutbox
     assert opened.event == "opened" and opened.updated_at == at(5)
     # Resolved is due, but opened is still out: it waits, on this replica and on any other.
     assert await outbox.claim(owner="b", now=at(6), lease=LEASE, limit=10) == []
-    assert await outbox.mark_sent(opened.id, owner="a", now=at(7), provider_id="msg-1")
+    assert await recorded(outbox, Outcome.sent(opened.id, at=at(7), provider_id="msg-1"), owner="a")
     [resolved] = await outbox.claim(owner="b", now=at(8), lease=LEASE, limit=10)
     assert resolved.event == "resolved"
 
@@ -160,7 +170,7 @@ async def test_a_failed_head_lets_its_queue_move_on(outbox: NotificationOutbox) 
     await outbox.enqueue([note(incident, "opened"), note(incident, "resolved")])
     [opened] = await outbox.claim(owner="a", now=at(1), lease=LEASE, limit=10)
     page = "HTTP 400: " + "<p>bad</p>" * 1000  # a whole error page: kept as far as it explains
-    assert await outbox.mark_failed(opened.id, owner="a", now=at(2), error=page)
+    assert await recorded(outbox, Outcome.failed(opened.id, at=at(2), error=page), owner="a")
     [resolved] = await outbox.claim(owner="a", now=at(3), lease=LEASE, limit=10)
     assert resolved.event == "resolved"
 
@@ -175,12 +185,10 @@ async def test_a_retry_waits_and_holds_back_its_queue(outbox: NotificationOutbox
         [note(incident, "opened"), note(incident, "resolved"), note(other, created_at=at(61))]
     )
     [first] = await outbox.claim(owner="a", now=at(1), lease=LEASE, limit=10)
-    assert await outbox.mark_retry(
-        first.id, owner="a", now=at(2), next_attempt_at=at(62), error="HTTP 503"
-    )
-    assert not await outbox.mark_retry(  # released: a second outcome is not recorded
-        first.id, owner="a", now=at(2), next_attempt_at=at(99), error="again"
-    )
+    retry = Outcome.retry(first.id, at=at(2), next_attempt_at=at(62), error="HTTP 503")
+    assert await recorded(outbox, retry, owner="a")
+    again = Outcome.retry(first.id, at=at(2), next_attempt_at=at(99), error="again")
+    assert not await recorded(outbox, again, owner="a")  # released: not recorded twice
 
     [row, _] = await outbox.for_incident(incident)
     assert (row.state, row.attempts, row.next_attempt_at, row.last_error) == (
@@ -238,16 +246,21 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_refused(
     [taken] = await outbox.claim(owner="alive", now=at(31), lease=LEASE, limit=10)
     assert taken.id == row.id
 
-    assert not await outbox.mark_sent(row.id, owner="dead", now=at(32), provider_id="x")
-    assert not await outbox.mark_failed(row.id, owner="dead", now=at(32), error="late")
+    assert not await recorded(
+        outbox, Outcome.sent(row.id, at=at(32), provider_id="x"), owner="dead"
+    )
+    assert not await recorded(outbox, Outcome.failed(row.id, at=at(32), error="late"), owner="dead")
     [still] = await outbox.for_incident(incident)
     assert (still.state, still.attempts) == ("pending", 0)
 
-    assert await outbox.mark_sent(taken.id, owner="alive", now=at(33), provider_id="msg-7")
+    assert await recorded(
+        outbox, Outcome.sent(taken.id, at=at(33), provider_id="msg-7"), owner="alive"
+    )
     [sent] = await outbox.for_incident(incident)
     assert (sent.state, sent.attempts, sent.provider_id) == ("sent", 1, "msg-7")
     assert sent.sent_at == sent.updated_at == at(33)
-    assert not await outbox.mark_sent(taken.id, owner="alive", now=at(34), provider_id="again")
+    again = Outcome.sent(taken.id, at=at(34), provider_id="again")
+    assert not await recorded(outbox, again, owner="alive")
 
 
 async def test_a_claim_can_leave_backlogged_channels_alone(outbox: NotificationOutbox) -> None:
@@ -275,7 +288,7 @@ async def test_a_restarted_owner_releases_what_its_previous_life_held(
         held[0].id
     ]
     assert await outbox.release(owner="nobody") == 0
-    assert await outbox.mark_sent(other.id, owner="pod-1", now=at(3), provider_id=None)
+    assert await recorded(outbox, Outcome.sent(other.id, at=at(3), provider_id=None), owner="pod-1")
 
 
 async def test_an_owner_past_its_lease_still_records_if_nobody_took_over(
@@ -283,7 +296,7 @@ async def test_an_owner_past_its_lease_still_records_if_nobody_took_over(
 ) -> None:
     await outbox.enqueue([note(uuid.uuid4())])
     [row] = await outbox.claim(owner="slow", now=at(1), lease=LEASE, limit=10)
-    assert await outbox.mark_sent(row.id, owner="slow", now=at(100), provider_id=None)
+    assert await recorded(outbox, Outcome.sent(row.id, at=at(100), provider_id=None), owner="slow")
     assert await outbox.claim(owner="other", now=at(101), lease=LEASE, limit=10) == []
 
 
@@ -300,8 +313,13 @@ async def test_counts_and_last_delivery(outbox: NotificationOutbox) -> None:
         (r.incident_id, r.channel): r
         for r in await outbox.claim(owner="a", now=at(1), lease=LEASE, limit=10)
     }
-    assert await outbox.mark_failed(claimed[one, SLACK].id, owner="a", now=at(2), error="400")
-    assert await outbox.mark_sent(claimed[two, SLACK].id, owner="a", now=at(3), provider_id="p")
+    assert await outbox.record(
+        [
+            Outcome.failed(claimed[one, SLACK].id, at=at(2), error="400"),
+            Outcome.sent(claimed[two, SLACK].id, at=at(3), provider_id="p"),
+        ],
+        owner="a",
+    ) == {claimed[one, SLACK].id, claimed[two, SLACK].id}
     assert await outbox.pending_count() == 2
     assert await outbox.pending_by_channel() == {SLACK: 1, PAGER: 1}
     assert await outbox.failed_by_channel() == {SLACK: 1}
@@ -309,6 +327,120 @@ async def test_counts_and_last_delivery(outbox: NotificationOutbox) -> None:
     last = await outbox.last_delivery(SLACK)
     assert last is not None and (last.incident_id, last.state) == (two, "sent")
     assert await outbox.last_delivery(PAGER) is None  # claimed, not yet delivered
+
+
+async def test_a_batch_records_each_outcome_in_one_call(outbox: NotificationOutbox) -> None:
+    """The delivery loop's way: sent, retried and failed rows of several queues at once, each
+    with its own time; the next event of a queue whose head was recorded becomes due."""
+    first, second, third, fourth = (uuid.uuid4() for _ in range(4))
+    await outbox.enqueue(
+        [
+            note(first),
+            note(first, "resolved"),
+            note(second),
+            note(third),
+            note(fourth, channel=PAGER),
+        ]
+    )
+    rows = {
+        r.incident_id: r for r in await outbox.claim(owner="a", now=at(1), lease=LEASE, limit=10)
+    }
+    assert set(rows) == {first, second, third, fourth}  # not first's resolved: not its head
+    batch = [
+        Outcome.sent(rows[first].id, at=at(2), provider_id="msg-1"),
+        Outcome.retry(rows[second].id, at=at(3), next_attempt_at=at(60), error="HTTP 503"),
+        Outcome.failed(rows[third].id, at=at(4), error="HTTP 400"),
+        Outcome.sent(rows[fourth].id, at=at(5), provider_id=None),
+    ]
+    assert await outbox.record(batch, owner="a") == {o.id for o in batch}
+    assert await outbox.record([], owner="a") == set()
+
+    [sent, _] = await outbox.for_incident(first)
+    assert (sent.state, sent.attempts, sent.provider_id, sent.sent_at, sent.updated_at) == (
+        "sent",
+        1,
+        "msg-1",
+        at(2),
+        at(2),
+    )
+    [retried] = await outbox.for_incident(second)
+    assert (retried.state, retried.attempts, retried.next_attempt_at, retried.last_error) == (
+        "pending",
+        1,
+        at(60),
+        "HTTP 503",
+    )
+    assert retried.sent_at is None and retried.updated_at == at(3)
+    [failed] = await outbox.for_incident(third)
+    assert (failed.state, failed.attempts, failed.last_error, failed.sent_at) == (
+        "failed",
+        1,
+        "HTTP 400",
+        None,
+    )
+    [paged] = await outbox.for_incident(fourth)
+    assert (paged.state, paged.provider_id, paged.sent_at) == ("sent", None, at(5))
+    [resolved] = await outbox.claim(owner="a", now=at(6), lease=LEASE, limit=10)
+    assert (resolved.incident_id, resolved.event) == (first, "resolved")
+    assert await recorded(outbox, Outcome.sent(resolved.id, at=at(7), provider_id=None), owner="a")
+
+    # A delivery after a retry keeps the retry's error: what went wrong before it.
+    [again] = await outbox.claim(owner="b", now=at(60), lease=LEASE, limit=10)
+    assert await recorded(outbox, Outcome.sent(again.id, at=at(61), provider_id="m"), owner="b")
+    [delivered] = await outbox.for_incident(second)
+    assert (delivered.state, delivered.attempts, delivered.last_error) == ("sent", 2, "HTTP 503")
+
+
+async def test_a_lost_lease_inside_a_batch_refuses_that_row_only(
+    outbox: NotificationOutbox,
+) -> None:
+    """A replica that stalled past its lease records a batch: the row another replica took
+    over stays the new owner's, the rows nobody took are recorded, and so is only the first of
+    two outcomes of one row (what two calls would do)."""
+    incidents = [uuid.uuid4() for _ in range(4)]
+    await outbox.enqueue([note(i, created_at=at(n)) for n, i in enumerate(incidents)])
+    taken_over, kept, twice, done = await outbox.claim(
+        owner="slow", now=at(10), lease=LEASE, limit=10
+    )
+    assert await recorded(outbox, Outcome.sent(done.id, at=at(11), provider_id=None), owner="slow")
+    [took] = await outbox.claim(owner="fast", now=at(40), lease=LEASE, limit=1)
+    assert took.id == taken_over.id  # the earliest; the others' expired leases stay "slow"'s
+
+    batch = [
+        Outcome.sent(taken_over.id, at=at(45), provider_id="late"),
+        Outcome.sent(kept.id, at=at(45), provider_id="p-1"),
+        Outcome.retry(twice.id, at=at(45), next_attempt_at=at(90), error="HTTP 502"),
+        Outcome.sent(twice.id, at=at(46), provider_id="second"),
+        Outcome.failed(done.id, at=at(46), error="recorded already"),
+        Outcome.sent(uuid.uuid4(), at=at(46), provider_id="no such row"),
+    ]
+    assert await outbox.record(batch, owner="slow") == {kept.id, twice.id}
+
+    [still] = await outbox.for_incident(taken_over.incident_id)
+    assert (still.state, still.attempts, still.provider_id) == ("pending", 0, None)
+    [sent] = await outbox.for_incident(kept.incident_id)
+    assert (sent.state, sent.provider_id) == ("sent", "p-1")
+    [retried] = await outbox.for_incident(twice.incident_id)
+    assert (retried.state, retried.attempts, retried.next_attempt_at) == ("pending", 1, at(90))
+    assert retried.provider_id is None
+    [finished] = await outbox.for_incident(done.incident_id)
+    assert (finished.state, finished.attempts, finished.last_error) == ("sent", 1, None)
+
+    assert await outbox.record(
+        [Outcome.sent(taken_over.id, at=at(47), provider_id="new-owner")], owner="fast"
+    ) == {taken_over.id}
+    [delivered] = await outbox.for_incident(taken_over.incident_id)
+    assert (delivered.state, delivered.attempts, delivered.provider_id) == ("sent", 1, "new-owner")
+
+
+async def test_a_large_batch_is_recorded_whole(outbox: NotificationOutbox) -> None:
+    incidents = [uuid.uuid4() for _ in range(150)]
+    await outbox.enqueue([note(i) for i in incidents])
+    claimed = await outbox.claim(owner="a", now=at(1), lease=LEASE, limit=200)
+    assert len(claimed) == 150
+    batch = [Outcome.sent(r.id, at=at(2), provider_id=str(r.id)) for r in claimed]
+    assert await outbox.record(batch, owner="a") == {r.id for r in claimed}
+    assert await outbox.pending_count() == 0
 
 
 async def test_the_outbox_survives_a_restart(stores: Stores, open_outbox: OpenOutbox) -> None:

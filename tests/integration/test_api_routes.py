@@ -17,7 +17,7 @@ from tests.support.api import KEYS, ApiUnderTest, clear, insert_incident, serve_
 
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.domain.models import IncidentStatus, Severity
-from downtime_operator.services.outbox import NewNotification
+from downtime_operator.services.outbox import NewNotification, Outcome
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 AUTH = {"Authorization": f"Bearer {KEYS['ops']}"}
@@ -515,8 +515,9 @@ async def test_an_incidents_notifications_are_its_delivery_log(
         ]
     )
     [row, *_] = await outbox.claim(owner="op", now=T0, lease=timedelta(minutes=5), limit=1)
-    await outbox.mark_retry(
-        row.id, owner="op", now=T0, next_attempt_at=T0 + timedelta(seconds=4), error="HTTP 503"
+    later = T0 + timedelta(seconds=4)
+    await outbox.record(
+        [Outcome.retry(row.id, at=T0, next_attempt_at=later, error="HTTP 503")], owner="op"
     )
     status, body = await get(http, api, f"/admin/downtime/incidents/{incident}/notifications")
     assert status == 200 and body["status"] == "success"

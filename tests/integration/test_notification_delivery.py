@@ -19,7 +19,8 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,11 @@ from downtime_operator.adapters.notify.env_channels import StaticChannelDirector
 from downtime_operator.adapters.sqlite.backend import SqliteBackend
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import Incident, IncidentStatus, Severity
-from downtime_operator.domain.notifications.channel import SecretKeyRef, parse_channel_spec
+from downtime_operator.domain.notifications.channel import (
+    MAX_RATE,
+    SecretKeyRef,
+    parse_channel_spec,
+)
 from downtime_operator.services.notifications import delivery as delivery_module
 from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.notifications.ports import (
@@ -45,7 +50,7 @@ from downtime_operator.services.notifications.ports import (
     ChannelProblem,
 )
 from downtime_operator.services.notifications.sink import NotificationSink
-from downtime_operator.services.outbox import NotificationOutbox, OutboxRow
+from downtime_operator.services.outbox import NotificationOutbox, OutboxRow, Outcome
 from downtime_operator.services.ports import SecretUnavailableError
 from downtime_operator.services.stop import EventStopSignal
 
@@ -289,6 +294,16 @@ async def until(probe: Callable[[], Any], *, within: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+def all_recorded(rig: Rig) -> Callable[[], Awaitable[bool]]:
+    """A probe for ``until``: nothing pending. Outcomes are recorded in batches, a little
+    after the receiver has the message."""
+
+    async def probe() -> bool:
+        return await rig.outbox.pending_count() == 0
+
+    return probe
+
+
 def webhook_events(hook: WebhookReceiver) -> list[tuple[str, str]]:
     """(event, incident id) of each verified message, in arrival order."""
     return [(m.payload["event"], m.payload["data"]["incident_id"]) for m in hook.messages]
@@ -377,6 +392,7 @@ async def test_400_fails_once_warns_and_other_notifications_flow(
         await rig.open(later, pd)
         await until(lambda: pagerduty.events, within=10, what="the next trigger")
         await until(lambda: webhook.messages, within=10, what="the webhook message")
+        await until(all_recorded(rig), within=10, what="the outcomes to be recorded")
         await rig.delivery.report()
 
     refused_attempts = [
@@ -533,6 +549,7 @@ async def test_a_missing_secret_holds_notifications_until_it_appears(
 
         secrets.present = True  # the Secret is created
         await until(lambda: pagerduty.events, within=10, what="delivery once the Secret exists")
+        await until(all_recorded(rig), within=10, what="the delivery to be recorded")
         await rig.delivery.report()
 
     [event] = pagerduty.events
@@ -567,8 +584,51 @@ async def test_a_second_replica_takes_over_rows_a_dead_one_leased(
     )
     assert sorted(m.msg_id for m in webhook.messages) == sorted(str(r.id) for r in dead)
     # The dead replica's late outcome is refused: the row is the new owner's, and sent.
-    late = await rig.outbox.mark_failed(dead[0].id, owner="dead", now=datetime.now(UTC), error="x")
-    assert late is False
+    late = Outcome.failed(dead[0].id, at=datetime.now(UTC), error="x")
+    assert await rig.outbox.record([late], owner="dead") == set()
     for incident in incidents:
         [row] = await rig.rows(incident, hook)
         assert (row.state, row.attempts) == ("sent", 1)
+
+
+# -- outcomes recorded in batches --------------------------------------------------------------
+
+
+async def test_outcomes_wait_for_a_batch_and_are_all_recorded_at_stop(
+    make_rig: Callable[..., Rig], webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is written after ``FLUSH_SECONDS`` or at ``FLUSH_ROWS`` outcomes; with both out
+    of reach nothing is written while the loop runs, and everything it sent is as it stops."""
+    monkeypatch.setattr(delivery_module, "FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(delivery_module, "FLUSH_ROWS", 1000)
+    spec = parse_channel_spec(
+        {
+            "type": "webhook",
+            "webhook": {"url": webhook.url, "secretFrom": WEBHOOK_REF.model_dump()},
+            "rate": MAX_RATE,
+            "groupWindow": "0s",
+        }
+    )
+    hook = Channel(key=f"{NAMESPACE}/fast", spec=spec, secrets={WEBHOOK_REF: webhook.secret})
+    rig = make_rig(StaticChannelDirectory([hook]))
+    batches: list[int] = []
+    record = rig.outbox.record
+
+    async def counted(outcomes: Sequence[Outcome], *, owner: str) -> set[uuid.UUID]:
+        batches.append(len(outcomes))
+        return await record(outcomes, owner=owner)
+
+    monkeypatch.setattr(rig.outbox, "record", counted)
+    incidents = [new_incident(f"svc-{i}") for i in range(40)]
+    for incident in incidents:
+        await rig.open(incident, hook)
+    async with running(rig.delivery):
+        await until(lambda: len(webhook.messages) == 40, within=10, what="every message")
+        assert await rig.outbox.pending_count() == 40
+        assert batches == []
+
+    assert batches == [40]
+    assert await rig.outbox.pending_count() == 0
+    for incident in incidents:
+        [row] = await rig.rows(incident, hook)
+        assert (row.state, row.attempts, row.provider_id) == ("sent", 1, str(row.id))

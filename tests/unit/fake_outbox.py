@@ -14,13 +14,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from downtime_operator.adapters.postgres.outbox import error_text
 from downtime_operator.adapters.postgres.rows import to_json_text
 from downtime_operator.services.admin_ports import StoreUnavailableError
-from downtime_operator.services.outbox import NewNotification, OutboxRow
+from downtime_operator.services.outbox import NewNotification, OutboxRow, Outcome
 
 
 @dataclass
@@ -113,47 +112,29 @@ class MemoryOutbox:
             stored.row = replace(stored.row, updated_at=now)
         return [copy.deepcopy(s.row) for s in due]
 
-    def _finish(self, notification_id: UUID, owner: str, now: datetime, **changes: Any) -> bool:
-        """Record an attempt's outcome and release the lease, if ``owner`` still holds it."""
+    async def record(self, outcomes: Sequence[Outcome], *, owner: str) -> set[UUID]:
         self._check()
-        stored = self.rows.get(notification_id)
+        return {o.id for o in outcomes if self._finish(o, owner=owner)}
+
+    def _finish(self, outcome: Outcome, *, owner: str) -> bool:
+        """Record an attempt's outcome and release the lease, if ``owner`` still holds it."""
+        stored = self.rows.get(outcome.id)
         if stored is None or stored.row.state != "pending" or stored.lease_owner != owner:
             return False
         stored.lease_owner = stored.lease_until = None
-        attempts = stored.row.attempts + 1
-        stored.row = replace(stored.row, attempts=attempts, updated_at=now, **changes)
+        row = stored.row
+        sent = outcome.state == "sent"
+        stored.row = replace(
+            row,
+            state=outcome.state,
+            attempts=row.attempts + 1,
+            updated_at=outcome.at,
+            sent_at=outcome.at if sent else row.sent_at,
+            provider_id=outcome.provider_id if sent else row.provider_id,
+            next_attempt_at=outcome.next_attempt_at or row.next_attempt_at,
+            last_error=row.last_error if outcome.error is None else error_text(outcome.error),
+        )
         return True
-
-    async def mark_sent(
-        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
-    ) -> bool:
-        return self._finish(
-            notification_id, owner, now, state="sent", sent_at=now, provider_id=provider_id
-        )
-
-    async def mark_retry(
-        self,
-        notification_id: UUID,
-        *,
-        owner: str,
-        now: datetime,
-        next_attempt_at: datetime,
-        error: str,
-    ) -> bool:
-        return self._finish(
-            notification_id,
-            owner,
-            now,
-            next_attempt_at=next_attempt_at,
-            last_error=error_text(error),
-        )
-
-    async def mark_failed(
-        self, notification_id: UUID, *, owner: str, now: datetime, error: str
-    ) -> bool:
-        return self._finish(
-            notification_id, owner, now, state="failed", last_error=error_text(error)
-        )
 
     async def release(self, *, owner: str) -> int:
         self._check()

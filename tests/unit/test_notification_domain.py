@@ -185,6 +185,7 @@ def test_pagerduty_and_smtp_defaults() -> None:
         ({**SLACK, "events": ["reminder"]}, "reminderEvery", "exactly when events include"),
         ({**SLACK, "groupWindow": "2h"}, "groupWindow", "at most 1h"),
         ({**SLACK, "rate": 0}, "rate", "greater than 0"),
+        ({**SLACK, "rate": 10_001}, "rate", "less than or equal to 10000"),
     ],
 )  # fmt: skip
 def test_channel_errors_name_the_field(raw: dict[str, Any], path: str, says: str) -> None:
@@ -226,6 +227,7 @@ def test_crd_and_parser_share_patterns_enums_and_defaults() -> None:
     defaults = parse_channel_spec(SLACK)
     assert set(props["events"]["default"]) == {e.value for e in defaults.events}
     assert props["minSeverity"]["default"] == defaults.min_severity.value
+    assert props["rate"]["maximum"] == channel_module.MAX_RATE
     severity_map = props["pagerduty"]["properties"]["severityMap"]["properties"]
     assert {k: v["default"] for k, v in severity_map.items()} == SeverityMap().model_dump()
 

@@ -63,7 +63,7 @@ class OutboxRow:
     """1, 2, ... per (incident, channel), in enqueue order: the delivery order."""
     state: NotificationState
     attempts: int
-    """Delivery attempts whose outcome was recorded (each ``mark_*`` counts one)."""
+    """Delivery attempts whose outcome was recorded (each ``record``ed outcome counts one)."""
     next_attempt_at: datetime
     last_error: str | None
     provider_id: str | None
@@ -73,9 +73,45 @@ class OutboxRow:
     sent_at: datetime | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What became of one attempt to deliver a claimed row: made by ``sent``, ``retry`` or
+    ``failed``, which set the fields each needs."""
+
+    id: UUID
+    state: NotificationState
+    """``sent`` or ``failed`` (final), or ``pending``: to be tried again at ``next_attempt_at``."""
+    at: datetime
+    """Aware: when the attempt ended; the row's ``updated_at``, and ``sent_at`` if sent."""
+    provider_id: str | None = None
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def sent(cls, notification_id: UUID, *, at: datetime, provider_id: str | None) -> Outcome:
+        return cls(id=notification_id, state="sent", at=at, provider_id=provider_id)
+
+    @classmethod
+    def retry(
+        cls, notification_id: UUID, *, at: datetime, next_attempt_at: datetime, error: str
+    ) -> Outcome:
+        return cls(
+            id=notification_id,
+            state="pending",
+            at=at,
+            next_attempt_at=next_attempt_at,
+            error=error,
+        )
+
+    @classmethod
+    def failed(cls, notification_id: UUID, *, at: datetime, error: str) -> Outcome:
+        """Given up: the row's queue moves on."""
+        return cls(id=notification_id, state="failed", at=at, error=error)
+
+
 class NotificationOutbox(Protocol):
     """Rows are claimed under a lease: a replica that dies mid-delivery loses its rows to the
-    next claim after ``lease``, and its late ``mark_*`` calls are refused (they return False),
+    next claim after ``lease``, and its late outcomes are refused (``record`` leaves them out),
     so only the current owner's outcome is recorded."""
 
     async def enqueue(self, rows: Sequence[NewNotification]) -> int:
@@ -109,31 +145,16 @@ class NotificationOutbox(Protocol):
         """
         ...
 
-    async def mark_sent(
-        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
-    ) -> bool:
-        """Record the delivery and release the lease; False (nothing changed) if ``owner`` no
-        longer holds the row."""
-        ...
+    async def record(self, outcomes: Sequence[Outcome], *, owner: str) -> set[UUID]:
+        """Record the attempts' outcomes and release their leases, all in one transaction;
+        return the ids of the rows recorded.
 
-    async def mark_retry(
-        self,
-        notification_id: UUID,
-        *,
-        owner: str,
-        now: datetime,
-        next_attempt_at: datetime,
-        error: str,
-    ) -> bool:
-        """Record a failed attempt to be repeated at ``next_attempt_at`` and release the lease;
-        False (nothing changed) if ``owner`` no longer holds the row."""
-        ...
-
-    async def mark_failed(
-        self, notification_id: UUID, *, owner: str, now: datetime, error: str
-    ) -> bool:
-        """Give up on the row (its queue moves on) and release the lease; False (nothing
-        changed) if ``owner`` no longer holds the row."""
+        Each recorded outcome counts one attempt. A row ``owner`` no longer holds (its lease
+        ran out and another owner claimed it, or an outcome of it was recorded already) is
+        left unchanged and its id not returned, so only the current owner's outcome counts;
+        the other rows of the batch are recorded all the same. Of two outcomes of one row in
+        one call, the first is recorded and the second refused, as two calls would be.
+        """
         ...
 
     async def release(self, *, owner: str) -> int:

@@ -21,7 +21,12 @@ import asyncpg
 
 from downtime_operator.adapters.postgres.queries import store_errors
 from downtime_operator.adapters.postgres.rows import clean_text, require_aware, to_json_text
-from downtime_operator.services.outbox import NewNotification, OutboxRow, notification_state
+from downtime_operator.services.outbox import (
+    NewNotification,
+    OutboxRow,
+    Outcome,
+    notification_state,
+)
 
 ERROR_MAX_CHARS = 2000
 """A provider's error page is kept as far as it explains the failure, not whole."""
@@ -88,29 +93,21 @@ FROM due WHERE t.id = due.id
 RETURNING {", ".join(f"t.{c}" for c in COLUMNS.split(", "))}
 """
 
-# A row is the owner's while its lease names it: an expired lease nobody took over still is.
-_HELD = "id = $1 AND state = 'pending' AND lease_owner = $2"
-_RELEASE = "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1, updated_at = $3"
-
-_SENT_SQL = f"""
-UPDATE downtime_notifications
-SET state = 'sent', sent_at = $3, provider_id = $4, {_RELEASE}
-WHERE {_HELD}
-RETURNING true
-"""
-
-_RETRY_SQL = f"""
-UPDATE downtime_notifications
-SET next_attempt_at = $4, last_error = $5, {_RELEASE}
-WHERE {_HELD}
-RETURNING true
-"""
-
-_FAILED_SQL = f"""
-UPDATE downtime_notifications
-SET state = 'failed', last_error = $4, {_RELEASE}
-WHERE {_HELD}
-RETURNING true
+# One statement for a batch of outcomes of any kind. A row is the owner's while its lease
+# names it: an expired lease nobody took over still is. A retry stays pending with its next
+# time; only a delivery sets sent_at and provider_id; an error is kept until a later one.
+_RECORD_SQL = """
+UPDATE downtime_notifications n
+SET state = o.state, attempts = n.attempts + 1, updated_at = o.at,
+    lease_owner = NULL, lease_until = NULL,
+    sent_at = CASE WHEN o.state = 'sent' THEN o.at ELSE n.sent_at END,
+    provider_id = CASE WHEN o.state = 'sent' THEN o.provider_id ELSE n.provider_id END,
+    next_attempt_at = COALESCE(o.next_attempt_at, n.next_attempt_at),
+    last_error = COALESCE(o.error, n.last_error)
+FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::timestamptz[],
+            $7::text[]) AS o(id, state, at, provider_id, next_attempt_at, error)
+WHERE n.id = o.id AND n.state = 'pending' AND n.lease_owner = $1
+RETURNING n.id
 """
 
 _BY_CHANNEL_SQL = (
@@ -141,9 +138,22 @@ def unique_rows(rows: Sequence[NewNotification]) -> list[NewNotification]:
     return list(seen.values())
 
 
+def first_outcomes(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """The first outcome of each row in a batch: a second is refused, as it would be if
+    recorded after the first (one UPDATE cannot apply two changes to one row)."""
+    seen: dict[UUID, Outcome] = {}
+    for outcome in outcomes:
+        seen.setdefault(outcome.id, outcome)
+    return list(seen.values())
+
+
 def error_text(error: str) -> str:
     """NUL-free (as every text column here) and bounded."""
     return (clean_text(error) or "")[:ERROR_MAX_CHARS]
+
+
+def _aware_or_none(value: datetime | None, what: str) -> datetime | None:
+    return None if value is None else require_aware(value, what)
 
 
 def outbox_row(row: Mapping[str, Any]) -> OutboxRow:
@@ -208,41 +218,21 @@ class PostgresOutbox:
         claimed = [outbox_row(r) for r in found]
         return sorted(claimed, key=lambda r: (r.next_attempt_at, r.sequence, r.id))
 
-    async def mark_sent(
-        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
-    ) -> bool:
-        return await self._mark(
-            _SENT_SQL, notification_id, owner, require_aware(now, "now"), clean_text(provider_id)
+    async def record(self, outcomes: Sequence[Outcome], *, owner: str) -> set[UUID]:
+        batch = first_outcomes(outcomes)
+        if not batch:
+            return set()
+        columns = (
+            [o.id for o in batch],
+            [o.state for o in batch],
+            [require_aware(o.at, "at") for o in batch],
+            [clean_text(o.provider_id) for o in batch],
+            [_aware_or_none(o.next_attempt_at, "next_attempt_at") for o in batch],
+            [None if o.error is None else error_text(o.error) for o in batch],
         )
-
-    async def mark_retry(
-        self,
-        notification_id: UUID,
-        *,
-        owner: str,
-        now: datetime,
-        next_attempt_at: datetime,
-        error: str,
-    ) -> bool:
-        return await self._mark(
-            _RETRY_SQL,
-            notification_id,
-            owner,
-            require_aware(now, "now"),
-            require_aware(next_attempt_at, "next_attempt_at"),
-            error_text(error),
-        )
-
-    async def mark_failed(
-        self, notification_id: UUID, *, owner: str, now: datetime, error: str
-    ) -> bool:
-        return await self._mark(
-            _FAILED_SQL, notification_id, owner, require_aware(now, "now"), error_text(error)
-        )
-
-    async def _mark(self, sql: str, *params: Any) -> bool:
         with store_errors():
-            return bool(await self._pool.fetchval(sql, *params))
+            found = await self._pool.fetch(_RECORD_SQL, owner, *columns)
+        return {r["id"] for r in found}
 
     async def release(self, *, owner: str) -> int:
         with store_errors():

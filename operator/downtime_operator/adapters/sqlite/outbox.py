@@ -25,7 +25,7 @@ from downtime_operator.adapters.postgres.rows import clean_text, to_json_text
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.services.admin_ports import StoreUnavailableError
-from downtime_operator.services.outbox import NewNotification, OutboxRow
+from downtime_operator.services.outbox import NewNotification, OutboxRow, Outcome
 
 T = TypeVar("T")
 
@@ -65,26 +65,17 @@ _LEASE_SQL = (
     " updated_at = :now WHERE id = :id"
 )
 
-# As in PostgreSQL: the row is the owner's while its lease names it.
-_HELD = "id = :id AND state = 'pending' AND lease_owner = :owner"
-_RELEASE = "lease_owner = NULL, lease_until = NULL, attempts = attempts + 1, updated_at = :now"
-
-_SENT_SQL = f"""
+# As in PostgreSQL (whose statement says why each column is set so), run once per outcome,
+# all of a batch in one write transaction: the commit, not the statement, is what a row cost.
+_RECORD_SQL = """
 UPDATE downtime_notifications
-SET state = 'sent', sent_at = :now, provider_id = :provider_id, {_RELEASE}
-WHERE {_HELD}
-"""
-
-_RETRY_SQL = f"""
-UPDATE downtime_notifications
-SET next_attempt_at = :next_attempt_at, last_error = :error, {_RELEASE}
-WHERE {_HELD}
-"""
-
-_FAILED_SQL = f"""
-UPDATE downtime_notifications
-SET state = 'failed', last_error = :error, {_RELEASE}
-WHERE {_HELD}
+SET state = :state, attempts = attempts + 1, updated_at = :at,
+    lease_owner = NULL, lease_until = NULL,
+    sent_at = CASE WHEN :state = 'sent' THEN :at ELSE sent_at END,
+    provider_id = CASE WHEN :state = 'sent' THEN :provider_id ELSE provider_id END,
+    next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at),
+    last_error = COALESCE(:error, last_error)
+WHERE id = :id AND state = 'pending' AND lease_owner = :owner
 """
 
 _BY_CHANNEL_SQL = (
@@ -167,51 +158,34 @@ class SqliteOutbox:
 
         return await self._run(claim)
 
-    async def mark_sent(
-        self, notification_id: UUID, *, owner: str, now: datetime, provider_id: str | None
-    ) -> bool:
-        return await self._mark(
-            _SENT_SQL, notification_id, owner, now, provider_id=clean_text(provider_id)
-        )
+    async def record(self, outcomes: Sequence[Outcome], *, owner: str) -> set[UUID]:
+        params = [
+            {
+                "id": str(o.id),
+                "owner": owner,
+                "state": o.state,
+                "at": columns.timestamp(o.at, "at"),
+                "provider_id": clean_text(o.provider_id),
+                "next_attempt_at": (
+                    None
+                    if o.next_attempt_at is None
+                    else columns.timestamp(o.next_attempt_at, "next_attempt_at")
+                ),
+                "error": None if o.error is None else error_text(o.error),
+            }
+            for o in outcomes
+        ]
 
-    async def mark_retry(
-        self,
-        notification_id: UUID,
-        *,
-        owner: str,
-        now: datetime,
-        next_attempt_at: datetime,
-        error: str,
-    ) -> bool:
-        return await self._mark(
-            _RETRY_SQL,
-            notification_id,
-            owner,
-            now,
-            next_attempt_at=columns.timestamp(next_attempt_at, "next_attempt_at"),
-            error=error_text(error),
-        )
-
-    async def mark_failed(
-        self, notification_id: UUID, *, owner: str, now: datetime, error: str
-    ) -> bool:
-        return await self._mark(_FAILED_SQL, notification_id, owner, now, error=error_text(error))
-
-    async def _mark(
-        self, sql: str, notification_id: UUID, owner: str, now: datetime, **values: Any
-    ) -> bool:
-        params = {
-            "id": str(notification_id),
-            "owner": owner,
-            "now": columns.timestamp(now, "now"),
-            **values,
-        }
-
-        def mark(conn: sqlite3.Connection) -> bool:
+        def record(conn: sqlite3.Connection) -> set[UUID]:
+            # In the given order: of two outcomes of one row, the second finds it released.
             with self._db.write():
-                return conn.execute(sql, params).rowcount > 0
+                return {
+                    o.id
+                    for o, p in zip(outcomes, params, strict=True)
+                    if conn.execute(_RECORD_SQL, p).rowcount
+                }
 
-        return await self._run(mark)
+        return await self._run(record) if params else set()
 
     async def release(self, *, owner: str) -> int:
         def release(conn: sqlite3.Connection) -> int:

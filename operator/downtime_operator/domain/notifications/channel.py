@@ -34,6 +34,10 @@ from downtime_operator.domain.spec import InvalidSpecError
 MIN_REMINDER_EVERY = timedelta(minutes=5)
 MAX_GROUP_WINDOW = timedelta(hours=1)
 MAX_RECIPIENTS = 50
+MAX_RATE = 10_000
+"""Messages a second a channel may be paced at: above what one channel's worker, sending one
+message at a time, can reach (about 3,000/s, ``bench/README.md``), so the pacer never is what
+limits a channel that asks for the most; a bound all the same, against a typo's 1e9."""
 
 # Shared with crds/notificationchannels.yaml (RE2 there): keep the two in step.
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -176,7 +180,7 @@ class ChannelSpec(_Model):
     reminder_every: GoDuration | None = Field(default=None, alias="reminderEvery")
     """Repeat a reminder this often while the incident is ongoing; None: no reminders."""
     group_window: GoDuration = Field(default=timedelta(seconds=30), alias="groupWindow")
-    rate: float | None = Field(default=None, gt=0, le=1000)
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE)
     """Messages per second, overriding the transport's default pacing (``delivery``)."""
 
     @field_validator("events")

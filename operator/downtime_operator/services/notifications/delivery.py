@@ -2,11 +2,19 @@
 
 One worker per channel, so a slow or rate-limited channel (Slack's one message a second, a
 provider answering 503) delays only itself. The outbox hands out only the head of each
-(incident, channel) queue, so an incident's events go out in order on every channel. A mass
-outage on a channel that has already told of ``DIGEST_THRESHOLD`` openings within its
-``groupWindow`` holds further openings for a few seconds and sends them as one digest.
-Nothing here touches a check or an incident: a failure is recorded on the outbox row, the
-channel's status and an Event, and the loop goes on.
+(incident, channel) queue, so an incident's events go out in order on every channel: the next
+event of a queue is claimed once the outcome of the one ahead is recorded. When openings
+would make a digest (more than ``DIGEST_THRESHOLD`` within the channel's ``groupWindow``, those
+already told included), they are held for a few seconds and sent as one digest. Nothing here
+touches a check or an incident: a failure is recorded on the outbox row, the channel's status
+and an Event, and the loop goes on.
+
+Outcomes are recorded in batches, every channel's together (``FLUSH_SECONDS``, ``FLUSH_ROWS``):
+a transaction per message cost more than the message (on SQLite, a commit each). Delivery stays
+at least once, as it always was between a send and its record: an outcome not yet recorded when
+the process dies leaves its row leased, and the row is sent again once the lease runs out (the
+next owner, or this process restarted, takes it over). The idempotency keys (webhook-id,
+Resend's Idempotency-Key, PagerDuty's dedup_key, the Message-ID) let receivers drop the repeat.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -53,14 +61,14 @@ from downtime_operator.services.notifications.ports import (
     DeliveryObserver,
     SendResult,
 )
-from downtime_operator.services.outbox import NotificationOutbox, OutboxRow
+from downtime_operator.services.outbox import NotificationOutbox, OutboxRow, Outcome
 from downtime_operator.services.ports import (
     Clock,
     SecretUnavailableError,
     SecretValues,
     StopSignal,
 )
-from downtime_operator.services.stop import cancelled
+from downtime_operator.services.stop import cancelled, set_within
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +76,7 @@ LEASE = timedelta(minutes=5)
 """Long enough for a claimed batch to wait for its channel's pacing; a replica that dies
 holding rows gives them up after this."""
 BATCH = 200
-"""Rows claimed and not yet recorded, at most."""
+"""Rows claimed and not yet sent, at most."""
 REFILL = BATCH // 2
 """A worker that finishes wakes the claim loop only once this many rows or fewer are still in
 flight: a claim costs a scan of the pending rows whether it takes 5 rows or 200, so a backlog
@@ -77,14 +85,23 @@ CHUNK = 50
 """Rows a worker takes from its queue per round (more while holding openings for a digest):
 its rows leave the in-flight count round by round, so the claim loop refills the queue while
 the worker still has rows to send, instead of after it sent a whole claim."""
+FLUSH_SECONDS = 0.05
+"""How long a sent message's outcome waits for others to be recorded with it, at most. It also
+delays, by as much, the claim of the next event of the same incident on the same channel."""
+FLUSH_ROWS = 100
+"""Outcomes recorded at once without waiting for ``FLUSH_SECONDS``: a draining backlog writes
+batches this large."""
 POLL_SECONDS = 1.0
 """How often the outbox is asked when nothing woke the loop (another replica's rows, retries
 coming due)."""
 HOLD_RETRY = timedelta(seconds=15)
 """A channel that is missing, misconfigured or lacks its Secret is tried again this often."""
-DIGEST_HOLD_SECONDS = 5.0
-"""During a mass outage, how long a channel's worker waits for more openings to join a digest
-(it stops waiting as soon as a full digest, ``DIGEST_MAX`` openings, is there)."""
+DIGEST_QUIET_SECONDS = 1.0
+"""During a mass outage, a channel's worker holds openings for a digest until none arrived for
+this long (or a full digest, ``DIGEST_MAX`` openings, is there): a fixed hold split a burst
+that outlasted it into a digest and a stray remainder."""
+DIGEST_HOLD_SECONDS = 15.0
+"""The longest hold, for a trickle of openings that never pauses."""
 DIGEST_HOLD_STEP_SECONDS = 0.25
 REPORT_SECONDS = 5.0
 STORE_BACKOFF_FIRST = 1.0
@@ -130,8 +147,20 @@ class NotificationDelivery:
         """Rows claimed and not yet recorded. A row whose lease ran out while it waited in its
         channel's queue (a channel slower than ``BATCH`` rows per ``LEASE``) is claimed again:
         that claim renews its lease, and must not queue it a second time (a second send)."""
+        self._done: list[_Done] = []
+        """Outcomes waiting to be recorded."""
+        self._unrecorded: set[UUID] = set()
+        """Rows of ``_done`` and of the batch being recorded."""
+        self._done_waiting = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        """``FLUSH_ROWS`` outcomes are waiting, or the loop is stopping."""
+        self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        self._holding = 0
+        """Rows in flight that are held for a digest: they leave room for claims, or a paced
+        channel's backlog and a growing digest would fill the batch and stop the claims that
+        bring the digest's last openings."""
         self._pacers: dict[str, Pacer] = {}
         self._opened_sent: dict[str, collections.deque[datetime]] = {}
         self._disabled: dict[str, int | None] = {}
@@ -147,6 +176,7 @@ class NotificationDelivery:
 
     async def run(self, *, stop: StopSignal) -> None:
         reports = asyncio.create_task(self._report_loop(stop), name="notification-status")
+        recorder = asyncio.create_task(self._record_loop(), name="notification-outcomes")
         try:
             await self._claim_loop(stop)
         finally:
@@ -154,14 +184,19 @@ class NotificationDelivery:
             for worker in self._workers:
                 await cancelled(worker)
             # Rows still queued keep their lease until it runs out; the next owner (this
-            # process after a restart, or another replica) takes them over then.
+            # process after a restart, or another replica) takes them over then. What was
+            # sent is recorded first: the recorder ends its batch, then writes what is left.
+            self._stopping = True
+            self._flush_now.set()
+            self._done_waiting.set()
+            await recorder
 
     async def _claim_loop(self, stop: StopSignal) -> None:
         failures = 0
         released = False
         while not stop.is_set():
             self._wake.clear()
-            room = BATCH - self._in_flight
+            room = BATCH - self._in_flight + self._holding
             rows: list[OutboxRow] = []
             if room > 0:
                 try:
@@ -218,49 +253,76 @@ class NotificationDelivery:
         while True:
             rows = [await queue.get()]
             rows += _drain(queue, limit=CHUNK - 1)
-            if any(_is_opened(row) for row in rows) and self._mass_outage(key):
+            opened = sum(1 for row in rows if _is_opened(row))
+            if opened and self._mass_outage(key, opened=opened):
                 rows += await self._gather(queue, rows)
+            self._refill({key})
             try:
                 await self._deliver(key, rows)
             except Exception:
-                # A bug or a store failure while recording: the leases run out and the rows
-                # are claimed again; this worker goes on with the next ones.
+                # A bug: the leases of the rows left without an outcome run out and they are
+                # claimed again; this worker goes on with the next ones.
                 logger.exception("notifications for %s: delivery failed; retried later", key)
             finally:
                 self._in_flight -= len(rows)
-                self._queued.difference_update(row.id for row in rows)
-                if self._in_flight <= REFILL:
-                    self._wake.set()
+                # A row with an outcome leaves ``_queued`` once the outcome is recorded.
+                self._queued.difference_update(
+                    row.id for row in rows if row.id not in self._unrecorded
+                )
+                self._refill({key})
 
-    def _mass_outage(self, key: str) -> bool:
-        """Whether the channel already told of ``DIGEST_THRESHOLD`` openings within its window,
-        so the next ones are worth holding for a digest. Never for PagerDuty (not grouped) nor
-        a zero ``groupWindow`` (grouping off), and only openings within the window count: a
-        burst an hour ago does not delay today's first opening."""
+    def _refill(self, keys: Collection[str]) -> None:
+        """Wake the claim loop if a claim has room and would not skip all of ``keys``: the
+        channels whose worker just took a round from its queue or sent one, or whose outcomes
+        were just recorded (which makes the next event of their queues due). A claim that
+        skips every channel with rows finds nothing, at the cost of a scan of the pending
+        rows; one made while a worker sends its last queued round refills its queue in time."""
+        if self._in_flight <= REFILL and any(self._queues[k].qsize() < CHUNK for k in keys):
+            self._wake.set()
+
+    def _mass_outage(self, key: str, *, opened: int) -> bool:
+        """Whether ``opened`` openings, with those the channel told of within its window, make
+        a digest, which is then worth holding to gather the rest of the outage: sent at once,
+        a busy claim loop would split it into several small digests. Never for PagerDuty (not
+        grouped) nor a zero ``groupWindow`` (grouping off), and only openings within the window
+        count: a burst an hour ago does not delay today's first opening."""
         found = self._directory.lookup(key)
         if not isinstance(found, Channel):
             return False
         window = found.spec.group_window
         if found.spec.type is ChannelType.PAGERDUTY or window <= timedelta(0):
             return False
-        return self._recent_opened(key, now=self._clock.now(), window=window) >= DIGEST_THRESHOLD
+        recent = self._recent_opened(key, now=self._clock.now(), window=window)
+        return recent + opened > DIGEST_THRESHOLD
 
     async def _gather(
         self, queue: asyncio.Queue[OutboxRow], rows: list[OutboxRow]
     ) -> list[OutboxRow]:
-        """The rows that join ``rows`` while a mass outage is held for a digest: those arriving
-        within ``DIGEST_HOLD_SECONDS``, or fewer once a full digest's openings are there (it
-        cannot grow further; waiting would only delay it and split the rest)."""
+        """The rows that join ``rows`` while a mass outage is held for a digest: until no
+        opening arrived for ``DIGEST_QUIET_SECONDS`` (at most ``DIGEST_HOLD_SECONDS``), or
+        a full digest's openings are there (it cannot grow further; waiting would only delay
+        it). Never more rows than a digest holds, so that it is not split in two."""
         more: list[OutboxRow] = []
         opened = sum(1 for row in rows if _is_opened(row))
-        steps = max(1, math.ceil(DIGEST_HOLD_SECONDS / DIGEST_HOLD_STEP_SECONDS))
-        for _ in range(steps):
-            if opened >= DIGEST_MAX:
-                break
-            await self._clock.sleep(DIGEST_HOLD_SECONDS / steps)
-            arrived = _drain(queue)
-            opened += sum(1 for row in arrived if _is_opened(row))
-            more += arrived
+        quiet_steps = max(1, math.ceil(DIGEST_QUIET_SECONDS / DIGEST_HOLD_STEP_SECONDS))
+        quiet = 0
+        self._holding += len(rows)
+        try:
+            for _ in range(max(1, math.ceil(DIGEST_HOLD_SECONDS / DIGEST_HOLD_STEP_SECONDS))):
+                if opened >= DIGEST_MAX or quiet >= quiet_steps:
+                    break
+                # The claim loop is woken only when few rows are in flight: without a claim
+                # each step, the openings still arriving would look like a pause.
+                self._wake.set()
+                await self._clock.sleep(DIGEST_HOLD_STEP_SECONDS)
+                arrived = _drain(queue, limit=DIGEST_MAX - opened)
+                joined = sum(1 for row in arrived if _is_opened(row))
+                quiet = 0 if joined else quiet + 1
+                opened += joined
+                more += arrived
+                self._holding += len(arrived)
+        finally:
+            self._holding -= len(rows) + len(more)
         return more
 
     async def _deliver(self, key: str, rows: list[OutboxRow]) -> None:
@@ -273,19 +335,19 @@ class NotificationDelivery:
                 else f"NotificationChannel {key} does not exist"
             )
             self._unusable[key] = _Unusable(reason="InvalidChannel", message=why)
-            await self._hold(rows, now=now, reason=why)
+            self._hold(rows, now=now, reason=why)
             return
         channel = found
         if key in self._disabled and self._disabled[key] == channel.generation:
             for row in rows:
-                await self._fail(channel, row, now=now, reason="channel disabled: endpoint gone")
+                self._fail(channel, row, now=now, reason="channel disabled: endpoint gone")
             return
         self._disabled.pop(key, None)
         try:
             secrets = await self._secret_values(channel)
         except SecretUnavailableError as exc:
             self._unusable[key] = _Unusable(reason="SecretMissing", message=str(exc))
-            await self._hold(rows, now=now, reason=str(exc))
+            self._hold(rows, now=now, reason=str(exc))
             return
         self._unusable.pop(key, None)
         notices: list[Notice] = []
@@ -297,7 +359,7 @@ class NotificationDelivery:
                 by_id[notice.outbox_id] = row
             else:
                 reason = f"the channel no longer subscribes to {notice.event.value}"
-                await self._fail(channel, row, now=now, reason=reason, warn=False)
+                self._fail(channel, row, now=now, reason=reason, warn=False)
         recent = self._recent_opened(key, now=now, window=channel.spec.group_window)
         for message in group(
             notices,
@@ -307,9 +369,7 @@ class NotificationDelivery:
         ):
             await self._pace(channel)
             result = await self._send(channel, secrets, message)
-            await self._record(
-                channel, [(notice, by_id[notice.outbox_id]) for notice in message], result
-            )
+            self._record(channel, [(notice, by_id[notice.outbox_id]) for notice in message], result)
 
     async def _pace(self, channel: Channel) -> None:
         rate = pacing_rate(channel.spec)
@@ -329,11 +389,14 @@ class NotificationDelivery:
             logger.exception("notifications for %s: transport raised", channel.key)
             return _Raised(error=f"{type(exc).__name__} while sending")
 
-    async def _record(
+    def _record(
         self, channel: Channel, sent: list[tuple[Notice, OutboxRow]], result: SendResult
     ) -> None:
         now = self._clock.now()
-        kind = transport(channel.spec)
+        if result.delivered:
+            # Counted when told, not when recorded: the next round's grouping must see them.
+            opened = sum(1 for notice, _ in sent if notice.event is NotificationEvent.OPENED)
+            self._opened_sent.setdefault(channel.key, collections.deque()).extend([now] * opened)
         for notice, row in sent:
             step = (
                 Sent()
@@ -350,60 +413,109 @@ class NotificationDelivery:
                 )
             )
             if isinstance(step, Sent):
-                if await self._outbox.mark_sent(
-                    row.id, owner=self._owner, now=now, provider_id=result.provider_id
-                ):
-                    latency = max((now - notice.at).total_seconds(), 0.0)
-                    self._observe(channel, kind, "sent", latency)
-                    self._last[channel.key] = _delivery(row, at=now, outcome="sent")
-                    if notice.event is NotificationEvent.OPENED:
-                        self._opened_sent.setdefault(channel.key, collections.deque()).append(now)
+                latency = max((now - notice.at).total_seconds(), 0.0)
+                outcome = Outcome.sent(row.id, at=now, provider_id=result.provider_id)
+                self._later(_Done(outcome=outcome, row=row, channel=channel, latency=latency))
             elif isinstance(step, RetryAt):
                 error = _joined(step.reason, result.error)
-                if await self._outbox.mark_retry(
-                    row.id, owner=self._owner, now=now, next_attempt_at=step.at, error=error
-                ):
-                    self._observe(channel, kind, "retried", None)
+                outcome = Outcome.retry(row.id, at=now, next_attempt_at=step.at, error=error)
+                self._later(_Done(outcome=outcome, row=row, channel=channel))
             elif isinstance(step, DisableChannel):
                 self._disabled[channel.key] = channel.generation
                 self._unusable[channel.key] = _Unusable(
                     reason="EndpointGone", message=_joined(step.reason, result.error)
                 )
-                await self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
+                self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
             else:
                 assert isinstance(step, Failed)
-                await self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
+                self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
 
-    async def _fail(
+    def _fail(
         self, channel: Channel, row: OutboxRow, *, now: datetime, reason: str, warn: bool = True
     ) -> None:
-        if not await self._outbox.mark_failed(row.id, owner=self._owner, now=now, error=reason):
+        outcome = Outcome.failed(row.id, at=now, error=reason)
+        self._later(_Done(outcome=outcome, row=row, channel=channel, warn=warn))
+
+    def _hold(self, rows: list[OutboxRow], *, now: datetime, reason: str) -> None:
+        """Keep the rows pending until the channel can be used, or fail them once too old."""
+        for row in rows:
+            if now - row.created_at >= self._max_age:
+                outcome = Outcome.failed(row.id, at=now, error=f"{reason}; gave up (max age)")
+            else:
+                outcome = Outcome.retry(
+                    row.id, at=now, next_attempt_at=now + HOLD_RETRY, error=reason
+                )
+            self._later(_Done(outcome=outcome, row=row, channel=None))
+
+    def _later(self, done: _Done) -> None:
+        """Queue an outcome for the recorder."""
+        self._done.append(done)
+        self._unrecorded.add(done.outcome.id)
+        self._done_waiting.set()
+        if len(self._done) >= FLUSH_ROWS:
+            self._flush_now.set()
+
+    async def _record_loop(self) -> None:
+        """Record outcomes ``FLUSH_SECONDS`` after the first of a batch came, or at once when
+        ``FLUSH_ROWS`` wait; once stopping, the batch under way and then the rest."""
+        stopping = False
+        while not stopping:
+            await self._done_waiting.wait()
+            await set_within(self._flush_now, FLUSH_SECONDS)
+            stopping = self._stopping
+            try:
+                await self._flush()
+            except Exception:  # a bug telling of outcomes must not stop the recording
+                logger.exception("notification outcomes: telling of them failed")
+
+    async def _flush(self) -> None:
+        batch, self._done = self._done, []
+        self._done_waiting.clear()
+        self._flush_now.clear()
+        if not batch:
             return
-        self._observe(channel, transport(channel.spec), "failed", None)
-        self._last[channel.key] = _delivery(row, at=now, outcome="failed", error=reason)
-        if warn and self._reporter is not None:
+        ids = {done.outcome.id for done in batch}
+        try:
+            recorded = await self._outbox.record(
+                [done.outcome for done in batch], owner=self._owner
+            )
+        except Exception:
+            # The store is down, or a bug: these rows keep their lease until it runs out, and
+            # are claimed and sent again then (at least once, as after a crash).
+            logger.exception("%d notification outcomes not recorded; sent again later", len(ids))
+            recorded = set()
+        finally:
+            self._unrecorded -= ids
+            self._queued -= ids
+        self._refill({done.row.channel for done in batch})
+        for done in batch:
+            if done.outcome.id in recorded:
+                await self._recorded(done)
+
+    async def _recorded(self, done: _Done) -> None:
+        """What a recorded outcome tells: metrics, the channel's last delivery, a failure's
+        Warning. A row held back for its channel tells nothing: the channel's status does."""
+        channel, row, outcome = done.channel, done.row, done.outcome
+        if channel is None:
+            return
+        kind = transport(channel.spec)
+        if outcome.state == "sent":
+            self._observe(channel, kind, "sent", done.latency)
+            self._last[channel.key] = _delivery(row, at=outcome.at, outcome="sent")
+            return
+        if outcome.state == "pending":
+            self._observe(channel, kind, "retried", None)
+            return
+        reason = outcome.error or ""
+        self._observe(channel, kind, "failed", None)
+        self._last[channel.key] = _delivery(row, at=outcome.at, outcome="failed", error=reason)
+        if done.warn and self._reporter is not None:
             message = f"{row.event} of incident {row.incident_id} not delivered: {reason}"
             with contextlib.suppress(Exception):
                 await self._reporter.warn(
                     key=channel.key, reason="NotificationFailed", message=message
                 )
         logger.warning("notification %s for %s failed: %s", row.event, channel.key, reason)
-
-    async def _hold(self, rows: list[OutboxRow], *, now: datetime, reason: str) -> None:
-        """Keep the rows pending until the channel can be used, or fail them once too old."""
-        for row in rows:
-            if now - row.created_at >= self._max_age:
-                await self._outbox.mark_failed(
-                    row.id, owner=self._owner, now=now, error=f"{reason}; gave up (max age)"
-                )
-            else:
-                await self._outbox.mark_retry(
-                    row.id,
-                    owner=self._owner,
-                    now=now,
-                    next_attempt_at=now + HOLD_RETRY,
-                    error=reason,
-                )
 
     async def _secret_values(self, channel: Channel) -> dict[SecretKeyRef, str]:
         values: dict[SecretKeyRef, str] = {}
@@ -484,6 +596,20 @@ class NotificationDelivery:
             last_delivery=self._last.get(key),
             generation=generation,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Done:
+    """An outcome waiting to be recorded, and what it tells once it is."""
+
+    outcome: Outcome
+    row: OutboxRow
+    channel: Channel | None
+    """None: the row was held back because its channel cannot be used."""
+    latency: float | None = None
+    """Of a delivery: seconds from the event to the send."""
+    warn: bool = True
+    """Of a failure: whether it is worth a Warning Event on the channel."""
 
 
 @dataclass(frozen=True, kw_only=True)
