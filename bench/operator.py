@@ -330,6 +330,7 @@ async def run(args: argparse.Namespace) -> Figures:  # noqa: PLR0915 (one scenar
                 scheduled = int(args.monitors * window / args.interval)
 
                 await set_mode(control, flaky, "failing")
+                print(f"outage: {failing_count} monitors failing", file=sys.stderr, flush=True)
                 conn = await asyncpg.connect(dsn)
                 try:
 

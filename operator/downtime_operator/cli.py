@@ -1,7 +1,8 @@
-"""``downtime-operator run|migrate|api|monitor|cleanup``: one parser, settings validated first.
+"""``downtime-operator run|migrate|api|monitor|cleanup|report``: one parser, settings first.
 
-Each command names its settings model; ``monitor`` and ``cleanup`` take the flags their settings
-declare (the parser is built from those declarations), the others read the environment only.
+Each command names its settings model; ``monitor``, ``cleanup`` and ``report`` take the flags
+and arguments their settings declare (the parser is built from those declarations), the others
+read the environment only.
 A usage error (a bad flag or variable) exits with status 2 before anything starts.
 """
 
@@ -17,11 +18,13 @@ from typing import Any, Generic, TypeVar
 
 from downtime_operator.api.server import ListenError
 from downtime_operator.log_setup import setup_logging
+from downtime_operator.report_command import run_report
 from downtime_operator.settings import (
     CleanupSettings,
     CommandSettings,
     MonitorSettings,
     OperatorSettings,
+    ReportSettings,
     Setting,
     SettingsError,
     load_settings,
@@ -77,6 +80,10 @@ def _cleanup(settings: CleanupSettings) -> int:
     return asyncio.run(run_cleanup(settings, env=os.environ))
 
 
+def _report(settings: ReportSettings) -> int:
+    return asyncio.run(run_report(settings))
+
+
 COMMANDS: Mapping[str, Command[Any]] = {
     "run": Command(OperatorSettings, _run, "run the Kubernetes operator"),
     "migrate": Command(OperatorSettings, _migrate, "apply the PostgreSQL migrations and exit"),
@@ -91,6 +98,12 @@ COMMANDS: Mapping[str, Command[Any]] = {
         CleanupSettings,
         _cleanup,
         "delete resolved incidents older than N days, with their CRs and log files",
+        takes_flags=True,
+    ),
+    "report": Command(
+        ReportSettings,
+        _report,
+        "print an incident's post-mortem report (Markdown) from the store",
         takes_flags=True,
     ),
 }
@@ -108,9 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if command.takes_flags:
             for setting in settings_of(command.settings):
-                if setting.source.flag is not None:
+                if setting.source.argument is not None:
+                    _add_argument(sub, setting, setting.source.argument)
+                elif setting.source.flag is not None:
                     _add_flag(sub, setting, setting.source.flag)
     return parser
+
+
+def _add_argument(parser: argparse.ArgumentParser, setting: Setting, name: str) -> None:
+    text = (setting.field.description or "").replace("%", "%%")  # argparse formats help
+    parser.add_argument(setting.path, metavar=name, help=text)
 
 
 def _add_flag(parser: argparse.ArgumentParser, setting: Setting, flag: str) -> None:

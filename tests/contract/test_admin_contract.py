@@ -198,3 +198,31 @@ async def test_audit_records_the_attempt_then_its_outcome(store: Store) -> None:
         200,
     )
     assert str(done["incident_id"]) == str(incident_id) and done["finished_at"] is not None
+
+
+async def test_an_incidents_calls_are_read_back_in_order(store: Store) -> None:
+    audit = ports_for(store).audit
+    incident_id, other_id = uuid.uuid4(), uuid.uuid4()
+
+    def entry(action: str, at: datetime, incident: uuid.UUID | None) -> AuditEntry:
+        return AuditEntry(
+            key_name="ops",
+            action=action,
+            incident_id=incident,
+            parameters={"notes": "looking"} if action == "acknowledgeIncident" else {},
+            remote_addr=None,
+            at=at,
+        )
+
+    acknowledged = await audit.record_attempt(entry("acknowledgeIncident", T0, incident_id))
+    await audit.record_outcome(acknowledged, outcome="success", status_code=200)
+    await audit.record_attempt(entry("resolveIncident", T0 + H, other_id))
+    await audit.record_attempt(entry("testNotificationChannel", T0 + H, None))
+    await audit.record_attempt(entry("resolveIncident", T0 + 2 * H, incident_id))
+    calls = await audit.for_incident(incident_id)
+    assert [(c.action, c.outcome, c.at, c.actor) for c in calls] == [
+        ("acknowledgeIncident", "success", T0, "ops"),
+        ("resolveIncident", "pending", T0 + 2 * H, "ops"),
+    ]
+    assert calls[0].parameters == {"notes": "looking"}
+    assert await audit.for_incident(uuid.uuid4()) == []

@@ -20,6 +20,18 @@ import pytest
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.sqlite import columns
+from downtime_operator.domain.evidence import (
+    Certificate,
+    CheckSample,
+    ChecksDuring,
+    MetricsSnapshot,
+    ServerInfo,
+    SnapshotStage,
+    latency_summary,
+    resolution_snapshot,
+    server_info_json,
+    snapshot_json,
+)
 from downtime_operator.domain.log_capture import CapturePlan
 from downtime_operator.domain.models import (
     Incident,
@@ -36,7 +48,16 @@ from downtime_operator.services.ports import (
     RetentionStore,
 )
 from downtime_operator.services.retention import RetentionService
-from tests.contract.stores import T0, AnyStore, Store, Stores, captures_for, ids, make_incident
+from tests.contract.stores import (
+    T0,
+    AnyStore,
+    Store,
+    Stores,
+    captures_for,
+    ids,
+    make_incident,
+    ports_for,
+)
 from tests.unit.engine_kit import EngineKit
 from tests.unit.fakes import ClockStop, FakeClock, RecordingResources, ScriptedProber
 
@@ -69,6 +90,7 @@ async def test_create_round_trips_every_field(store: AnyStore) -> None:
         response_body="<h1>down</h1>",
         failed_checks=3,
         notes="first",
+        root_cause="restored from its DowntimeIncident",
     )
     assert await store.create_incident(incident) == incident
     assert await store.get_incident(incident.incident_id) == incident
@@ -697,3 +719,97 @@ async def test_retention_removes_only_capture_files_of_its_directory(
     assert report.files_removed == 0 and report.deferred == []
     assert foreign.exists() and not_json.exists()
     assert await store.get_incident(made["old"].incident_id) is None  # the row still goes
+
+
+# -- evidence: the metrics snapshot and server info ---------------------------------------------
+
+BEFORE = tuple(
+    CheckSample(at=T0 - timedelta(minutes=20 - i), ok=True, status_code=200, latency_ms=4.25 + i)
+    for i in range(20)
+)
+STREAK = tuple(
+    CheckSample(at=T0 + timedelta(seconds=10 * i), ok=False, error="connection refused")
+    for i in range(3)
+)
+SNAPSHOT = MetricsSnapshot(
+    stage=SnapshotStage.DETECTION,
+    checks_before=BEFORE,
+    latency_before=latency_summary(BEFORE, until=T0),
+    during=ChecksDuring(checks=3, failures=3, first=STREAK),
+)
+SERVER = ServerInfo(
+    addresses=("127.0.0.1", "::1"),
+    http_version="HTTP/2.0",
+    certificate=Certificate(
+        subject="CN=api.example", issuer="CN=Test CA,O=Example", not_after=T0 + timedelta(days=30)
+    ),
+    headers={"Server": "envoy", "X-Request-Id": "abc-1", "Retry-After": "30"},
+    operator_instance="downtime-operator-7d9f-x2",
+    operator_version="0.1.0",
+    problems=("address lookup failed: no answer within 2s",),
+)
+
+
+async def test_the_evidence_round_trips(store: AnyStore) -> None:
+    incident = make_incident(metrics_snapshot=SNAPSHOT, server_info=SERVER)
+    assert await store.create_incident(incident) == incident
+    assert await store.get_incident(incident.incident_id) == incident
+    assert await store.get_open_incident(incident.monitor) == incident
+    assert await store.get_ongoing_incidents() == [incident]
+    without = await store.create_incident(make_incident("other"))
+    assert (without.metrics_snapshot, without.server_info) == (None, None)
+
+
+async def test_the_snapshot_completed_at_resolution_is_written(store: AnyStore) -> None:
+    incident = await store.create_incident(make_incident(metrics_snapshot=SNAPSHOT))
+    final = resolution_snapshot(
+        SNAPSHOT,
+        during=ChecksDuring(checks=31, failures=30, first=STREAK, last=(BEFORE[0],)),
+        started_at=T0,
+    )
+    await store.update_incident(incident.incident_id, {"metrics_snapshot": snapshot_json(final)})
+    resolved = await store.resolve_incident(incident.incident_id, ended_at=T0 + timedelta(hours=1))
+    assert resolved is not None and resolved.metrics_snapshot == final
+    assert (await store.get_recent_incidents())[0].metrics_snapshot == final
+
+
+@SEED
+async def test_details_show_the_evidence_as_json(store: Store) -> None:
+    incident = await store.create_incident(
+        make_incident(metrics_snapshot=SNAPSHOT, server_info=SERVER)
+    )
+    # The store's view and the admin API's (its incident detail) alike.
+    for details in (
+        await store.get_incident_details(incident.incident_id),
+        await ports_for(store).queries.incident_details(incident.incident_id),
+    ):
+        assert details is not None
+        assert details["metrics_snapshot"] == snapshot_json(SNAPSHOT)
+        assert details["server_info"] == server_info_json(SERVER)
+        assert details["server_info"]["certificate"]["not_after"] == "2026-04-09T12:00:00Z"
+
+
+async def test_evidence_is_carried_across_a_restart(stores: Stores) -> None:
+    """Detected by one process, resolved by the next: the snapshot is completed, not lost."""
+    clock = FakeClock(T0)
+    prober = ScriptedProber(
+        clock, lambda now: T0 + timedelta(minutes=30) <= now < T0 + timedelta(minutes=35)
+    )
+    prober.server = SERVER
+    before = await stores.open()
+    await _run_monitor(before, clock=clock, prober=prober, until=T0 + timedelta(minutes=32))
+    [opened] = await before.get_ongoing_incidents()
+    await stores.close(before)
+
+    after = await stores.open()
+    await _run_monitor(after, clock=clock, prober=prober, until=T0 + timedelta(minutes=40))
+    incident = await after.get_incident(opened.incident_id)
+    assert incident is not None and incident.status is IncidentStatus.RESOLVED
+    assert incident.server_info == opened.server_info == SERVER
+    assert opened.metrics_snapshot is not None and incident.metrics_snapshot is not None
+    assert len(opened.metrics_snapshot.checks_before) == 20
+    assert incident.metrics_snapshot.checks_before == opened.metrics_snapshot.checks_before
+    assert incident.metrics_snapshot.stage is SnapshotStage.RESOLUTION
+    during = incident.metrics_snapshot.during
+    assert during.failures == incident.failed_checks
+    assert during.checks == during.failures + 1

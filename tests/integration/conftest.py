@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.conftest import DatabaseFactory
 from tests.support.monitor_process import processes, start_monitor, target
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
@@ -24,6 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_dsn" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def databases(request: pytest.FixtureRequest) -> DatabaseFactory | None:
+    """For a command run on either store: PostgreSQL databases for the postgres half, None for
+    SQLite (a plain fixture, so only the PostgreSQL half asks for the server)."""
+    if request.param == "sqlite":
+        return None
+    factory: DatabaseFactory = request.getfixturevalue("make_database")
+    return factory
 
 
 @pytest.fixture(scope="module")

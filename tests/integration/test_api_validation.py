@@ -78,6 +78,8 @@ ID_ROUTES = [
     ("POST", "{id}/capture-logs"),
     ("POST", "{id}/resolve"),
     ("POST", "{id}/acknowledge"),
+    ("PATCH", "{id}"),
+    ("GET", "{id}/report"),
 ]
 
 

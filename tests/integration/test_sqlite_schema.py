@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 from tests.contract.stores import make_incident
 
-from downtime_operator.adapters.sqlite import SqliteIncidentStore, SqliteLogCaptures
+from downtime_operator.adapters.sqlite import (
+    SqliteIncidentQueries,
+    SqliteIncidentStore,
+    SqliteLogCaptures,
+)
 from downtime_operator.adapters.sqlite.schema import MIGRATIONS
 from downtime_operator.domain.log_capture import CapturePlan
 
@@ -52,6 +56,31 @@ async def test_a_version_one_file_is_upgraded_and_keeps_its_incident(tmp_path: P
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("SELECT count(*) FROM downtime_audit_log").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM downtime_notifications").fetchone()[0] == 0
+
+
+async def test_a_file_from_before_root_causes_keeps_its_incidents(tmp_path: Path) -> None:
+    """Version 4 (the outbox's claim order) to 5 (root causes): the incident is kept and can
+    be given a root cause."""
+    path = tmp_path / "downtime.db"
+    version_one_file(path)
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[1:4]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 4")
+    store = await SqliteIncidentStore.open(path)
+    try:
+        [kept] = await store.get_ongoing_incidents()
+        assert (str(kept.incident_id), kept.root_cause) == (
+            "6f1c1e0e-0000-4000-8000-000000000001",
+            None,
+        )
+        queries = SqliteIncidentQueries(store.database)
+        await queries.annotate_incident(kept.incident_id, root_cause="disk full", note=None)
+        annotated = await store.get_incident(kept.incident_id)
+        assert annotated is not None and annotated.root_cause == "disk full"
+    finally:
+        await store.close()
 
 
 async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:

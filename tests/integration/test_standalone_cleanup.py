@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import DatabaseFactory
+from tests.support.commands import open_command_store, run_command
 
-from downtime_operator.adapters.postgres import PostgresIncidentStore, apply_migrations
+from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.sqlite import SqliteIncidentStore
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 
@@ -51,16 +51,6 @@ FIXTURE = {
 }
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def databases(request: pytest.FixtureRequest) -> DatabaseFactory | None:
-    """PostgreSQL databases for the postgres half, None for SQLite (a plain fixture, so only
-    the PostgreSQL half asks for the server)."""
-    if request.param == "sqlite":
-        return None
-    factory: DatabaseFactory = request.getfixturevalue("make_database")
-    return factory
-
-
 @pytest.fixture
 async def where(
     databases: DatabaseFactory | None, tmp_path: Path
@@ -72,16 +62,7 @@ async def where(
         if k not in ("DATABASE_URL", "SUPABASE_DB_URL", "KUBECONFIG", "KUBERNETES_SERVICE_HOST")
     }
     env["LOG_FILES_DIR"] = str(tmp_path)
-    store: Store
-    if databases is None:
-        path = tmp_path / "incidents.db"
-        store = await SqliteIncidentStore.open(path)
-        args = ["--db-path", str(path)]
-    else:
-        dsn = await databases()
-        store = await PostgresIncidentStore.connect(dsn, min_size=1, max_size=1)
-        await apply_migrations(store.pool)
-        args, env = [], {**env, "DATABASE_URL": dsn}
+    store, args, env = await open_command_store(databases, tmp_path, env)
     try:
         for name, item in FIXTURE.items():
             await store.create_incident(item)
@@ -94,15 +75,7 @@ async def where(
 
 
 def cleanup(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "downtime_operator", "cleanup", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_command("cleanup", *args, env=env, cwd=cwd)
 
 
 def remaining(tmp_path: Path) -> set[str]:

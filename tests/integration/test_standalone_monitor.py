@@ -29,6 +29,7 @@ from tests.support.target import TargetServer
 
 from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.sqlite import SqliteIncidentStore
+from downtime_operator.domain.evidence import SnapshotStage
 from downtime_operator.domain.models import Incident, IncidentStatus
 
 T = TypeVar("T")
@@ -126,6 +127,15 @@ async def test_an_outage_is_one_resolved_incident_in_the_sqlite_file(
         "HTTP 503 Service Unavailable",
     )
     assert f"incidents in SQLite {tmp_path / 'downtime.db'}" in monitor.log
+    # The evidence is filled as by the operator: the server, and the checks around the outage.
+    assert incident.server_info is not None
+    assert incident.server_info.addresses == ("127.0.0.1",)
+    assert incident.server_info.http_version == "HTTP/1.1"
+    snapshot = incident.metrics_snapshot
+    assert snapshot is not None and snapshot.stage is SnapshotStage.RESOLUTION
+    assert snapshot.checks_before and all(c.ok for c in snapshot.checks_before)
+    assert snapshot.during.failures == incident.failed_checks
+    assert snapshot.during.checks == snapshot.during.failures + 1
 
 
 async def test_with_database_url_the_incident_goes_to_postgres(

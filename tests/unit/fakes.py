@@ -18,6 +18,7 @@ from downtime_operator.adapters.postgres.rows import (
     truncate_body,
 )
 from downtime_operator.adapters.sqlite import columns
+from downtime_operator.domain.evidence import ServerInfo, server_info_from_json, snapshot_from_json
 from downtime_operator.domain.log_capture import (
     CapturePlan,
     CaptureResult,
@@ -75,20 +76,37 @@ class ScriptedProber:
     """Answers by the fake clock's time: ``down(t)`` says whether the target is failing."""
 
     def __init__(
-        self, clock: FakeClock, down: Callable[[datetime], bool], error: str = "HTTP 503"
+        self,
+        clock: FakeClock,
+        down: Callable[[datetime], bool],
+        error: str = "HTTP 503",
+        server: ServerInfo | None = None,
     ) -> None:
         self.clock = clock
         self.down = down
         self.error = error
+        self.server = server
+        """What a failed check asked for evidence describes."""
         self.checks: list[datetime] = []
         self.headers: list[tuple[tuple[str, str], ...]] = []
+        self.evidence: list[datetime] = []
+        """When a check was asked for evidence."""
 
-    async def check(self, spec: MonitorSpec) -> CheckResult:
+    async def check(self, spec: MonitorSpec, *, evidence: bool = False) -> CheckResult:
         now = self.clock.now()
         self.checks.append(now)
         self.headers.append(spec.headers)
+        if evidence:
+            self.evidence.append(now)
         if self.down(now):
-            return CheckResult(at=now, ok=False, status_code=503, latency_ms=3.0, error=self.error)
+            return CheckResult(
+                at=now,
+                ok=False,
+                status_code=503,
+                latency_ms=3.0,
+                error=self.error,
+                server=self.server if evidence else None,
+            )
         return CheckResult(at=now, ok=True, status_code=200, latency_ms=3.0)
 
 
@@ -119,6 +137,9 @@ _DECODE: Mapping[str, Callable[[Any], Any]] = {
     "logs_capture_due_at": datetime.fromisoformat,
     "logs_truncated": bool,
     **dict.fromkeys(columns.JSON_COLUMNS, json.loads),
+    # An ``Incident``'s own JSON columns read back as the SQL stores read them.
+    "metrics_snapshot": snapshot_from_json,
+    "server_info": server_info_from_json,
 }
 
 
@@ -151,6 +172,7 @@ def _as_created(incident: Incident) -> Incident:
         error_message=clean_text(incident.error_message),
         response_body=truncate_body(incident.response_body),
         notes=clean_text(incident.notes),
+        root_cause=clean_text(incident.root_cause),
         logs_state=None,
     )
 
@@ -178,8 +200,6 @@ class CaptureRow:
     truncated: bool | None = None
     available: int | None = None
     window: CaptureWindow | None = None
-    snapshots: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """``metrics_snapshot`` and ``server_info``: written, never read by a service."""
 
 
 class MemoryStore:
@@ -261,10 +281,8 @@ class MemoryStore:
                 row.logs_state = value
             elif name in _INCIDENT_FIELDS:
                 setattr(row, name, value)
-            elif name in CAPTURE_COLUMNS:
-                setattr(capture, CAPTURE_COLUMNS[name], value)
             else:
-                capture.snapshots[name] = value
+                setattr(capture, CAPTURE_COLUMNS[name], value)
         self.writes.append(f"update {incident_id} {sorted(fields)}")
 
     async def resolve_incident(
@@ -286,6 +304,20 @@ class MemoryStore:
                 row.logs_state = LogCaptureState.PENDING  # the final capture is due
                 capture.due_at = ended_at + capture.plan.after
             self.writes.append(f"resolve {incident_id}")
+        return dataclasses.replace(row)
+
+    async def annotate_incident(
+        self, incident_id: UUID, *, root_cause: str | None, note: str | None
+    ) -> Incident | None:
+        """``IncidentTransitions.annotate_incident``, held to the SQL stores' contract."""
+        self._check()
+        row = self.rows.get(incident_id)
+        if row is None:
+            return None
+        if root_cause is not None:
+            row.root_cause = clean_text(root_cause)
+        row.notes = columns.appended_notes(row.notes, clean_text(note))
+        self.writes.append(f"annotate {incident_id}")
         return dataclasses.replace(row)
 
     async def get_incident(self, incident_id: UUID) -> Incident | None:

@@ -17,6 +17,7 @@ from downtime_operator.adapters.postgres.queries import SPAN_LEVELS, day_spans
 from downtime_operator.api.auth import KeyRing
 from downtime_operator.api.coalesce import SingleFlight
 from downtime_operator.api.guard import client_address
+from downtime_operator.api.negotiation import prefers
 from downtime_operator.api.ratelimit import RateLimit, TokenBuckets, retry_after_header
 from downtime_operator.api.schemas import ListQuery, decode_cursor, encode_cursor
 from downtime_operator.assembly import resource_pipeline
@@ -215,6 +216,29 @@ def test_bad_api_settings_name_the_variable(env: dict[str, str], variable: str) 
     assert "0123456789abcdef" not in str(caught.value)  # a key is never echoed
 
 
+# -- Content negotiation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "json"),
+    [
+        (None, False),
+        ("", False),
+        ("*/*", False),
+        ("application/json", True),
+        ("Application/JSON; charset=utf-8", True),
+        ("text/markdown, application/json", False),
+        ("text/markdown;q=0.5, application/json", True),
+        ("application/json;q=0, */*", False),
+        ("text/*;q=0.9, application/*", True),
+        ("text/html", False),
+        ("application/json;q=abc", False),
+    ],
+)
+def test_json_only_when_the_client_prefers_it(accept: str | None, json: bool) -> None:
+    assert prefers(accept, offered="application/json", default="text/markdown") is json
+
+
 # -- The service -------------------------------------------------------------------------------
 
 
@@ -235,6 +259,7 @@ def incident(**changes: object) -> Incident:
 class ScriptedTransitions:
     def __init__(self, stored: Incident | None) -> None:
         self.stored = stored
+        self.annotations: list[tuple[str | None, str | None]] = []
 
     async def resolve_open_incident(
         self, incident_id: uuid.UUID, *, ended_at: datetime, notes: str | None
@@ -260,6 +285,15 @@ class ScriptedTransitions:
         if self.stored.status is IncidentStatus.RESOLVED:
             raise IncidentAlreadyResolvedError(self.stored)
         self.stored = dataclasses.replace(self.stored, status=IncidentStatus.INVESTIGATING)
+        return self.stored
+
+    async def annotate_incident(
+        self, incident_id: uuid.UUID, *, root_cause: str | None, note: str | None
+    ) -> Incident | None:
+        if self.stored is None:
+            return None
+        self.annotations.append((root_cause, note))
+        self.stored = dataclasses.replace(self.stored, root_cause=root_cause or "kept")
         return self.stored
 
 
@@ -294,6 +328,28 @@ async def test_rows_without_a_resource_are_resolved_in_the_store_only() -> None:
     await admin.acknowledge(uuid.uuid4(), notes=None, actor="ops")
     await admin.close()
     assert resources.incidents == {} and resources.events == []
+
+
+async def test_a_note_is_signed_and_the_root_cause_mirrored_without_an_event() -> None:
+    transitions = ScriptedTransitions(incident(status=IncidentStatus.RESOLVED, ended_at=T0))
+    resources = RecordingResources()
+    admin = IncidentAdmin(
+        transitions=transitions,
+        clock=FakeClock(T0 + timedelta(minutes=5)),
+        events=resource_pipeline(resources),
+    )
+    admin.start()
+    annotated = await admin.annotate(
+        uuid.uuid4(), root_cause="disk full", note="freed 20 GiB", actor="ops"
+    )
+    await admin.close()
+    assert transitions.annotations == [("disk full", "[2026-03-10T12:05:00Z ops] freed 20 GiB")]
+    assert annotated.root_cause == "disk full"
+    assert resources.incidents["api-20260310-120000"].root_cause == "disk full"
+    assert resources.events == []  # a post-mortem edit is no news for the monitor's Events
+    admin, _ = make_admin(None)
+    with pytest.raises(IncidentNotFoundError):
+        await admin.annotate(uuid.uuid4(), root_cause=None, note="x", actor="ops")
 
 
 async def test_unknown_and_resolved_incidents_are_reported() -> None:

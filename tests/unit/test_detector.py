@@ -85,3 +85,14 @@ def test_retry_interval_applies_while_failing() -> None:
     assert detector.next_delay(interval=interval, retry_interval=retry) == interval
     detector.observe(check(60, ok=False))
     assert detector.next_delay(interval=interval, retry_interval=retry) == retry
+
+
+def test_only_the_check_that_would_open_an_incident_is_worth_describing() -> None:
+    detector = Detector(failure_threshold=3, success_threshold=1)
+    worth: list[bool] = []
+    for second, ok in [(0, True), (10, False), (20, False), (30, False), (40, False), (50, True)]:
+        worth.append(detector.opens_on_failure)
+        detector.observe(check(second, ok=ok))
+    # Asked before the third failure of the streak only: not while healthy, not while down.
+    assert worth == [False, False, False, True, False, False]
+    assert Detector(failure_threshold=1, success_threshold=1).opens_on_failure

@@ -3,6 +3,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from downtime_operator.domain.evidence import ServerInfo, SnapshotStage
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
 from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
@@ -66,6 +67,24 @@ class World:
 
 def outage(start: float, end: float) -> Callable[[datetime], bool]:
     return lambda now: start <= (now - T0).total_seconds() < end
+
+
+class Recorder:
+    """A sink that keeps every event it is given."""
+
+    name = "recorder"
+    permanent = ()
+    lane = staticmethod(monitor_lane)
+
+    def __init__(self) -> None:
+        self.events: list[IncidentEvent] = []
+
+    async def apply(self, event: IncidentEvent) -> None:
+        self.events.append(event)
+
+    def incident(self, kind: IncidentEventKind) -> Incident:
+        [incident] = [e.incident for e in self.events if e.kind is kind]
+        return incident
 
 
 async def test_healthy_monitor_opens_nothing_and_writes_status_rarely() -> None:
@@ -350,19 +369,10 @@ async def test_events_name_the_monitors_notification_channels() -> None:
     """The notification sink learns from each event which channels to tell."""
     spec = {**SPEC, "notifications": [{"channel": "oncall"}, {"channel": "mail"}]}
     world = World(outage(100, 200), spec=spec)
-    published: list[IncidentEvent] = []
-
-    class Recorder:
-        name = "recorder"
-        permanent = ()
-        lane = staticmethod(monitor_lane)
-
-        async def apply(self, event: IncidentEvent) -> None:
-            published.append(event)
-
-    world.add_sinks(Recorder())
+    recorder = Recorder()
+    world.add_sinks(recorder)
     await world.run(seconds=400)
-    kinds = {event.kind: event.channels for event in published}
+    kinds = {event.kind: event.channels for event in recorder.events}
     assert kinds[IncidentEventKind.OPENED] == ("oncall", "mail")
     assert kinds[IncidentEventKind.RESOLVED] == ("oncall", "mail")
     conditions = {c["type"] for c in world.resources.status_patches[-1]["conditions"]}
@@ -375,3 +385,63 @@ async def test_without_notification_channels_there_is_no_notifications_condition
     [condition] = world.resources.status_patches[-1]["conditions"]
     assert condition["type"] == "SpecValid"
     assert world.resources.events == []
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def test_the_incident_carries_its_evidence_from_detection_to_resolution() -> None:
+    """Healthy at 60 s for 30 minutes, then down for 5 minutes (re-checked every 10 s)."""
+    server = ServerInfo(addresses=("10.1.2.3",), http_version="HTTP/1.1", operator_instance="op")
+    world = World(outage(1800, 2100))
+    world.prober.server = server
+    recorder = Recorder()
+    world.add_sinks(recorder)
+    await world.run(seconds=2400)
+
+    # Only the check whose failure opened the incident was asked to describe the server.
+    assert world.prober.evidence == [at(1820)]
+    opened = recorder.incident(IncidentEventKind.OPENED)
+    assert opened.server_info == server
+    snapshot = opened.metrics_snapshot
+    assert snapshot is not None and snapshot.stage is SnapshotStage.DETECTION
+    assert [c.at for c in snapshot.checks_before] == [at(60 * i) for i in range(10, 30)]
+    assert all(c.ok and c.latency_ms == 3.0 for c in snapshot.checks_before)
+    latency = snapshot.latency_before
+    assert (latency.samples, latency.since, latency.p50_ms, latency.p95_ms) == (
+        10,
+        at(1200),
+        3.0,
+        3.0,
+    )
+    assert (snapshot.during.checks, snapshot.during.failures) == (3, 3)
+    assert [c.at for c in snapshot.during.first] == [at(1800), at(1810), at(1820)]
+
+    [stored] = world.store.rows.values()
+    assert stored.status is IncidentStatus.RESOLVED and stored.server_info == server
+    final = stored.metrics_snapshot
+    assert final is not None and final.stage is SnapshotStage.RESOLUTION
+    assert final.checks_before == snapshot.checks_before
+    # 30 failed checks (1800 .. 2090) and the one that resolved it (2100).
+    assert (final.during.checks, final.during.failures) == (31, 30)
+    assert [c.at for c in final.during.first] == [at(1800 + 10 * i) for i in range(20)]
+    assert [c.at for c in final.during.last] == [at(2000 + 10 * i) for i in range(11)]
+    assert final.during.last[-1].ok and not final.during.first[0].ok
+    assert world.resources.incidents[stored.k8s_name].server_info == server
+
+
+async def test_a_restarted_runner_completes_the_snapshot_it_reloaded() -> None:
+    world = World(outage(0, 500))
+    await world.run(seconds=100)
+    [row] = world.store.rows.values()
+    opened = row.metrics_snapshot  # as written at detection (the row changes in place)
+    fresh = MonitorRunner(ref=REF, deps=world.deps)
+    await world.run(seconds=600, runner=fresh)
+    final = row.metrics_snapshot
+    assert opened is not None and final is not None
+    assert final.stage is SnapshotStage.RESOLUTION
+    assert final.during.first[:3] == opened.during.first
+    # Every failed check is counted, also those seen between detection and the restart.
+    assert final.during.failures == row.failed_checks > opened.during.failures
+    assert final.during.checks == final.during.failures + 1  # and the one that resolved it

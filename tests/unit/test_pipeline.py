@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import IncidentStatus, MonitorRef
 from downtime_operator.services.pipeline import IncidentPipeline, SinkRoute, monitor_lane
+from downtime_operator.services.sinks import ResourceSink
 from tests.contract.stores import make_incident
-from tests.unit.fakes import FakeClock
+from tests.unit.fakes import FakeClock, RecordingResources
 from tests.unit.test_monitor_runner import T0, World, outage
 
 Kind = IncidentEventKind
@@ -96,3 +97,18 @@ async def test_a_sink_failing_for_60s_delays_neither_the_others_nor_the_checks()
     assert failing.applied[0][0] >= T0 + timedelta(seconds=60)
     assert failing.kinds() == healthy.kinds()
     assert healthy.kinds() == [Kind.OPENED, Kind.CHECKS_REFRESHED, Kind.RESOLVED]
+
+
+async def test_only_a_persons_event_shows_the_root_cause() -> None:
+    """The runner's copy of an incident may hold a root cause that a person has replaced since:
+    its events leave ``status.rootCause`` as it is."""
+    resources = RecordingResources()
+    sink = ResourceSink(resources)
+    incident = make_incident(root_cause="stale")
+    await sink.apply(IncidentEvent(kind=IncidentEventKind.CHECKS_REFRESHED, incident=incident))
+    assert resources.incidents[incident.k8s_name].root_cause is None
+    await sink.apply(
+        IncidentEvent(kind=IncidentEventKind.ANNOTATED, incident=incident, actor="ops")
+    )
+    assert resources.incidents[incident.k8s_name].root_cause == "stale"
+    assert resources.events == []

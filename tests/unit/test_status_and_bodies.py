@@ -3,6 +3,7 @@ from uuid import UUID
 
 from downtime_operator.adapters.kube.bodies import event_body, incident_body, incident_status
 from downtime_operator.adapters.kube.incident_from_cr import incident_from_resource
+from downtime_operator.domain.evidence import Certificate, ServerInfo
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
@@ -123,6 +124,34 @@ def test_incident_status_drops_unknowns_and_round_trips() -> None:
     assert "notes" not in status
     back = incident_from_resource({**incident_body(resolved, monitor_uid=None), "status": status})
     assert back == resolved
+
+
+def test_the_root_cause_is_shown_and_read_back() -> None:
+    annotated = incident()
+    annotated.root_cause = "expired certificate"
+    status = incident_status(annotated)
+    assert status["rootCause"] == "expired certificate"
+    back = incident_from_resource({**incident_body(annotated, monitor_uid=None), "status": status})
+    assert back == annotated
+
+
+def test_the_cr_shows_a_summary_of_the_server_info() -> None:
+    described = incident()
+    described.server_info = ServerInfo(
+        addresses=tuple(f"10.0.0.{i}" for i in range(12)),
+        http_version="HTTP/1.1",
+        certificate=Certificate(subject="CN=a", issuer="CN=b", not_after=T0 + timedelta(days=9)),
+        headers={"Server": "nginx"},
+        operator_instance="op-0",
+    )
+    assert incident_status(described)["serverInfo"] == {
+        "addresses": [f"10.0.0.{i}" for i in range(8)],
+        "httpVersion": "HTTP/1.1",
+        "certificateNotAfter": "2026-05-10T12:00:00.000000Z",
+    }
+    described.server_info = ServerInfo(problems=("address lookup failed",))
+    assert "serverInfo" not in incident_status(described)  # nothing worth a field
+    assert "serverInfo" not in incident_status(incident())
 
 
 def test_event_body_names_the_monitor() -> None:

@@ -8,17 +8,22 @@ in incidents and on-call people read them. Only cancellation escapes, so shutdow
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+import socket
 import ssl
 from datetime import datetime, timedelta
 
 import aiohttp
 
 from downtime_operator.adapters.client_session import SessionOwner
+from downtime_operator.adapters.server_evidence import ServerDescriber
 from downtime_operator.domain.durations import format_duration
+from downtime_operator.domain.evidence import ServerInfo, shown_headers
 from downtime_operator.domain.expectations import unmet_expectation
 from downtime_operator.domain.models import CheckResult, MonitorSpec
 from downtime_operator.services.ports import Clock
+from downtime_operator.version import package_version
 
 USER_AGENT = "downtime-operator/0.1 (+health check)"
 EXCERPT_CHARS = 512
@@ -36,6 +41,10 @@ class HttpProber(SessionOwner):
     kept in memory for ``bodyContains`` and the failure excerpt. A check that waits for a free
     connection counts that wait against its timeout, so ``limit_per_host`` must stay above the
     number of monitors that check one host at the same moment.
+
+    A failed check asked for ``evidence`` also describes the server (``ServerDescriber``, each
+    step within ``evidence_timeout`` seconds) as seen by ``instance`` (default: the hostname,
+    which is the pod's name in Kubernetes).
     """
 
     def __init__(
@@ -48,6 +57,8 @@ class HttpProber(SessionOwner):
         limit: int = 1000,
         limit_per_host: int = 1000,
         dns_cache_seconds: int = 60,
+        evidence_timeout: float = 2.0,
+        instance: str | None = None,
     ) -> None:
         self._clock = clock
         self._max_redirects = max_redirects
@@ -56,6 +67,11 @@ class HttpProber(SessionOwner):
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._dns_cache_seconds = dns_cache_seconds
+        self._describer = ServerDescriber(
+            instance=instance or socket.gethostname(),
+            version=package_version(),
+            timeout=evidence_timeout,
+        )
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -73,21 +89,36 @@ class HttpProber(SessionOwner):
             trust_env=False,
         )
 
-    async def check(self, spec: MonitorSpec) -> CheckResult:
-        """Probe ``spec.url`` once, within ``spec.timeout`` (connect, headers and body)."""
+    async def check(self, spec: MonitorSpec, *, evidence: bool = False) -> CheckResult:
+        """Probe ``spec.url`` once, within ``spec.timeout`` (connect, headers and body).
+
+        With ``evidence``, a failed result also describes the server, after the deadline.
+        """
         if self._session is None:
             raise RuntimeError("HttpProber.check() called before start()")
         at = self._clock.now()
         loop = asyncio.get_running_loop()
         started = loop.time()
+        failure: Exception | None = None
         try:
             async with asyncio.timeout(spec.timeout.total_seconds()):
-                return await self._exchange(self._session, spec, at, started)
+                result = await self._exchange(self._session, spec, at, started, evidence=evidence)
         except Exception as exc:  # every failure is a result, by design
-            return CheckResult(at=at, ok=False, error=describe_failure(exc, spec.timeout))
+            failure = exc
+            result = CheckResult(at=at, ok=False, error=describe_failure(exc, spec.timeout))
+        if result.ok or not evidence:
+            return result
+        server = await self._describer.describe(spec.url, answered=result.server, failure=failure)
+        return dataclasses.replace(result, server=server)
 
     async def _exchange(
-        self, session: aiohttp.ClientSession, spec: MonitorSpec, at: datetime, started: float
+        self,
+        session: aiohttp.ClientSession,
+        spec: MonitorSpec,
+        at: datetime,
+        started: float,
+        *,
+        evidence: bool,
     ) -> CheckResult:
         data = spec.body.encode() if spec.body is not None else None
         async with session.request(
@@ -119,6 +150,7 @@ class HttpProber(SessionOwner):
             latency_ms=latency * 1000,
             error=error,
             body_excerpt=_excerpt(kept, response.charset) if error and kept else None,
+            server=_answered(response) if error and evidence else None,
         )
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
@@ -136,6 +168,15 @@ class HttpProber(SessionOwner):
             if len(kept) < self._keep:
                 kept += chunk[: self._keep - len(kept)]
         return bytes(kept), True
+
+
+def _answered(response: aiohttp.ClientResponse) -> ServerInfo:
+    """What the failed answer says about its server (the last one, after redirects)."""
+    version = response.version
+    return ServerInfo(
+        http_version=None if version is None else f"HTTP/{version.major}.{version.minor}",
+        headers=shown_headers(response.headers.items()),
+    )
 
 
 def describe_failure(exc: Exception, timeout: timedelta) -> str:

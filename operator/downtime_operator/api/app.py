@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from importlib import metadata
 from ipaddress import IPv4Network, IPv6Network
 
 from aiohttp import web
@@ -21,18 +20,13 @@ from downtime_operator.api.ratelimit import RateLimit, TokenBuckets
 from downtime_operator.api.routes import OPERATIONS
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
 from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.incident_report import IncidentReports
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
+from downtime_operator.version import package_version
 
 DEFAULT_KEY_LIMIT = RateLimit(rate=10.0, burst=20)
 DEFAULT_ADDRESS_LIMIT = RateLimit(rate=20.0, burst=40)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("downtime-operator")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def create_app(
@@ -80,9 +74,10 @@ def create_app(
         trusted_proxies=tuple(trusted_proxies),
         metrics_text=metrics_text,
         statistics=SingleFlight(),
+        reports=IncidentReports(queries=queries, audit=audit, notifications=notifications),
         notifications=notifications,
     )
-    app[OPENAPI] = json.dumps(build_openapi(OPERATIONS, version=_version())).encode()
+    app[OPENAPI] = json.dumps(build_openapi(OPERATIONS, version=package_version())).encode()
     for op in OPERATIONS:
         app.router.add_route(op.method, op.route_path, op.handler, name=op.operation_id)
 

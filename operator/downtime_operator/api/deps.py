@@ -14,6 +14,7 @@ from downtime_operator.api.ratelimit import TokenBuckets
 from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries
 from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.incident_report import IncidentReports
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
 
@@ -33,6 +34,7 @@ class ApiDeps:
     """Peers whose X-Forwarded-For names the client (the ingress); empty: the peer is it."""
     metrics_text: Callable[[], bytes]
     statistics: SingleFlight[PeriodStatistics]
+    reports: IncidentReports
     notifications: NotificationOutbox | None = None
     """The notification outbox: the delivery log and test messages (None: 503)."""
 

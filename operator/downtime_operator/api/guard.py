@@ -3,9 +3,9 @@
 1. client address allowlist (403) — cheapest, and nothing else is spent on a stranger;
 2. per-address token bucket (429) — bounds what any one client can make the server do,
    including how fast it can guess keys and how many audit rows it can cause;
-3. API key -> key name; for a POST the attempt is written to the audit log now, before anything
-   else can fail, so even a refused call is on record (an audit write that fails refuses the
-   call: nothing mutates unaudited);
+3. API key -> key name; for a POST or PATCH the attempt is written to the audit log now, before
+   anything else can fail, so even a refused call is on record (an audit write that fails
+   refuses the call: nothing mutates unaudited);
 4. no valid key: 401; 5. per-key token bucket (429); 6. the handler; the outcome is audited.
 
 Probes, metrics and the OpenAPI document are outside the gate: kubelet and Prometheus carry no
@@ -14,8 +14,10 @@ API key, and the document describes nothing secret.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from uuid import UUID
 
@@ -32,6 +34,8 @@ from downtime_operator.services.admin_ports import AuditEntry, StoreUnavailableE
 logger = logging.getLogger(__name__)
 
 _AUDITED_VALUE_CHARS = 1000
+_AUDITED_NAME_CHARS = 100
+_AUDITED_METHODS = frozenset({"POST", "PATCH"})
 _OUTCOMES = {
     401: "unauthorized",
     404: "not_found",
@@ -96,7 +100,7 @@ def _rate_limited(wait: float, who: str) -> ApiError:
     )
 
 
-def _audit_entry(
+async def _audit_entry(
     request: web.Request, deps: ApiDeps, key_name: str | None, remote: str | None
 ) -> AuditEntry:
     raw_id = request.match_info.get("incident_id", "")
@@ -104,12 +108,35 @@ def _audit_entry(
         key_name=key_name,
         action=request.match_info.route.name or f"{request.method} {request.path[:200]}",
         incident_id=UUID(raw_id) if re.fullmatch(UUID_PATTERN, raw_id) else None,
-        parameters={
-            name[:100]: value[:_AUDITED_VALUE_CHARS] for name, value in request.query.items()
-        },
+        parameters=_cut({**request.query, **await _body_fields(request)}),
         remote_addr=remote,
         at=deps.clock.now(),
     )
+
+
+async def _body_fields(request: web.Request) -> Mapping[str, object]:
+    """What the body asked for: a JSON object's fields, else the body as it came. (The handler
+    reads it again: aiohttp keeps what was read.)"""
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {"body": raw.decode(errors="replace")}
+    if isinstance(data, dict):
+        return {str(name): value for name, value in data.items()}
+    return {"body": data}
+
+
+def _cut(parameters: Mapping[str, object]) -> dict[str, str]:
+    """As text, names and values cut short: the trail says what was asked, not a copy of it."""
+    return {
+        name[:_AUDITED_NAME_CHARS]: (value if isinstance(value, str) else json.dumps(value))[
+            :_AUDITED_VALUE_CHARS
+        ]
+        for name, value in parameters.items()
+    }
 
 
 @web.middleware
@@ -127,9 +154,10 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(_rate_limited(wait, "client address"))
     key_name = deps.keys.identify(request.headers.get("Authorization"))
     audit_id: int | None = None
-    if request.method == "POST":
+    if request.method in _AUDITED_METHODS:
         # Raises when the audit log cannot be written: the call is then refused (503).
-        audit_id = await deps.audit.record_attempt(_audit_entry(request, deps, key_name, remote))
+        entry = await _audit_entry(request, deps, key_name, remote)
+        audit_id = await deps.audit.record_attempt(entry)
     response = await _authorized(request, handler, deps, key_name)
     if audit_id is not None:
         try:

@@ -46,6 +46,18 @@ class _Components:
             self.schemas[model.__name__] = schema
         return {"$ref": _REF.format(model=model.__name__)}
 
+    def body(self, model: type[BaseModel]) -> dict[str, Any]:
+        """A required JSON request body, described as it is validated."""
+        schema = model.model_json_schema(ref_template=_REF, mode="validation")
+        self._hoist(schema)
+        self.schemas[model.__name__] = schema
+        return {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}
+            },
+        }
+
     def query_parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
         schema = model.model_json_schema(ref_template=_REF, mode="validation")
         self._hoist(schema)
@@ -107,7 +119,11 @@ def _operation(components: _Components, op: Operation) -> dict[str, Any]:
     for status, models in sorted(answers.items()):
         response: dict[str, Any] = {
             "description": _DESCRIPTIONS[status],
-            "content": _content(components, models),
+            # Beside the document, if the route also answers with a model (content negotiation).
+            "content": {
+                **responses.get(str(status), {}).get("content", {}),
+                **_content(components, models),
+            },
         }
         if status in (429, 503):
             response["headers"] = _RETRY_AFTER
@@ -118,6 +134,8 @@ def _operation(components: _Components, op: Operation) -> dict[str, Any]:
         "parameters": parameters,
         "responses": responses,
     }
+    if op.body is not None:
+        operation["requestBody"] = components.body(op.body)
     if not op.admin:
         operation["security"] = []
     return operation
@@ -134,7 +152,8 @@ def build_openapi(operations: Iterable[Operation], *, version: str) -> dict[str,
             "title": "Downtime Operator admin API",
             "version": version,
             "description": "Incidents recorded by the downtime operator: list, inspect, "
-            "resolve, acknowledge, logs and statistics. Send `Authorization: Bearer <key>`.",
+            "resolve, acknowledge, annotate, logs, reports and statistics."
+            " Send `Authorization: Bearer <key>`.",
         },
         "paths": paths,
         "components": {

@@ -7,6 +7,7 @@ can give.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from downtime_operator.api.deps import DEPS, KEY_NAME, OPENAPI
 from downtime_operator.api.errors import ApiError, invalid, json_response, not_found
+from downtime_operator.api.negotiation import prefers
 from downtime_operator.api.schemas import (
     UUID_PATTERN,
     AnalysisOut,
@@ -31,6 +33,7 @@ from downtime_operator.api.schemas import (
     HealthResponse,
     IncidentDetailOut,
     IncidentResponse,
+    IncidentUpdate,
     ListQuery,
     ListResponse,
     LogEntryOut,
@@ -43,6 +46,8 @@ from downtime_operator.api.schemas import (
     NotificationOut,
     NotificationsResponse,
     OngoingResponse,
+    ReportOut,
+    ReportResponse,
     StatisticsQuery,
     StatisticsResponse,
     TestNotificationQuery,
@@ -53,6 +58,7 @@ from downtime_operator.api.schemas import (
 )
 from downtime_operator.domain.models import IncidentStatus
 from downtime_operator.domain.notifications.notice import sample_notice
+from downtime_operator.domain.report_markdown import render_markdown
 from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.domain.status import uptime_percent
 from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError
@@ -62,6 +68,7 @@ from downtime_operator.services.ports import IncidentLogs
 
 PREFIX = "/admin/downtime"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
+MARKDOWN = "text/markdown"
 _MAX_PARAMETER_NAME = 100
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,13 +94,35 @@ def parse_query(request: web.Request, model: type[Q]) -> Q:
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:
-        errors.extend(
-            FieldError(field=str(e["loc"][0]) if e["loc"] else "query", message=e["msg"])
-            for e in exc.errors(include_url=False)
-        )
+        errors.extend(_field_errors(exc, whole="query"))
     if errors:
         raise invalid(errors)
     return parsed
+
+
+async def parse_body(request: web.Request, model: type[Q]) -> Q:
+    """The JSON object body as ``model``; 422 naming each bad or unknown field, or ``body``."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw.strip() else None
+    except ValueError:  # not JSON, or not UTF-8
+        raise invalid([FieldError(field="body", message="not valid JSON")]) from None
+    if not isinstance(data, dict):
+        raise invalid([FieldError(field="body", message="a JSON object is required")])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(_field_errors(exc, whole="body")) from None
+
+
+def _field_errors(exc: ValidationError, *, whole: str) -> list[FieldError]:
+    """One error per problem, naming its field (``whole`` for the input as a whole)."""
+    return [
+        FieldError(
+            field=str(e["loc"][0])[:_MAX_PARAMETER_NAME] if e["loc"] else whole, message=e["msg"]
+        )
+        for e in exc.errors(include_url=False)
+    ]
 
 
 def incident_id_of(request: web.Request) -> UUID:
@@ -188,13 +217,16 @@ async def incident_analysis(request: web.Request) -> web.StreamResponse:
     analysis = await _logs_of(request).get_analysis(incident_id)
     if analysis is None:
         raise not_found(incident_id)
-    if not analysis.get("total_logs"):
+    found = AnalysisOut.model_validate(analysis)
+    if not found.total_logs:
         return json_response(
-            NoAnalysisResponse(incident_id=incident_id, message="No logs to analyze", analysis=None)
+            NoAnalysisResponse(
+                incident_id=incident_id,
+                message="No logs were captured for this incident",
+                analysis=found,
+            )
         )
-    return json_response(
-        AnalysisResponse(incident_id=incident_id, analysis=AnalysisOut.model_validate(analysis))
-    )
+    return json_response(AnalysisResponse(incident_id=incident_id, analysis=found))
 
 
 async def capture_logs(request: web.Request) -> web.StreamResponse:
@@ -228,14 +260,17 @@ async def _transition(request: web.Request, *, resolve: bool) -> web.StreamRespo
         raise not_found(incident_id) from exc
     except IncidentAlreadyResolvedError as exc:
         raise ApiError(409, f"Incident {incident_id} is already resolved") from exc
-    details = await deps.queries.incident_details(incident_id)
+    message = "Incident resolved" if resolve else "Incident acknowledged"
+    return await _changed(request, incident_id, message=message)
+
+
+async def _changed(request: web.Request, incident_id: UUID, *, message: str) -> web.Response:
+    """The incident as it is now, after a person changed it."""
+    details = await request.app[DEPS].queries.incident_details(incident_id)
     if details is None:  # deleted by retention between the two statements
         raise not_found(incident_id)
     return json_response(
-        TransitionResponse(
-            message="Incident resolved" if resolve else "Incident acknowledged",
-            incident=IncidentDetailOut.model_validate(details),
-        )
+        TransitionResponse(message=message, incident=IncidentDetailOut.model_validate(details))
     )
 
 
@@ -245,6 +280,31 @@ async def resolve_incident(request: web.Request) -> web.StreamResponse:
 
 async def acknowledge_incident(request: web.Request) -> web.StreamResponse:
     return await _transition(request, resolve=False)
+
+
+async def update_incident(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    update = await parse_body(request, IncidentUpdate)
+    try:
+        await request.app[DEPS].admin.annotate(
+            incident_id, root_cause=update.root_cause, note=update.notes, actor=request[KEY_NAME]
+        )
+    except IncidentNotFoundError as exc:
+        raise not_found(incident_id) from exc
+    return await _changed(request, incident_id, message="Incident updated")
+
+
+async def incident_report(request: web.Request) -> web.StreamResponse:
+    incident_id = incident_id_of(request)
+    parse_query(request, NoQuery)
+    report = await request.app[DEPS].reports.report(incident_id)
+    if report is None:
+        raise not_found(incident_id)
+    if prefers(request.headers.get("Accept"), offered="application/json", default=MARKDOWN):
+        found = ReportOut.model_validate(report.to_dict())
+        return json_response(ReportResponse(incident_id=incident_id, report=found))
+    return web.Response(text=render_markdown(report), content_type=MARKDOWN, charset="utf-8")
 
 
 async def statistics(request: web.Request) -> web.StreamResponse:
@@ -381,11 +441,13 @@ class Operation:
     operation_id: str
     summary: str
     query: type[BaseModel] = NoQuery
+    body: type[BaseModel] | None = None
+    """The model of a required JSON body."""
     responses: Mapping[int, tuple[type[BaseModel], ...]] = field(default_factory=dict)
     admin: bool = True
-    """Under the guard: allowlist, rate limits, API key; POSTs audited."""
+    """Under the guard: allowlist, rate limits, API key; POSTs and PATCHes audited."""
     document: str | None = None
-    """Media type of a 200 answer that is a document rather than an envelope model."""
+    """Media type of a 200 answer that is a document (besides the envelope model, if any)."""
 
     @property
     def has_incident_id(self) -> bool:
@@ -396,11 +458,14 @@ class Operation:
         """The path for aiohttp's router: any segment matches, so a malformed id gets a 422.
 
         aiohttp's default ``{name}`` refuses braces; ``{...}`` around a UUID would then be a 404.
+        Except ``ongoing``, a route of its own: a method it does not have (PATCH) is a 405 there,
+        not a malformed incident id.
         """
-        return self.path.replace("{incident_id}", "{incident_id:[^/]+}")
+        return self.path.replace("{incident_id}", f"{{incident_id:(?!{_ONGOING}$)[^/]+}}")
 
 
 _INCIDENT = f"{PREFIX}/incidents/{{incident_id}}"
+_ONGOING = "ongoing"
 _INVALID = (ValidationErrorResponse,)
 _ERROR = (ErrorResponse,)
 
@@ -417,7 +482,7 @@ OPERATIONS: tuple[Operation, ...] = (
     # Before /incidents/{incident_id}: routes match in the order they are added.
     Operation(
         method="GET",
-        path=f"{PREFIX}/incidents/ongoing",
+        path=f"{PREFIX}/incidents/{_ONGOING}",
         handler=ongoing_incidents,
         operation_id="listOngoingIncidents",
         summary="Incidents still open (ongoing or investigating)",
@@ -430,6 +495,24 @@ OPERATIONS: tuple[Operation, ...] = (
         operation_id="getIncident",
         summary="One incident with every stored detail",
         responses={200: (IncidentResponse,), 404: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="PATCH",
+        path=_INCIDENT,
+        handler=update_incident,
+        operation_id="updateIncident",
+        summary="Set the root cause and/or add a signed note (open or resolved incidents)",
+        body=IncidentUpdate,
+        responses={200: (TransitionResponse,), 404: _ERROR, 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=f"{_INCIDENT}/report",
+        handler=incident_report,
+        operation_id="getIncidentReport",
+        summary="The post-mortem report: Markdown, or JSON with Accept: application/json",
+        responses={200: (ReportResponse,), 404: _ERROR, 422: _INVALID},
+        document=MARKDOWN,
     ),
     Operation(
         method="GET",

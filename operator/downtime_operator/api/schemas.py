@@ -12,12 +12,21 @@ from __future__ import annotations
 import enum
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from downtime_operator.domain.annotations import NOTE_MAX_CHARS, ROOT_CAUSE_MAX_CHARS
 from downtime_operator.domain.models import IncidentStatus, Severity
 from downtime_operator.services.admin_ports import IncidentFilter, PageCursor
 
@@ -26,6 +35,10 @@ _TEXT = r"^[^\x00-\x1f\x7f]+$"
 """One line of text: no control characters."""
 _NOTES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Free text that may span lines (tabs and newlines allowed, other control characters not)."""
+_WRITTEN = (
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+)
+"""Free text as ``_NOTES``, with something in it besides spaces."""
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _CURSOR = r"^-?[0-9]{1,16}_[0-9a-f]{32}$"
@@ -124,6 +137,50 @@ class NotesQuery(_Query):
     notes: str | None = Field(None, max_length=4000, pattern=_NOTES)
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """Each field may be left out but never null, and one at least is given: the document
+    says exactly what is accepted (``_not_null`` and ``_something`` check it)."""
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        [text] = [branch for branch in prop.pop("anyOf") if branch != {"type": "null"}]
+        prop.update(text)
+        del prop["default"]
+
+
+class IncidentUpdate(_Query):
+    """The body of ``PATCH .../incidents/{id}``: at least one of the two, nothing else."""
+
+    model_config = ConfigDict(json_schema_extra=_absent_not_null)
+
+    root_cause: (
+        Annotated[
+            str, StringConstraints(min_length=1, max_length=ROOT_CAUSE_MAX_CHARS, pattern=_WRITTEN)
+        ]
+        | None
+    ) = Field(None, description="Sets the root cause, replacing the one there.")
+    notes: (
+        Annotated[str, StringConstraints(min_length=1, max_length=NOTE_MAX_CHARS, pattern=_WRITTEN)]
+        | None
+    ) = Field(
+        None,
+        description="A note appended to the incident's notes as a new line"
+        ' "[time key-name] text"; notes already there are kept.',
+    )
+
+    @field_validator("root_cause", "notes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("string_type", "Input should be a valid string")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.root_cause is None and self.notes is None:
+            raise PydanticCustomError("missing", "give root_cause, notes or both")
+        return self
+
+
 class StatisticsQuery(_Query):
     days: QueryInt = Field(30, ge=1, le=365)
 
@@ -181,6 +238,7 @@ class IncidentDetailOut(IncidentOut):
     log_analysis: dict[str, Any] | None
     metrics_snapshot: Any
     server_info: Any
+    root_cause: str | None
 
 
 class ListResponse(_Out):
@@ -242,10 +300,12 @@ class AnalysisResponse(_Out):
 
 
 class NoAnalysisResponse(_Out):
+    """Nothing captured: the seed's shape all the same (zero counts), and a message saying so."""
+
     status: Literal["success"] = "success"
     incident_id: UUID
     message: str
-    analysis: None
+    analysis: AnalysisOut
 
 
 class CaptureStateOut(BaseModel):
@@ -344,3 +404,71 @@ class TestNotificationResponse(_Out):
     message: str
     channel: str
     test_id: UUID
+
+
+class ReportSummaryOut(_Out):
+    monitor: str | None = Field(description="namespace/name; null for rows the seed wrote.")
+    incident: str | None = Field(description="The DowntimeIncident's name.")
+    endpoint: str
+    environment: str
+    severity: Severity
+    status: IncidentStatus
+
+
+class ReportImpactOut(_Out):
+    started_at: datetime = Field(description="The first failed check.")
+    ended_at: datetime | None
+    duration_seconds: float | None
+    failed_checks: int
+    error_message: str | None
+    http_status_code: int | None
+
+
+class TimelineEntryOut(_Out):
+    at: datetime
+    event: str
+
+
+class LogCaptureOut(_Out):
+    state: str | None
+    lines: int | None
+    truncated: bool | None
+    error: str | None
+    summary: str = Field(description="The capture's state in words.")
+
+
+class TopErrorOut(_Out):
+    message: str
+    count: int
+
+
+class LogFindingsOut(_Out):
+    total_logs: int
+    error_count: int
+    warning_count: int
+    error_types: dict[str, int]
+    top_errors: list[TopErrorOut]
+
+
+class EvidenceOut(_Out):
+    metrics_snapshot: Any
+    server_info: Any
+    log_capture: LogCaptureOut
+    log_analysis: LogFindingsOut | None = Field(description="Null when no analysis was stored.")
+
+
+class ReportOut(_Out):
+    incident_id: UUID
+    summary: ReportSummaryOut
+    impact: ReportImpactOut
+    timeline: list[TimelineEntryOut] = Field(description="Oldest first.")
+    evidence: EvidenceOut
+    playbook: str | None
+    root_cause: str | None
+    notes: str | None
+
+
+class ReportResponse(_Out):
+    status: Literal["success"] = "success"
+    incident_id: UUID
+    report: ReportOut

@@ -88,6 +88,11 @@ class Detector:
         """True while the latest check failed or an incident is open: re-check sooner."""
         return self.incident_open or (self.last_result is not None and not self.last_result.ok)
 
+    @property
+    def opens_on_failure(self) -> bool:
+        """True when a failure of the next check would open an incident."""
+        return not self.incident_open and self.consecutive_failures + 1 >= self.failure_threshold
+
     def observe(self, result: CheckResult) -> Transition:
         self.last_result = result
         if result.ok:

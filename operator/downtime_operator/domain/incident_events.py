@@ -33,6 +33,8 @@ class IncidentEventKind(enum.StrEnum):
     """The store had resolved it while its DowntimeIncident still said open: the CR catches up."""
     LOGS_CAPTURED = "logsCaptured"
     """A capture ran (captured, failed or disabled); ``capture`` holds its result."""
+    ANNOTATED = "annotated"
+    """A person set the root cause or added a note (admin API); already in the store."""
 
 
 class ResolvedBy(enum.StrEnum):
@@ -57,8 +59,8 @@ class IncidentEvent:
     """RESOLVED, ACKNOWLEDGED: what was said when it happened."""
     resolved_by: ResolvedBy = ResolvedBy.RECOVERY
     actor: str | None = None
-    """The person (admin API key name) for RESOLVED by PERSON and ACKNOWLEDGED through the API;
-    None when the runner only learned of it, so the change is not shown twice."""
+    """The person (admin API key name) for RESOLVED by PERSON, ACKNOWLEDGED and ANNOTATED
+    through the API; None when the runner only learned of it, so the change is not shown twice."""
     channels: tuple[str, ...] = ()
     """The monitor's NotificationChannels (names in its namespace) when the event happened."""
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from downtime_operator.domain.evidence import MetricsSnapshot, ServerInfo
+
 
 class Severity(enum.StrEnum):
     LOW = "low"
@@ -124,6 +126,8 @@ class CheckResult:
     latency_ms: float | None = None
     error: str | None = None
     body_excerpt: str | None = None
+    server: ServerInfo | None = None
+    """Only on a failed check the prober was asked to describe (the one that opens an incident)."""
 
 
 @dataclass(kw_only=True)
@@ -146,8 +150,14 @@ class Incident:
     response_body: str | None = None
     failed_checks: int = 0
     notes: str | None = None
+    root_cause: str | None = None
+    """Written by a person through the admin API (set or replaced), never by the runner."""
     logs_state: LogCaptureState | None = None
     """None until a log capture is planned (and for incidents from before log capture)."""
+    metrics_snapshot: MetricsSnapshot | None = None
+    """The monitor's own checks around the outage: at detection, completed at resolution."""
+    server_info: ServerInfo | None = None
+    """What the check that opened the incident learned about the server."""
 
     @property
     def is_open(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from downtime_operator.domain.models import Incident, IncidentStatus, Severity
+from downtime_operator.domain.report import AuditedCall
 from downtime_operator.domain.statistics import PeriodStatistics
 
 
@@ -118,6 +119,16 @@ class IncidentTransitions(Protocol):
         """Mark ``investigating``; None if unknown; IncidentAlreadyResolvedError if resolved."""
         ...
 
+    async def annotate_incident(
+        self, incident_id: UUID, *, root_cause: str | None, note: str | None
+    ) -> Incident | None:
+        """Set (replace) the root cause when given, and append ``note`` as a line of the notes
+        when given, in one statement, so two people's notes are both kept; None if unknown.
+
+        Open and resolved incidents alike: a post-mortem is written after the outage.
+        """
+        ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEntry:
@@ -137,3 +148,7 @@ class AuditLog(Protocol):
         ...
 
     async def record_outcome(self, entry_id: int, *, outcome: str, status_code: int) -> None: ...
+
+    async def for_incident(self, incident_id: UUID) -> list[AuditedCall]:
+        """Every call recorded about the incident, oldest first (in recording order)."""
+        ...

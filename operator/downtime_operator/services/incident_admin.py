@@ -1,4 +1,5 @@
-"""Manual resolve and acknowledge: the system of record first, then the incident pipeline.
+"""Manual resolve, acknowledge and annotation: the system of record first, then the incident
+pipeline.
 
 PostgreSQL decides: the transition is conditional there, so of two people resolving at once one
 wins and the other is told it was already resolved. The DowntimeIncident CR and the Event follow
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from downtime_operator.domain.annotations import signed_note
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
 from downtime_operator.domain.models import Incident
 from downtime_operator.services.admin_ports import IncidentTransitions
@@ -59,6 +61,25 @@ class IncidentAdmin:
                 resolved_by=ResolvedBy.PERSON,
                 actor=actor,
             )
+        )
+        return incident
+
+    async def annotate(
+        self, incident_id: UUID, *, root_cause: str | None, note: str | None, actor: str
+    ) -> Incident:
+        """Set the root cause and/or add a note signed by ``actor``; resolved incidents too.
+
+        Raises IncidentNotFoundError. The DowntimeIncident shows the result (``rootCause``,
+        ``notes``) through the same pipeline as a resolve.
+        """
+        signed = None if note is None else signed_note(note, author=actor, at=self._clock.now())
+        incident = await self._transitions.annotate_incident(
+            incident_id, root_cause=root_cause, note=signed
+        )
+        if incident is None:
+            raise IncidentNotFoundError(incident_id)
+        self._events.publish(
+            IncidentEvent(kind=IncidentEventKind.ANNOTATED, incident=incident, actor=actor)
         )
         return incident
 

@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+from downtime_operator.domain.check_history import CheckHistory, IncidentChecks
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
+from downtime_operator.domain.evidence import resolution_snapshot
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
 from downtime_operator.domain.log_capture import CapturePlan, plan_capture, state_at_resolution
 from downtime_operator.domain.models import (
@@ -133,6 +135,10 @@ class MonitorRunner:
         self._failed_checks_written_at: datetime | None = None
         self._posting: set[asyncio.Task[None]] = set()
         self._next_check: datetime | None = None
+        self._history = CheckHistory()
+        """The recent checks, for the metrics snapshot of the next incident."""
+        self._during: IncidentChecks | None = None
+        """The checks of the open incident, for its snapshot at resolution."""
 
     async def run(
         self,
@@ -170,7 +176,9 @@ class MonitorRunner:
                 await self._wait_until(scheduled, stop)
                 continue
             lag = (clock.now() - scheduled).total_seconds()
-            result = await self._deps.prober.check(spec)
+            # Only the check whose failure opens an incident describes the server.
+            evidence = self._detector_for(spec).opens_on_failure
+            result = await self._deps.prober.check(spec, evidence=evidence)
             if self._deps.observer is not None:
                 self._deps.observer(self.ref, result, lag)
             self.observe(spec, result)
@@ -230,6 +238,9 @@ class MonitorRunner:
     def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
         """Feed one check result; queue whatever it implies."""
         self._channels = spec.notifications
+        self._history.record(result)
+        if self._during is not None:
+            self._during.add_result(result)
         transition = self._detector_for(spec).observe(result)
         if isinstance(transition, Opened):
             self._open(spec, transition)
@@ -257,6 +268,7 @@ class MonitorRunner:
             return
         self._emit(IncidentEventKind.RELEASED, self.incident)
         self.incident = None
+        self._during = None
         if self.detector is not None:
             self.detector = Detector(
                 failure_threshold=self.detector.failure_threshold,
@@ -308,6 +320,7 @@ class MonitorRunner:
             incident = await self._open_in_resources(snapshot, store_answered=store_answered)
         if incident is None:
             self.incident = None
+            self._during = None
             self.detector = None
             return
         try:
@@ -316,6 +329,9 @@ class MonitorRunner:
         except InvalidSpecError:
             thresholds = (1, 1)
         self.incident = incident
+        self._during = IncidentChecks.resuming(
+            incident.metrics_snapshot, failed_checks=incident.failed_checks
+        )
         self.detector = Detector.resuming(
             failure_threshold=thresholds[0],
             success_threshold=thresholds[1],
@@ -397,6 +413,9 @@ class MonitorRunner:
 
     def _open(self, spec: MonitorSpec, opened: Opened) -> None:
         failure = opened.last_failure
+        snapshot, self._during = self._history.at_detection(
+            started_at=opened.started_at, failed_checks=opened.failed_checks
+        )
         incident = Incident(
             incident_id=uuid4(),
             monitor=self.ref,
@@ -416,6 +435,8 @@ class MonitorRunner:
             http_status_code=failure.status_code,
             response_body=failure.body_excerpt,
             failed_checks=opened.failed_checks,
+            metrics_snapshot=snapshot,
+            server_info=failure.server,
         )
         self.incident = incident
         self._failed_checks_written_at = opened.detected_at
@@ -461,6 +482,13 @@ class MonitorRunner:
         incident.duration_seconds = max(0.0, (ended_at - incident.started_at).total_seconds())
         if notes:
             incident.notes = f"{incident.notes}\n{notes}" if incident.notes else notes
+        if self._during is not None:
+            incident.metrics_snapshot = resolution_snapshot(
+                incident.metrics_snapshot,
+                during=self._during.summary(),
+                started_at=incident.started_at,
+            )
+            self._during = None
         # The store makes the final capture due when it resolves; show it as pending meanwhile.
         incident.logs_state = state_at_resolution(incident.logs_state)
         self._emit(IncidentEventKind.RESOLVED, incident, notes=notes, resolved_by=resolved_by)

@@ -34,7 +34,11 @@ class Clock(Protocol):
 
 
 class Prober(Protocol):
-    async def check(self, spec: MonitorSpec) -> CheckResult: ...
+    async def check(self, spec: MonitorSpec, *, evidence: bool = False) -> CheckResult:
+        """One check. With ``evidence`` (its failure would open an incident), a failed result
+        also describes the server (``CheckResult.server``); a healthy one never does extra
+        work."""
+        ...
 
 
 class WriteRefusedError(Exception):

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from downtime_operator.domain.evidence import snapshot_json
 from downtime_operator.domain.incident_events import (
     IncidentEvent,
     IncidentEventKind,
@@ -66,7 +67,7 @@ class StoreSink:
             and event.resolved_by is not ResolvedBy.PERSON
             and incident.ended_at is not None
         ):
-            await self._store.update_incident(incident_id, _failed_checks(event))
+            await self._store.update_incident(incident_id, _resolution_fields(event))
             await self._store.resolve_incident(
                 incident_id, ended_at=incident.ended_at, notes=event.notes
             )
@@ -74,6 +75,15 @@ class StoreSink:
 
 def _failed_checks(event: IncidentEvent) -> dict[str, int]:
     return {"failed_checks": event.incident.failed_checks}
+
+
+def _resolution_fields(event: IncidentEvent) -> dict[str, object]:
+    """The final count, and the metrics snapshot completed with the checks of the outage."""
+    fields: dict[str, object] = {**_failed_checks(event)}
+    snapshot = event.incident.metrics_snapshot
+    if snapshot is not None:
+        fields["metrics_snapshot"] = snapshot_json(snapshot)
+    return fields
 
 
 class CapturePlanSink:
@@ -112,7 +122,7 @@ class ResourceSink:
     namespace whose writes are refused for a while (a RoleBinding removed, 403) holds up only
     its own monitors. ``status.logs.state`` is left out of the
     runner's refreshes and escalations: the capture service moves it on in between, and the
-    runner's copy would be stale.
+    runner's copy would be stale. ``status.rootCause`` only comes with a person's action.
     """
 
     name = "kubernetes"
@@ -136,6 +146,9 @@ class ResourceSink:
             return  # the runner learned it from the CR: nothing new to show
         if event.kind in (Kind.CHECKS_REFRESHED, Kind.ESCALATED):
             incident = dataclasses.replace(incident, logs_state=None)
+        if event.actor is None:
+            # The root cause is a person's to write; the runner's copy may predate their edit.
+            incident = dataclasses.replace(incident, root_cause=None)
         await self._resources.upsert_incident(incident)
         posted = kubernetes_event(event)
         if posted is not None:

@@ -10,6 +10,7 @@ from downtime_operator.settings.commands import (
     CommandSettings,
     MonitorSettings,
     OperatorSettings,
+    ReportSettings,
     StoreSettings,
 )
 from downtime_operator.settings.groups import (
@@ -44,6 +45,7 @@ __all__ = [
     "MonitorSettings",
     "OperatorSettings",
     "ProbeSettings",
+    "ReportSettings",
     "RetentionSettings",
     "Setting",
     "SettingsError",

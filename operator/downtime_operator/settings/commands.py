@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Self
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -148,6 +149,14 @@ class CleanupSettings(StoreSettings):
 
     retention: RetentionSettings
     capture: CaptureSettings
+
+
+class ReportSettings(StoreSettings):
+    """``report``: one incident's post-mortem report, from the store."""
+
+    incident_id: Annotated[UUID, Source(argument="INCIDENT_ID")] = Field(
+        description="the incident's id (its `incidentId`)"
+    )
 
 
 def _milliseconds(seconds: float) -> str:

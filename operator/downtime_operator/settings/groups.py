@@ -54,8 +54,8 @@ class DatabaseSettings(Group):
         Source(env=("DATABASE_URL", "SUPABASE_DB_URL"), flag="--database-url", metavar="DSN"),
     ] = Field(
         default=None,
-        description="PostgreSQL DSN (`postgresql://...`); without it `monitor` and `cleanup`"
-        " use the SQLite file",
+        description="PostgreSQL DSN (`postgresql://...`); without it `monitor`, `cleanup` and"
+        " `report` use the SQLite file",
     )
     db_path: Annotated[Path, Source(flag="--db-path", metavar="FILE")] = Field(
         default=Path("downtime.db"), description="the SQLite file when no DSN is given"

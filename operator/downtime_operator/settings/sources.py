@@ -33,6 +33,8 @@ class Source:
     """Environment variables, in order of preference (aliases after the main name)."""
     flag: str | None = None
     """Its flag on the commands that take flags; it overrides the environment."""
+    argument: str | None = None
+    """Instead of a flag: a positional argument, shown as this name (``INCIDENT_ID``)."""
     short: str | None = None
     metavar: str | None = None
     switch: bool | None = None
@@ -41,7 +43,7 @@ class Source:
     @property
     def name(self) -> str:
         """How an error names the setting when no value was given for it."""
-        return self.flag or self.env[0]
+        return self.flag or self.argument or self.env[0]
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,10 @@ def load_settings(
                 _put(raw, setting.path, env[variable])
                 origins[setting.path] = variable
                 break
-        flag = setting.source.flag
-        if flag is not None and flags and flags.get(setting.path) is not None:
+        given = setting.source.flag or setting.source.argument
+        if given is not None and flags and flags.get(setting.path) is not None:
             _put(raw, setting.path, flags[setting.path])
-            origins[setting.path] = flag
+            origins[setting.path] = given
     try:
         return model.model_validate(raw, context={_ORIGINS: origins})
     except ValidationError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from downtime_operator.domain.evidence import ServerInfo
 from downtime_operator.domain.log_capture import CaptureResult, capture_view
 from downtime_operator.domain.models import Incident, MonitorRef
 
@@ -71,11 +72,29 @@ def incident_status(incident: Incident) -> dict[str, Any]:
             round(incident.duration_seconds, 3) if incident.duration_seconds is not None else None
         ),
         "notes": incident.notes,
+        "rootCause": incident.root_cause,
         # Only the state: lines, window and analysis are the capture service's to write, and
         # a merge patch leaves them in place.
         "logs": {"state": incident.logs_state.value} if incident.logs_state else None,
+        "serverInfo": server_summary(incident.server_info),
     }
     return {key: value for key, value in status.items() if value is not None}
+
+
+ADDRESSES_SHOWN = 8
+
+
+def server_summary(info: ServerInfo | None) -> dict[str, Any] | None:
+    """``status.serverInfo``: addresses, HTTP version and certificate expiry, to keep the CR
+    small; the full record is the incident's ``server_info`` in the store."""
+    if info is None:
+        return None
+    summary: dict[str, Any] = {
+        "addresses": list(info.addresses[:ADDRESSES_SHOWN]),
+        "httpVersion": info.http_version,
+        "certificateNotAfter": iso(info.certificate.not_after) if info.certificate else None,
+    }
+    return {key: value for key, value in summary.items() if value} or None
 
 
 TOP_ERRORS_SHOWN = 3

@@ -38,5 +38,6 @@ def incident_from_resource(body: Mapping[str, Any]) -> Incident:
         http_status_code=status.get("httpStatusCode"),
         failed_checks=status.get("failedChecks", 0),
         notes=status.get("notes"),
+        root_cause=status.get("rootCause"),
         logs_state=LogCaptureState(logs["state"]) if logs.get("state") else None,
     )

@@ -209,6 +209,14 @@ WHERE incident_id = $1 AND status <> 'resolved'
 RETURNING {rows.INCIDENT_COLUMNS}
 """
 
+# Whatever the status: the post-mortem is written after the end.
+_ANNOTATE_SQL = f"""
+UPDATE downtime_incidents
+SET root_cause = COALESCE($3::text, root_cause), notes = {_NOTES}
+WHERE incident_id = $1
+RETURNING {rows.INCIDENT_COLUMNS}
+"""
+
 
 def list_query(
     *, filters: IncidentFilter, limit: int, after: PageCursor | None
@@ -384,6 +392,15 @@ class PostgresIncidentQueries:
         with store_errors():
             row = await self._pool.fetchrow(_ACKNOWLEDGE_SQL, incident_id, rows.clean_text(notes))
         return await self._transitioned(incident_id, row)
+
+    async def annotate_incident(
+        self, incident_id: UUID, *, root_cause: str | None, note: str | None
+    ) -> Incident | None:
+        with store_errors():
+            row = await self._pool.fetchrow(
+                _ANNOTATE_SQL, incident_id, rows.clean_text(note), rows.clean_text(root_cause)
+            )
+        return None if row is None else rows.incident_from_row(row)
 
     async def _transitioned(
         self, incident_id: UUID, row: Mapping[str, Any] | None

@@ -8,12 +8,18 @@ names only ever come from the constants here, never from callers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.domain.evidence import (
+    server_info_from_json,
+    server_info_json,
+    snapshot_from_json,
+    snapshot_json,
+)
 from downtime_operator.domain.models import (
     Incident,
     IncidentStatus,
@@ -30,10 +36,20 @@ OPEN_INCIDENT_INDEX = "downtime_incidents_one_open_per_monitor"
 
 LOG_CAPTURE_STATES = frozenset({"pending", "captured", "failed", "disabled"})
 
+EVIDENCE_COLUMNS = ("metrics_snapshot", "server_info")
+"""The JSONB columns an ``Incident`` carries: small (bounded by the snapshot's caps)."""
+
+
+def _as_text(json_columns: Iterable[str]) -> str:
+    # Read JSONB as text and decode here, so results do not depend on a pool's type codecs.
+    return ", ".join(f"{c}::text AS {c}" for c in json_columns)
+
+
 INCIDENT_COLUMNS = (
     "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
     " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
-    " http_status_code, response_body, failed_checks, notes, logs_capture_status"
+    " http_status_code, response_body, failed_checks, notes, root_cause, logs_capture_status, "
+    + _as_text(EVIDENCE_COLUMNS)
 )
 """What an ``Incident`` needs; the bulky JSONB columns (captured logs) are left out on purpose."""
 
@@ -42,8 +58,7 @@ JSON_COLUMNS = ("logs_captured", "metrics_snapshot", "server_info", "log_analysi
 DETAIL_COLUMNS = (
     INCIDENT_COLUMNS + ", logs_file_path, created_at, updated_at, logs_capture_due_at,"
     " logs_count, logs_truncated, logs_capture_error, "
-    # Read JSONB as text and decode here, so results do not depend on a pool's type codecs.
-     + ", ".join(f"{c}::text AS {c}" for c in JSON_COLUMNS)
+    + _as_text(c for c in JSON_COLUMNS if c not in EVIDENCE_COLUMNS)
 )
 """Every column, for the API's full view of one incident."""
 
@@ -115,9 +130,12 @@ def incident_from_row(row: Mapping[str, Any]) -> Incident:
         response_body=row["response_body"],
         failed_checks=row["failed_checks"],
         notes=row["notes"],
+        root_cause=row["root_cause"],
         logs_state=(
             LogCaptureState(row["logs_capture_status"]) if row["logs_capture_status"] else None
         ),
+        metrics_snapshot=snapshot_from_json(row["metrics_snapshot"]),
+        server_info=server_info_from_json(row["server_info"]),
     )
 
 
@@ -134,8 +152,10 @@ INSERT_SQL = f"""
 INSERT INTO downtime_incidents (
     incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,
     started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,
-    http_status_code, response_body, failed_checks, notes
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    http_status_code, response_body, failed_checks, notes, root_cause,
+    metrics_snapshot, server_info
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+    $19::text::jsonb, $20::text::jsonb)
 ON CONFLICT (incident_id) DO NOTHING
 RETURNING {INCIDENT_COLUMNS}
 """
@@ -168,6 +188,17 @@ def insert_params(incident: Incident) -> tuple[Any, ...]:
         truncate_body(incident.response_body),
         incident.failed_checks,
         clean_text(incident.notes),
+        clean_text(incident.root_cause),
+        *evidence_values(incident),
+    )
+
+
+def evidence_values(incident: Incident) -> tuple[str | None, str | None]:
+    """``metrics_snapshot`` and ``server_info`` as JSON text, for an insert."""
+    snapshot, server = incident.metrics_snapshot, incident.server_info
+    return (
+        None if snapshot is None else to_json_text(snapshot_json(snapshot)),
+        None if server is None else to_json_text(server_info_json(server)),
     )
 
 

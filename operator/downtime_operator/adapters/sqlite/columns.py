@@ -15,13 +15,16 @@ from typing import Any
 from uuid import UUID
 
 from downtime_operator.adapters.postgres.rows import (
+    EVIDENCE_COLUMNS,
     LOG_CAPTURE_STATES,
     clean_text,
     duration_between,
+    evidence_values,
     require_aware,
     to_json_text,
     truncate_body,
 )
+from downtime_operator.domain.evidence import server_info_from_json, snapshot_from_json
 from downtime_operator.domain.models import (
     Incident,
     IncidentStatus,
@@ -33,7 +36,8 @@ from downtime_operator.domain.models import (
 _CREATED_COLUMNS = (
     "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
     " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
-    " http_status_code, response_body, failed_checks, notes"
+    " http_status_code, response_body, failed_checks, notes, root_cause,"
+    " metrics_snapshot, server_info"
 )
 """What ``create_incident`` writes, as in PostgreSQL: the capture state is the capture plan's."""
 
@@ -55,7 +59,7 @@ DETAIL_COLUMNS = ", ".join(
         INCIDENT_COLUMNS,
         "logs_file_path, created_at, updated_at, logs_capture_due_at",
         "logs_count, logs_truncated, logs_capture_error",
-        *JSON_COLUMNS,
+        *(c for c in JSON_COLUMNS if c not in EVIDENCE_COLUMNS),
     )
 )
 """Every column, for the API's full view of one incident."""
@@ -96,7 +100,10 @@ def incident_from_row(row: sqlite3.Row) -> Incident:
         response_body=row["response_body"],
         failed_checks=row["failed_checks"],
         notes=row["notes"],
+        root_cause=row["root_cause"],
         logs_state=_optional(LogCaptureState)(row["logs_capture_status"]),
+        metrics_snapshot=snapshot_from_json(row["metrics_snapshot"]),
+        server_info=server_info_from_json(row["server_info"]),
     )
 
 
@@ -117,7 +124,7 @@ def details_from_row(row: sqlite3.Row) -> dict[str, Any]:
 
 INSERT_SQL = f"""
 INSERT INTO downtime_incidents ({_CREATED_COLUMNS}, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -148,6 +155,8 @@ def insert_params(incident: Incident, *, now: datetime) -> tuple[Any, ...]:
         truncate_body(incident.response_body),
         incident.failed_checks,
         clean_text(incident.notes),
+        clean_text(incident.root_cause),
+        *evidence_values(incident),
         written,
         written,
     )

@@ -9,6 +9,7 @@ computed from the overlapping rows by the domain's definition instead of from ro
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.adapters.sqlite.store import get_row, resolve_open_row
 from downtime_operator.domain.models import Incident, IncidentStatus
+from downtime_operator.domain.report import AuditedCall
 from downtime_operator.domain.statistics import IncidentSpan, PeriodStatistics, period_statistics
 from downtime_operator.services.admin_ports import (
     AuditEntry,
@@ -159,6 +161,31 @@ class SqliteIncidentQueries:
 
         return await self._transition(incident_id, acknowledge)
 
+    async def annotate_incident(
+        self, incident_id: UUID, *, root_cause: str | None, note: str | None
+    ) -> Incident | None:
+        root_cause, note = clean_text(root_cause), clean_text(note)
+
+        def annotate(conn: sqlite3.Connection) -> Incident | None:
+            # Whatever the status: the post-mortem is written after the end.
+            with self._db.write():
+                incident = get_row(conn, incident_id)
+                if incident is None:
+                    return None
+                conn.execute(
+                    "UPDATE downtime_incidents SET root_cause = ?, notes = ?, updated_at = ?"
+                    " WHERE incident_id = ?",
+                    (
+                        incident.root_cause if root_cause is None else root_cause,
+                        columns.appended_notes(incident.notes, note),
+                        columns.timestamp(datetime.now(UTC), "now"),
+                        str(incident_id),
+                    ),
+                )
+                return get_row(conn, incident_id)
+
+        return await self._run(annotate)
+
     async def _transition(
         self, incident_id: UUID, change: Callable[[sqlite3.Connection, Incident], Incident]
     ) -> Incident | None:
@@ -205,6 +232,26 @@ class SqliteAuditLog:
 
         with _store_errors():
             return await self._db.run(insert, self._db.conn)
+
+    async def for_incident(self, incident_id: UUID) -> list[AuditedCall]:
+        def read(conn: sqlite3.Connection) -> list[AuditedCall]:
+            return [
+                AuditedCall(
+                    at=datetime.fromisoformat(r["at"]),
+                    actor=r["key_name"],
+                    action=r["action"],
+                    parameters=json.loads(r["parameters"]),
+                    outcome=r["outcome"],
+                )
+                for r in conn.execute(
+                    "SELECT at, key_name, action, parameters, outcome FROM downtime_audit_log"
+                    " WHERE incident_id = ? ORDER BY audit_id",
+                    (str(incident_id),),
+                )
+            ]
+
+        with _store_errors():
+            return await self._db.run(read, self._db.conn)
 
     async def record_outcome(self, entry_id: int, *, outcome: str, status_code: int) -> None:
         params = (outcome, status_code, columns.timestamp(datetime.now(UTC), "now"), entry_id)

@@ -174,7 +174,15 @@ _V4 = (
     "DROP INDEX IF EXISTS downtime_notifications_due_idx",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# The post-mortem's root cause (PostgreSQL migration 0007); an incident's audit trail is read
+# for its report, as PostgreSQL's index allows since migration 0003.
+_V5 = (
+    "ALTER TABLE downtime_incidents ADD COLUMN root_cause TEXT",
+    "CREATE INDEX IF NOT EXISTS downtime_audit_log_incident_idx"
+    " ON downtime_audit_log (incident_id, at DESC) WHERE incident_id IS NOT NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 
 

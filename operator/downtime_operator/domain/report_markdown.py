@@ -1,0 +1,129 @@
+"""An incident report as Markdown, for people: the admin API's default answer and the CLI's.
+
+What people wrote (root cause, notes) and what the endpoint or the logs said (errors, top error
+messages) is shown as text, never as Markdown structure: table cells have their pipes escaped
+and lines joined, recorded JSON and notes go in fenced blocks long enough for any backticks
+inside, so no stored text can break the report's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from downtime_operator.domain.notifications.render import format_seconds
+from downtime_operator.domain.report import IncidentReport, LogFindings, format_time
+
+NOT_RECORDED = "not recorded"
+
+
+def render_markdown(report: IncidentReport) -> str:
+    facts = report.facts
+    title = facts.k8s_name or str(facts.incident_id)
+    sections = [
+        f"# Incident report: {_inline(title)}",
+        "## Summary",
+        _items(
+            [
+                ("Monitor", facts.monitor or "none (recorded before the operator)"),
+                ("Endpoint", facts.health_endpoint),
+                ("Environment", facts.environment),
+                ("Severity", facts.severity),
+                ("Status", facts.status),
+                ("Incident ID", str(facts.incident_id)),
+            ]
+        ),
+        "## Impact",
+        _impact(report),
+        "## Timeline",
+        _table(("Time", "Event"), [(format_time(e.at), e.event) for e in report.timeline]),
+        "## Evidence",
+        "### Metrics snapshot",
+        _recorded(facts.metrics_snapshot),
+        "### Server info",
+        _recorded(facts.server_info),
+        "### Logs",
+        f"Log capture: {_inline(report.log_capture)}.",
+        _findings(report.findings),
+        "## Playbook",
+        report.playbook or "none",
+        "## Root cause",
+        _fenced(facts.root_cause, "text") if facts.root_cause else NOT_RECORDED,
+        "## Notes",
+        _fenced(facts.notes, "text") if facts.notes else "none",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _impact(report: IncidentReport) -> str:
+    facts = report.facts
+    seconds = facts.duration
+    if facts.ended_at is None or seconds is None:
+        duration = f"ongoing since {format_time(facts.started_at)}"
+    else:
+        duration = (
+            f"{format_seconds(seconds)} ({seconds:g} s, {format_time(facts.started_at)}"
+            f" to {format_time(facts.ended_at)})"
+        )
+    error = facts.error_message or "unknown"
+    if facts.http_status_code is not None:
+        error += f" (HTTP status {facts.http_status_code})"
+    return _items(
+        [("Duration", duration), ("Failed checks", str(facts.failed_checks)), ("Error", error)]
+    )
+
+
+def _findings(findings: LogFindings | None) -> str:
+    if findings is None:
+        return f"Log analysis: {NOT_RECORDED}."
+    counts = (
+        f"Log analysis: {findings.total_logs} lines, {findings.error_count} errors,"
+        f" {findings.warning_count} warnings."
+    )
+    parts = [counts]
+    if findings.error_types:
+        ranked = sorted(findings.error_types.items(), key=lambda kv: (-kv[1], kv[0]))
+        parts.append(
+            "Error types: " + ", ".join(f"{_inline(name)} ({n})" for name, n in ranked) + "."
+        )
+    if findings.top_errors:
+        parts.append(
+            _table(("Count", "Top error"), [(str(e.count), e.message) for e in findings.top_errors])
+        )
+    return "\n\n".join(parts)
+
+
+def _recorded(value: Any) -> str:
+    if value is None:
+        return NOT_RECORDED
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return _fenced(text, "json")
+
+
+def _fenced(text: str, language: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _items(pairs: list[tuple[str, str]]) -> str:
+    return "\n".join(f"- {label}: {_inline(value)}" for label, value in pairs)
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
+    lines = [
+        f"| {_cell(header[0])} | {_cell(header[1])} |",
+        "| --- | --- |",
+        *(f"| {_cell(left)} | {_cell(right)} |" for left, right in rows),
+    ]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return _inline(text).replace("|", "\\|")
+
+
+def _inline(text: str) -> str:
+    """One line: stored text may hold newlines, which would end a table row or a list item."""
+    return " ".join(text.split())
