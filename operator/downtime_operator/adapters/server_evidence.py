@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -99,6 +100,9 @@ def parse_certificate(der: bytes) -> Certificate:
 
 
 async def _addresses(host: str, port: int) -> tuple[str, ...]:
+    with contextlib.suppress(ValueError):
+        # An address already: no lookup (which runs in a thread; a mass outage makes many).
+        return (str(ipaddress.ip_address(host)),)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return tuple(dict.fromkeys(str(info[4][0]) for info in infos))  # unique, resolver's order
 
