@@ -79,6 +79,17 @@ API_CONNECTIONS = 100
 their own concurrency well below it."""
 
 
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+"""Set in the environment, they make the Kubernetes client honour proxies (``trust_env``)."""
+
+
 async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
 
@@ -101,16 +112,6 @@ async def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
 
 def _proxy_configured(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name) for name in PROXY_VARIABLES)
-
-
-PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-)
 
 
 LIST_PAGE = 500

@@ -255,7 +255,7 @@ class NotificationDelivery:
             rows += _drain(queue, limit=CHUNK - 1)
             opened = sum(1 for row in rows if _is_opened(row))
             if opened and self._mass_outage(key, opened=opened):
-                rows += await self._gather(queue, rows)
+                rows += await self._gather(queue, held=len(rows), opened=opened)
             self._refill({key})
             try:
                 await self._deliver(key, rows)
@@ -296,17 +296,17 @@ class NotificationDelivery:
         return recent + opened > DIGEST_THRESHOLD
 
     async def _gather(
-        self, queue: asyncio.Queue[OutboxRow], rows: list[OutboxRow]
+        self, queue: asyncio.Queue[OutboxRow], *, held: int, opened: int
     ) -> list[OutboxRow]:
-        """The rows that join ``rows`` while a mass outage is held for a digest: until no
-        opening arrived for ``DIGEST_QUIET_SECONDS`` (at most ``DIGEST_HOLD_SECONDS``), or
-        a full digest's openings are there (it cannot grow further; waiting would only delay
-        it). Never more rows than a digest holds, so that it is not split in two."""
+        """The rows that join the ``held`` ones (``opened`` of them openings) while a mass
+        outage is held for a digest: until no opening arrived for ``DIGEST_QUIET_SECONDS`` (at
+        most ``DIGEST_HOLD_SECONDS``), or a full digest's openings are there (it cannot grow
+        further; waiting would only delay it). Never more rows than a digest holds, so that it
+        is not split in two."""
         more: list[OutboxRow] = []
-        opened = sum(1 for row in rows if _is_opened(row))
         quiet_steps = max(1, math.ceil(DIGEST_QUIET_SECONDS / DIGEST_HOLD_STEP_SECONDS))
         quiet = 0
-        self._holding += len(rows)
+        self._holding += held
         try:
             for _ in range(max(1, math.ceil(DIGEST_HOLD_SECONDS / DIGEST_HOLD_STEP_SECONDS))):
                 if opened >= DIGEST_MAX or quiet >= quiet_steps:
@@ -322,7 +322,7 @@ class NotificationDelivery:
                 more += arrived
                 self._holding += len(arrived)
         finally:
-            self._holding -= len(rows) + len(more)
+            self._holding -= held + len(more)
         return more
 
     async def _deliver(self, key: str, rows: list[OutboxRow]) -> None:
