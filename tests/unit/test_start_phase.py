@@ -33,16 +33,35 @@ def test_existing_monitors_are_spread_evenly_over_the_first_interval() -> None:
     assert all(900 <= n <= 1100 for n in per_second.values())  # ~1,000 a second, no burst
 
 
-def test_the_phase_is_stable_and_already_passed_phases_do_not_wait() -> None:
+def test_the_phase_is_stable() -> None:
     assert phase(ref(7), INTERVAL) == phase(ref(7), INTERVAL)
-    late = first_check_delay(
+
+
+def test_runners_starting_late_keep_their_phases_instead_of_checking_together() -> None:
+    # The runners start 4.5 s into the first interval (a long start-up listing): those whose
+    # phase has passed wait for its next turn, so the checks stay ~1,000 a second.
+    late = START + timedelta(seconds=4.5)
+    first_checks = [
+        late
+        + first_check_delay(
+            ref(i),
+            interval=INTERVAL,
+            created_at=START - timedelta(days=1),
+            started_at=START,
+            now=late,
+        )
+        for i in range(10_000)
+    ]
+    assert all(late <= at < late + INTERVAL for at in first_checks)
+    per_second = Counter(int((at - START).total_seconds()) % 10 for at in first_checks)
+    assert all(900 <= n <= 1100 for n in per_second.values())
+    assert first_check_delay(
         ref(7),
         interval=INTERVAL,
         created_at=START - timedelta(days=1),
         started_at=START,
-        now=START + INTERVAL,  # the daemon started after the whole first interval
-    )
-    assert late == timedelta(0)
+        now=START + phase(ref(7), INTERVAL) + timedelta(milliseconds=1),
+    ) == INTERVAL - timedelta(milliseconds=1)
 
 
 def test_a_monitor_created_while_the_process_runs_is_checked_at_once() -> None:

@@ -2,9 +2,13 @@
 
 Checking every existing monitor at the instant the operator starts is a burst of thousands of
 requests and status writes, and it keeps them in lockstep ever after. A monitor that existed
-before this process started waits for its phase instead: a stable point in its first interval,
-from a hash of its name, so each one is checked within one interval of the start and the checks
-are spread evenly. A monitor created while the process runs is checked at once.
+before this process started waits for its phase instead: a stable point in the interval, from
+a hash of its name, so each one is checked within one interval of its runner's start and the
+checks are spread evenly. A phase that passed while the process was starting (the listing of
+10,000 monitors and their open incidents takes seconds) comes round again one interval later:
+checking all those monitors at once was a burst of thousands, and since each check keeps its
+predecessor's schedule, the lump came back every interval for the life of the process. A
+monitor created while the process runs is checked at once.
 """
 
 from __future__ import annotations
@@ -31,4 +35,4 @@ def first_check_delay(
     """How long to wait before the monitor's first check in this process (zero or more)."""
     if created_at is None or started_at is None or created_at >= started_at:
         return timedelta(0)
-    return max(timedelta(0), started_at + phase(monitor, interval) - now)
+    return (started_at + phase(monitor, interval) - now) % interval
