@@ -13,6 +13,7 @@ import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from tests.support.target import TargetServer
 
+from downtime_operator.adapters.check_deadline import STRETCH
 from downtime_operator.adapters.http_probe import HttpProber, describe_failure
 from downtime_operator.domain.models import Expectation, MonitorSpec
 
@@ -105,6 +106,43 @@ async def test_timeout_covers_headers_and_body(
     elapsed = time.monotonic() - started
     assert (result.ok, result.error) == (False, "timeout after 500ms")
     assert 0.45 < elapsed < 1.0  # the deadline, plus a margin for a busy machine
+
+
+async def test_a_stalled_operator_is_not_the_endpoints_timeout(
+    target: TargetServer, prober: HttpProber
+) -> None:
+    # The loop is blocked for 1 s right after the request goes out (a mass outage's writes):
+    # the healthy answer waits in the socket, and neither the deadline nor the latency counts
+    # that wait against the endpoint.
+    loop = asyncio.get_running_loop()
+    check = asyncio.create_task(
+        prober.check(spec_for(target.url, timeout=timedelta(milliseconds=500)))
+    )
+    loop.call_soon(time.sleep, 1.0)
+    result = await check
+    assert result.ok, result
+    assert result.latency_ms is not None and result.latency_ms < 500
+
+
+async def test_a_hung_endpoint_times_out_even_while_the_operator_stalls(
+    target: TargetServer, prober: HttpProber
+) -> None:
+    target.set_mode("slow")
+    loop = asyncio.get_running_loop()
+
+    def stall() -> None:
+        time.sleep(0.2)
+        blocker[0] = loop.call_later(0.02, stall)
+
+    blocker = [loop.call_soon(stall)]
+    started = time.monotonic()
+    try:
+        result = await prober.check(spec_for(target.url, timeout=timedelta(milliseconds=300)))
+    finally:
+        blocker[0].cancel()
+    elapsed = time.monotonic() - started
+    assert (result.ok, result.error) == (False, "timeout after 300ms")
+    assert elapsed < 0.3 * STRETCH + 0.5  # stretched, but bounded
 
 
 async def test_unreachable_then_back_on_the_same_port(

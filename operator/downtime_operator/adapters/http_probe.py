@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from downtime_operator.adapters.check_deadline import CheckDeadline, LoopStalls
 from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.adapters.server_evidence import ServerDescriber
 from downtime_operator.domain.durations import format_duration
@@ -45,6 +46,9 @@ class HttpProber(SessionOwner):
     A failed check asked for ``evidence`` also describes the server (``ServerDescriber``, each
     step within ``evidence_timeout`` seconds) as seen by ``instance`` (default: the hostname,
     which is the pod's name in Kubernetes).
+
+    Deadlines and latencies leave out the time the event loop itself was stalled
+    (``check_deadline``): an answer that waited for a busy operator is not the endpoint's fault.
     """
 
     def __init__(
@@ -72,6 +76,15 @@ class HttpProber(SessionOwner):
             version=package_version(),
             timeout=evidence_timeout,
         )
+        self._stalls = LoopStalls()
+
+    async def start(self) -> None:
+        await super().start()
+        self._stalls.start()
+
+    async def close(self) -> None:
+        self._stalls.stop()
+        await super().close()
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -97,12 +110,18 @@ class HttpProber(SessionOwner):
         if self._session is None:
             raise RuntimeError("HttpProber.check() called before start()")
         at = self._clock.now()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         failure: Exception | None = None
         try:
-            async with asyncio.timeout(spec.timeout.total_seconds()):
-                result = await self._exchange(self._session, spec, at, started, evidence=evidence)
+            async with asyncio.timeout(None) as scope:
+                deadline = CheckDeadline(
+                    scope, timeout=spec.timeout.total_seconds(), stalls=self._stalls
+                )
+                try:
+                    result = await self._exchange(
+                        self._session, spec, at, deadline, evidence=evidence
+                    )
+                finally:
+                    deadline.disarm()
         except Exception as exc:  # every failure is a result, by design
             failure = exc
             result = CheckResult(at=at, ok=False, error=describe_failure(exc, spec.timeout))
@@ -116,7 +135,7 @@ class HttpProber(SessionOwner):
         session: aiohttp.ClientSession,
         spec: MonitorSpec,
         at: datetime,
-        started: float,
+        deadline: CheckDeadline,
         *,
         evidence: bool,
     ) -> CheckResult:
@@ -134,7 +153,7 @@ class HttpProber(SessionOwner):
             if oversized:
                 # Do not drain an endless body, and never pool a connection mid-body.
                 response.close()
-            latency = asyncio.get_running_loop().time() - started
+            latency = deadline.latency()
         error = unmet_expectation(
             spec.expect,
             status_code=response.status,
