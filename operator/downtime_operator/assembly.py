@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
@@ -36,7 +37,7 @@ from downtime_operator.services.pipeline import (
     IncidentSink,
     SinkRoute,
 )
-from downtime_operator.services.ports import Clock, LogSource, SecretValues
+from downtime_operator.services.ports import Clock, LogSource, Prober, SecretValues
 from downtime_operator.services.sinks import ResourceSink, ShownResources, standard_pipeline
 from downtime_operator.services.status_writer import StatusWriter
 from downtime_operator.services.store_backend import StoreBackend
@@ -81,6 +82,14 @@ def resource_pipeline(resources: ShownResources) -> IncidentPipeline:
     return IncidentPipeline([SinkRoute(sink=ResourceSink(resources))])
 
 
+class OwnedProber(Prober, Protocol):
+    """A prober the engine starts and closes (in-process, or with its check worker)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 async def build_engine(
     *,
     backend: StoreBackend,
@@ -92,7 +101,7 @@ async def build_engine(
     observer: CheckObserver | None = None,
     status_sync_period: timedelta = timedelta(seconds=60),
     status_writes_per_second: float = 20.0,
-    prober: HttpProber | None = None,
+    prober: OwnedProber | None = None,
     closers: Sequence[Closer] = (),
     shard: int | None = None,
     notifications: NotificationSetup | None = None,

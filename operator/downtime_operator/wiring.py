@@ -24,6 +24,7 @@ from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.postgres.backend import PostgresBackend
+from downtime_operator.adapters.probe_process import ProcessProber
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
 from downtime_operator.assembly import NotificationSetup, build_engine
@@ -60,6 +61,7 @@ async def operator_engine(
         observer=metrics.check_observed,
         status_sync_period=settings.kubernetes.status_sync_period,
         status_writes_per_second=settings.kubernetes.status_writes_per_second,
+        prober=ProcessProber(SystemClock()) if settings.kubernetes.check_worker else None,
         closers=(*_retention(settings, backend=backend, resources=resources), resources.close),
         shard=None if shard is None else shard.index,
         notifications=None

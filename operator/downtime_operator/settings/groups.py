@@ -107,6 +107,12 @@ class KubernetesSettings(Group):
         description="budget of HealthMonitor status writes per replica: state changes go at"
         " once, the periodic `lastCheck`/uptime refreshes are spread to fit",
     )
+    check_worker: Annotated[bool, Source(env=("CHECK_WORKER",))] = Field(
+        default=True,
+        description="run the HTTP checks in a worker process (a second interpreter, so a"
+        " second core): a mass outage's writes and a thousand checks a second no longer share"
+        " one event loop; if the worker dies, checks run in the operator until it is back",
+    )
     peering_name: Annotated[str | None, Source(env=("PEERING_NAME",))] = Field(
         default=None, description="kopf peering object name, for several replicas"
     )
