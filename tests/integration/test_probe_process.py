@@ -4,8 +4,10 @@ happens when that worker dies (nothing lost, nothing invented)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -88,3 +90,30 @@ async def test_close_ends_the_worker(target: TargetServer) -> None:
     await probe.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_worker_that_dies_at_once_is_restarted_with_backoff(
+    target: TargetServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="downtime_operator.adapters.probe_process")
+    probe = ProcessProber(
+        SystemClock(),
+        worker=(sys.executable, "-c", "raise SystemExit(3)"),
+        restart_after=0.1,
+        restart_at_most=0.4,
+    )
+    await probe.start()
+    try:
+        checks = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 2.0
+        while loop.time() < until:
+            assert (await probe.check(spec(target.url))).ok  # in-process, never a failure
+            checks += 1
+            await asyncio.sleep(0.02)
+    finally:
+        await probe.close()
+    exits = [r for r in caplog.records if "check worker exited (code 3)" in r.getMessage()]
+    # Waits of 0.1, 0.2, 0.4, 0.4...: about 6 starts in 2 s, not 20.
+    assert 3 <= len(exits) <= 8, len(exits)
+    assert checks > 20

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +51,13 @@ class ProcessProber:
         clock: Clock,
         *,
         options: dict[str, Any] | None = None,
+        worker: Sequence[str] | None = None,
         restart_after: float = 1.0,
         restart_at_most: float = 60.0,
     ) -> None:
         self._options = options or {}
+        self._command = tuple(worker or (sys.executable, "-m", WORKER_MODULE))
+        """The worker's argv, to which the options are appended as JSON."""
         self._local = HttpProber(clock, **self._options)
         self._worker: _Worker | None = None
         self._ids = itertools.count()
@@ -111,9 +115,7 @@ class ProcessProber:
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            WORKER_MODULE,
+            *self._command,
             json.dumps(self._options),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
