@@ -16,6 +16,7 @@ eval "$(bash scripts/start-postgres.sh | grep '^DATABASE_URL=' | sed 's/^/export
 echo "== control plane binaries"
 eval "$(bash scripts/build-control-plane.sh | grep -E '^(KUBE_APISERVER|ETCD)=' | sed 's/^/export /')"
 eval "$(bash scripts/build-helm.sh | grep '^HELM=' | sed 's/^/export /')"
+eval "$(bash scripts/build-prometheus.sh | grep -E '^(PROMETHEUS|PROMTOOL)=' | sed 's/^/export /')"
 
 echo "== static checks"
 "$VENV/bin/ruff" check operator tests bench

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tests.support.go_binaries import go_binary
+
 if TYPE_CHECKING:
     from tests.e2e.controlplane import ControlPlane
 
@@ -31,24 +33,7 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 def helm_binary() -> Path:
-    explicit = os.environ.get("HELM")
-    if explicit:
-        return Path(explicit)
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=3600,
-        cwd=REPO,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key == "HELM":
-            return Path(value)
-    raise RuntimeError(f"{BUILD_SCRIPT} printed no HELM=: {proc.stdout}")
+    return go_binary("HELM", BUILD_SCRIPT)
 
 
 class Helm:

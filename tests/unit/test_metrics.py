@@ -12,7 +12,7 @@ from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.services.monitor_runner import MonitorRunner
 from downtime_operator.services.retry_queue import OrderedRetryQueue
-from tests.unit.test_monitor_runner import REF, World, outage
+from tests.unit.test_monitor_runner import REF, SPEC, World, outage
 from tests.unit.test_retry_queue import RefusedUntilOpened, recorder
 
 MONITOR = f"{REF.namespace}/{REF.name}"
@@ -61,6 +61,26 @@ async def test_ongoing_and_down_while_the_outage_lasts() -> None:
     assert got[("gatewayz_downtime_incidents_ongoing", (("monitor", MONITOR),))] == 1
     assert got[("gatewayz_health_check_up", (("monitor", MONITOR),))] == 0
     assert ("gatewayz_downtime_duration_seconds_total", (("monitor", MONITOR),)) not in got
+
+
+async def test_the_severity_series_follows_an_escalation_and_goes_at_the_end() -> None:
+    spec = {**SPEC, "escalation": [{"after": "2m", "severity": "critical"}]}
+    world = World(outage(0, 400), spec)
+    metrics = observed(world)
+
+    def severities() -> dict[str, float]:
+        return {
+            dict(labels)["severity"]: value
+            for (name, labels), value in samples(metrics).items()
+            if name == "gatewayz_downtime_incident_severity"
+        }
+
+    await world.run(seconds=60)
+    assert severities() == {"high": 1}
+    await world.run(seconds=200)
+    assert severities() == {"critical": 1}  # moved, not added: an alert counts it once
+    await world.run(seconds=600)
+    assert severities() == {}
 
 
 async def test_a_restarted_runner_resumes_without_counting_the_incident_again() -> None:

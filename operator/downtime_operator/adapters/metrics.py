@@ -92,6 +92,15 @@ class OperatorMetrics:
             ["monitor"],
             registry=self.registry,
         )
+        self._severity = Gauge(
+            f"{PREFIX}downtime_incident_severity",
+            "1 for each open incident carried by this process, labelled with its current"
+            " severity (an escalation moves it), by monitor: alerts on critical outages.",
+            ["monitor", "severity"],
+            registry=self.registry,
+        )
+        self._severity_shown: dict[str, str] = {}
+        """The severity label each monitor's open incident is shown under."""
         self._check_seconds = Histogram(
             f"{PREFIX}health_check_duration_seconds",
             "Latency of health checks that got an answer, by monitor.",
@@ -148,10 +157,24 @@ class OperatorMetrics:
             self._incidents.labels(severity=incident.severity.value, monitor=monitor).inc()
         if kind in (IncidentEventKind.OPENED, IncidentEventKind.RESUMED):
             self._ongoing.labels(monitor=monitor).set(1)
+            self._show_severity(monitor, incident.severity.value)
+        elif kind is IncidentEventKind.ESCALATED:
+            self._show_severity(monitor, incident.severity.value)
         elif kind in (IncidentEventKind.RESOLVED, IncidentEventKind.RELEASED):
             self._ongoing.labels(monitor=monitor).set(0)
+            self._show_severity(monitor, None)
             if kind is IncidentEventKind.RESOLVED and incident.duration_seconds is not None:
                 self._downtime.labels(monitor=monitor).inc(incident.duration_seconds)
+
+    def _show_severity(self, monitor: str, severity: str | None) -> None:
+        """One series per open incident: the old severity's series goes, so a sum or an alert
+        over ``severity="critical"`` never counts an incident that moved on or ended."""
+        shown = self._severity_shown.pop(monitor, None)
+        if shown is not None and shown != severity:
+            self._severity.remove(monitor, shown)
+        if severity is not None:
+            self._severity.labels(monitor=monitor, severity=severity).set(1)
+            self._severity_shown[monitor] = severity
 
     def delivered(
         self, *, channel: str, channel_type: str, outcome: str, latency: float | None
