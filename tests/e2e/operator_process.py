@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -22,8 +23,12 @@ class OperatorProcess:
         log_path: Path,
         kubeconfig: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        command: Callable[[dict[str, str]], list[str]] | None = None,
     ) -> None:
+        """``command`` builds the argv from the environment (for the operator in a container,
+        tests/e2e/test_image.py); by default this interpreter runs the package."""
         self.control_plane = control_plane
+        self._command = command or (lambda _: [sys.executable, "-m", "downtime_operator", "run"])
         self.log_path = log_path
         self.env = control_plane.env(
             DATABASE_URL=database_url,
@@ -43,7 +48,7 @@ class OperatorProcess:
         self._log.write(f"\n===== start #{self.starts} =====\n".encode())
         self._log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "downtime_operator", "run"],
+            self._command(self.env),
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -1,8 +1,8 @@
-"""Invariants of the container image (DESIGN §8), checked on the Dockerfile's text.
+"""Invariants of the container image, checked on the Dockerfile's text.
 
-No Docker engine runs on the development machines or in CI, so the image itself is never built
-here: these tests parse the Dockerfile and assert what it promises (pinned bases, wheel-only
-runtime, numeric non-root user, safe Python flags, entrypoint = the console script). The last
+These tests parse the Dockerfile and assert what it promises to users (pinned bases, wheel-only
+runtime, numeric non-root user, safe Python flags, entrypoint = the console script), in a
+second; tests/e2e/test_image.py builds it with podman on a stand-in base and runs it. The last
 test builds the wheel the builder stage builds, from exactly the files the builder stage copies,
 and inspects it. That one takes about 5 s and needs PyPI for the build backend (pip's build
 isolation installs ``setuptools>=75`` and ``wheel`` from ``[build-system] requires``, as
@@ -94,12 +94,24 @@ def logical_lines(text: str) -> list[str]:
 
 
 def parse(text: str) -> list[Stage]:
+    """The stages, with global ``ARG`` defaults substituted into ``FROM`` (as a build without
+    ``--build-arg`` does: that is the image users get)."""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for line in logical_lines(text):
         keyword, _, args = line.partition(" ")
         instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "ARG" and not stages:
+            name, sep, default = instruction.args.partition("=")
+            assert sep, f"a global ARG used in FROM needs a default: {line!r}"
+            global_args[name] = default
+            continue
         if instruction.keyword == "FROM":
-            words = [w for w in instruction.words() if not w.startswith("--")]
+            words = [
+                re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], w)
+                for w in instruction.words()
+                if not w.startswith("--")
+            ]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             assert len(words) in (1, 3), f"unexpected FROM: {line!r}"
             stages.append(Stage(image=words[0], name=name))
