@@ -12,7 +12,9 @@ Phases, in one run so the figures are comparable on a busy machine:
 
 1. baseline: raw aiohttp GET of one full 5000-line page plus ``json.loads``, back to back;
 2. fetch only: ``LokiClient.fetch`` of the 10,000 lines (paging, de-duplication, normalisation);
-3. capture, ``storage: auto`` (a file) and ``storage: database`` (JSONB in the row);
+3. capture, ``storage: auto`` (a file) and ``storage: database`` (JSONB in the row), each
+   plain and then sealed under a log encryption key (AES-256-GCM, issue 14), and the
+   10,000 lines read back (the logs route's read) plain and sealed;
 4. analysis alone: ``analyze_logs_for_errors`` over the 10,000 captured records (a quarter of
    them errors), and the same records all marked ERROR (the worst case: every line normalised);
 5. the baseline again, to see whether the machine's speed drifted during the run.
@@ -45,6 +47,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.loki import LokiClient
 from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.assembly import log_capture_service
@@ -105,6 +108,10 @@ class Report:
     fetch_ms: dict[str, float]
     capture_file_ms: dict[str, float]
     capture_database_ms: dict[str, float]
+    capture_file_sealed_ms: dict[str, float]
+    capture_database_sealed_ms: dict[str, float]
+    read_file_ms: dict[str, float]
+    read_file_sealed_ms: dict[str, float]
     analysis_ms: dict[str, float]
     analysis_all_errors_ms: dict[str, float]
     capture_target_ms: float
@@ -191,14 +198,17 @@ async def bench(args: argparse.Namespace) -> Report:
     database = f"bench_capture_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    backend = await PostgresBackend.connect(
-        f"{dsn.partition('?')[0].rsplit('/', 1)[0]}/{database}", min_size=1, max_size=4
-    )
+    database_dsn = f"{dsn.partition('?')[0].rsplit('/', 1)[0]}/{database}"
+    backend = await PostgresBackend.connect(database_dsn, min_size=1, max_size=4)
+    # The same database, its captured data sealed: a ring with one random key.
+    keys = LogKeyRing({"bench": os.urandom(32)})
+    sealed = await PostgresBackend.connect(database_dsn, min_size=1, max_size=4, keys=keys)
     try:
         await backend.migrate()
         with tempfile.TemporaryDirectory() as files_dir:
-            return await _measure(args, url, backend, Path(files_dir))
+            return await _measure(args, url, (backend, sealed), Path(files_dir))
     finally:
+        await sealed.close()
         await backend.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
@@ -207,13 +217,15 @@ async def bench(args: argparse.Namespace) -> Report:
 
 
 async def _measure(
-    args: argparse.Namespace, url: str, backend: PostgresBackend, files_dir: Path
+    args: argparse.Namespace,
+    url: str,
+    backends: tuple[PostgresBackend, PostgresBackend],
+    files_dir: Path,
 ) -> Report:
     # before = 5m: the window starts at the first line; the lines end long before "now".
     started_at = BASE + timedelta(minutes=5)
     now = started_at + timedelta(minutes=1)
     window = CaptureWindow(start_ns=to_unix_ns(BASE), end_ns=to_unix_ns(now))
-    store, captures = backend.incidents, backend.captures
     before = await baseline(url, window, args.rounds)
 
     async with LokiClient(url=url) as client:
@@ -226,50 +238,69 @@ async def _measure(
         fetch_timings = await _time(args.rounds, fetch)
         assert set(fetched) == {min(args.lines, 10_000)}, fetched
 
-        service = log_capture_service(
-            backend=backend,
-            log_files_dir=files_dir,
-            source=client,
-            events=NoEvents(),
-            clock=FixedClock(now),
+        plain, sealed = (
+            log_capture_service(
+                backend=backend,
+                log_files_dir=files_dir,
+                source=client,
+                events=NoEvents(),
+                clock=FixedClock(now),
+            )
+            for backend in backends
         )
 
-        async def capture_round(storage: LogStorage) -> tuple[Timings, uuid.UUID]:
-            taken = []
-            incident_id = uuid.uuid4()
+        async def capture_once(
+            storage: LogStorage, backend: PostgresBackend
+        ) -> tuple[float, uuid.UUID]:
+            service = sealed if backend.keys else plain
+            incident = Incident(
+                incident_id=uuid.uuid4(),
+                monitor=MonitorRef(namespace="bench", name=uuid.uuid4().hex[:12]),
+                k8s_name="",
+                health_endpoint="http://bench/health",
+                environment="bench",
+                started_at=started_at,
+                detected_at=started_at,
+                severity=Severity.HIGH,
+            )
+            await backend.incidents.create_incident(incident)
+            plan = CapturePlan(enabled=True, query=QUERY, storage=storage)
+            await backend.captures.schedule_log_capture(
+                incident.incident_id, plan=plan, due_at=started_at
+            )
+            began = time.perf_counter()
+            ran = await service.run_due()
+            taken = time.perf_counter() - began
+            assert ran == 1, ran
+            return taken, incident.incident_id
+
+        async def capture_rounds(storage: LogStorage) -> tuple[Timings, Timings, list[uuid.UUID]]:
+            """Plain and sealed in turn, round by round, so both meet the same machine."""
+            taken: tuple[list[float], list[float]] = ([], [])
+            last: list[uuid.UUID] = []
             for _ in range(args.rounds):
-                incident = Incident(
-                    incident_id=uuid.uuid4(),
-                    monitor=MonitorRef(namespace="bench", name=uuid.uuid4().hex[:12]),
-                    k8s_name="",
-                    health_endpoint="http://bench/health",
-                    environment="bench",
-                    started_at=started_at,
-                    detected_at=started_at,
-                    severity=Severity.HIGH,
-                )
-                await store.create_incident(incident)
-                plan = CapturePlan(enabled=True, query=QUERY, storage=storage)
-                await captures.schedule_log_capture(
-                    incident.incident_id, plan=plan, due_at=started_at
-                )
-                began = time.perf_counter()
-                ran = await service.run_due()
-                taken.append(time.perf_counter() - began)
-                assert ran == 1, ran
-                incident_id = incident.incident_id
-            return Timings(taken), incident_id
+                last = []
+                for kind, backend in enumerate(backends):
+                    seconds, incident_id = await capture_once(storage, backend)
+                    taken[kind].append(seconds)
+                    last.append(incident_id)
+            return Timings(taken[0]), Timings(taken[1]), last
 
-        file_timings, _ = await capture_round(LogStorage.AUTO)
-        database_timings, last = await capture_round(LogStorage.DATABASE)
+        file_timings, sealed_file, (in_file, sealed_in_file) = await capture_rounds(LogStorage.AUTO)
+        database_timings, sealed_database, (last, _) = await capture_rounds(LogStorage.DATABASE)
 
-    stored = await service.get_filtered_logs(last)
+    stored = await plain.get_filtered_logs(last)
     assert stored is not None and len(stored) == min(args.lines, 10_000)
+    read_file = await _time(args.rounds, lambda: plain.get_filtered_logs(in_file))
+    read_sealed = await _time(args.rounds, lambda: sealed.get_filtered_logs(sealed_in_file))
+    assert await sealed.get_filtered_logs(sealed_in_file) == await plain.get_filtered_logs(in_file)
     analysis_timings = _time_analysis(stored, args.rounds)
     every_line_an_error = [{**record, "level": "ERROR"} for record in stored]
     worst_analysis = _time_analysis(every_line_an_error, args.rounds)
     after = await baseline(url, window, args.rounds)
-    worst_capture = max(file_timings.max_ms, database_timings.max_ms)
+    worst_capture = max(
+        t.max_ms for t in (file_timings, database_timings, sealed_file, sealed_database)
+    )
     return Report(
         nproc=os.cpu_count() or 0,
         lines=min(args.lines, 10_000),
@@ -279,6 +310,10 @@ async def _measure(
         fetch_ms=_summary(fetch_timings),
         capture_file_ms=_summary(file_timings),
         capture_database_ms=_summary(database_timings),
+        capture_file_sealed_ms=_summary(sealed_file),
+        capture_database_sealed_ms=_summary(sealed_database),
+        read_file_ms=_summary(read_file),
+        read_file_sealed_ms=_summary(read_sealed),
         analysis_ms=_summary(analysis_timings),
         analysis_all_errors_ms=_summary(worst_analysis),
         capture_target_ms=CAPTURE_TARGET_SECONDS * 1000,
@@ -316,6 +351,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"fetch only (paged, de-duplicated, normalised): {report.fetch_ms} ms")
         print(f"capture, storage auto (file):  {report.capture_file_ms} ms")
         print(f"capture, storage database:     {report.capture_database_ms} ms")
+        print(f"capture, file, sealed:         {report.capture_file_sealed_ms} ms")
+        print(f"capture, database, sealed:     {report.capture_database_sealed_ms} ms")
+        print(f"read back, file:               {report.read_file_ms} ms")
+        print(f"read back, file, sealed:       {report.read_file_sealed_ms} ms")
         print(f"analysis alone:                {report.analysis_ms} ms")
         print(f"analysis, every line an error: {report.analysis_all_errors_ms} ms (no target)")
         verdict = "PASS" if report.passed else "FAIL"

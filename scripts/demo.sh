@@ -8,13 +8,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-# Same setup as scripts/test.sh, but only when missing: the demo needs no test extras, and
+# Same setup as scripts/test.sh, but only when missing (the demo's receivers need the test extras:
+# standardwebhooks verifies the webhook's signatures), and
 # skipping a redundant `pip install` keeps it working offline once the venv exists.
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import downtime_operator, aiohttp, asyncpg, yaml' 2>/dev/null; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e .
+if ! "$VENV/bin/python" -c 'import downtime_operator, aiohttp, asyncpg, yaml, standardwebhooks' 2>/dev/null; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
 fi
 
 echo "== PostgreSQL"

@@ -78,6 +78,14 @@ spec:
         - name: ADMIN_API_KEYS_FILE
           value: {{ .Values.adminApi.mountPath | quote }}
         {{- end }}
+        {{- if .Values.logEncryption.existingSecret }}
+        - name: LOG_ENCRYPTION_KEYS_FILE
+          value: {{ .Values.logEncryption.mountPath | quote }}
+        {{- with .Values.logEncryption.activeKey }}
+        - name: LOG_ENCRYPTION_ACTIVE_KEY
+          value: {{ . | quote }}
+        {{- end }}
+        {{- end }}
         - name: LOG_LEVEL
           value: {{ .Values.operator.logLevel | quote }}
         - name: LOG_JSON
@@ -135,6 +143,11 @@ spec:
           mountPath: {{ .Values.adminApi.mountPath }}
           readOnly: true
         {{- end }}
+        {{- if .Values.logEncryption.existingSecret }}
+        - name: log-keys
+          mountPath: {{ .Values.logEncryption.mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     # The root filesystem is read-only; these are the only writable paths.
     - name: tmp
@@ -150,6 +163,11 @@ spec:
     - name: api-keys
       secret:
         secretName: {{ .Values.adminApi.existingSecret }}
+    {{- end }}
+    {{- if .Values.logEncryption.existingSecret }}
+    - name: log-keys
+      secret:
+        secretName: {{ .Values.logEncryption.existingSecret }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.ports import Clock, LogSource
 from downtime_operator.services.sinks import ShownResources
 from downtime_operator.services.store_backend import StoreBackend
-from downtime_operator.settings import ApiSettings, SettingsError, current_api_keys
+from downtime_operator.settings import ApiSettings, current_api_keys
+from downtime_operator.settings.key_files import reload_keys
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +67,17 @@ async def serve_admin_api(
     )
     async with contextlib.AsyncExitStack() as stack:
         if api.keys_file is not None:
-            reloading = asyncio.create_task(_reload_keys(api, ring, keys), name="api-keys")
+            reloading = asyncio.create_task(
+                reload_keys(
+                    period=api.keys_reload_seconds,
+                    read=functools.partial(current_api_keys, api),
+                    apply=ring.replace,
+                    loaded=keys,
+                    what="admin API keys",
+                    log=logger,
+                    in_use=lambda: ring.names,
+                ),
+                name="api-keys",
+            )
             stack.callback(reloading.cancel)
         yield await stack.enter_async_context(serving(app, host=api.host, port=api.port))
-
-
-async def _reload_keys(api: ApiSettings, ring: KeyRing, loaded: dict[str, str]) -> None:
-    """Read ADMIN_API_KEYS_FILE again every ``keys_reload_seconds``: the kubelet updates a
-    mounted Secret in place, so a rotation (add the new key, move clients, remove the old one)
-    needs no restart. A file that became invalid leaves the keys in use as they are."""
-    reported: str | None = None
-    while True:
-        await asyncio.sleep(api.keys_reload_seconds)
-        try:
-            keys = await asyncio.to_thread(current_api_keys, api)
-        except SettingsError as exc:
-            if str(exc) != reported:  # once per problem, not every period
-                reported = str(exc)
-                logger.error("admin API keys not reloaded, still using %s: %s", ring.names, exc)
-            continue
-        reported = None
-        if keys != loaded:
-            ring.replace(keys)
-            loaded = keys
-            logger.info("admin API keys reloaded: %s", ", ".join(ring.names) or "none")

@@ -17,7 +17,6 @@ from typing import Protocol
 
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
-from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.services.engine import Closer, MonitorEngine, SchemaGate
@@ -68,7 +67,7 @@ def log_capture_service(
     return LogCaptureService(
         LogCaptureDeps(
             store=backend.captures,
-            files=LocalLogFiles(directory=log_files_dir),
+            files=backend.capture_files(log_files_dir),
             events=events,
             clock=clock,
             source=source,

@@ -1,6 +1,7 @@
-"""``downtime-operator run|migrate|api|monitor|cleanup|report``: one parser, settings first.
+"""``downtime-operator run|migrate|api|monitor|cleanup|report|rotate-keys``: one parser.
 
-Each command names its settings model; ``monitor``, ``cleanup`` and ``report`` take the flags
+Settings first: each command names its settings model; ``monitor``, ``cleanup``, ``report``
+and ``rotate-keys`` take the flags
 and arguments their settings declare (the parser is built from those declarations), the others
 read the environment only.
 A usage error (a bad flag or variable) exits with status 2 before anything starts.
@@ -25,12 +26,13 @@ from downtime_operator.settings import (
     MonitorSettings,
     OperatorSettings,
     ReportSettings,
+    RotateKeysSettings,
     Setting,
     SettingsError,
     load_settings,
     settings_of,
 )
-from downtime_operator.standalone import run_cleanup, run_monitor
+from downtime_operator.standalone import run_cleanup, run_monitor, run_rotate_keys
 from downtime_operator.wiring import migrate, run_api, run_operator
 
 EXIT_USAGE = 2
@@ -84,6 +86,10 @@ def _report(settings: ReportSettings) -> int:
     return asyncio.run(run_report(settings))
 
 
+def _rotate_keys(settings: RotateKeysSettings) -> int:
+    return asyncio.run(run_rotate_keys(settings))
+
+
 COMMANDS: Mapping[str, Command[Any]] = {
     "run": Command(OperatorSettings, _run, "run the Kubernetes operator"),
     "migrate": Command(OperatorSettings, _migrate, "apply the PostgreSQL migrations and exit"),
@@ -104,6 +110,12 @@ COMMANDS: Mapping[str, Command[Any]] = {
         ReportSettings,
         _report,
         "print an incident's post-mortem report (Markdown) from the store",
+        takes_flags=True,
+    ),
+    "rotate-keys": Command(
+        RotateKeysSettings,
+        _rotate_keys,
+        "re-encrypt captured logs, log files and response bodies under the active key",
         takes_flags=True,
     ),
 }

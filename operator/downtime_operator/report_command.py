@@ -11,6 +11,7 @@ import sys
 from downtime_operator.domain.report_markdown import render_markdown
 from downtime_operator.services.admin_ports import StoreUnavailableError
 from downtime_operator.services.incident_report import IncidentReports
+from downtime_operator.services.ports import SealedDataError
 from downtime_operator.settings import ReportSettings, SettingsError
 from downtime_operator.standalone import open_store
 
@@ -27,7 +28,7 @@ async def run_report(settings: ReportSettings) -> int:
             queries=backend.queries, audit=backend.audit, notifications=backend.notifications
         )
         report = await reports.report(settings.incident_id)
-    except StoreUnavailableError as exc:
+    except (StoreUnavailableError, SealedDataError) as exc:
         print(f"downtime-operator report: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -15,12 +15,16 @@ import os
 import re
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
 from downtime_operator.adapters.clock import SystemClock
+from downtime_operator.adapters.encryption import LogKeyRing
+from downtime_operator.adapters.key_rotation import RotationReport
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.log_keys import log_key_ring, reloading_log_keys
 from downtime_operator.adapters.loki import loki_client_for
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.notify.env_channels import channels_from_env
@@ -38,6 +42,7 @@ from downtime_operator.settings import (
     ApiSettings,
     CleanupSettings,
     MonitorSettings,
+    RotateKeysSettings,
     SettingsError,
     StoreSettings,
 )
@@ -60,14 +65,16 @@ def monitor_ref_for(url: str) -> MonitorRef:
 # -- running -------------------------------------------------------------------------------------
 
 
-async def open_store(settings: StoreSettings) -> StoreBackend:
-    """PostgreSQL when a DSN is given, else the SQLite file (created on first use)."""
+async def open_store(settings: StoreSettings, keys: LogKeyRing | None = None) -> StoreBackend:
+    """PostgreSQL when a DSN is given, else the SQLite file (created on first use); captured
+    data sealed under ``keys`` (default: the settings' keys as they are at start)."""
     database = settings.database
     try:
         return await open_store_backend(
             dsn=database.url.get_secret_value() if database.url is not None else None,
             db_path=database.db_path,
             max_size=database.pool_size,
+            keys=log_key_ring(settings.encryption) if keys is None else keys,
         )
     except StoreOpenError as exc:
         raise SettingsError(f"--db-path: {exc}") from exc
@@ -93,8 +100,10 @@ async def run_monitor(settings: MonitorSettings, *, api: ApiSettings | None = No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        backend = await open_store(settings)
-        await _monitor(settings, backend=backend, stop=stop, api=api)
+        keys = log_key_ring(settings.encryption)
+        async with reloading_log_keys(keys, settings.encryption):
+            backend = await open_store(settings, keys)
+            await _monitor(settings, backend=backend, stop=stop, api=api)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -219,3 +228,66 @@ async def run_cleanup(settings: CleanupSettings, *, env: Mapping[str, str]) -> i
     policy = settings.retention
     print(report.summary(days=policy.days, keep_critical=policy.keep_critical))
     return 1 if report.deferred else 0
+
+
+async def run_rotate_keys(settings: RotateKeysSettings) -> int:
+    """Re-seal every row and file under the active key (``--dry-run``: count rows per key id).
+
+    Exit 1 when some rows are left for another run (changed meanwhile, or SIGTERM/SIGINT):
+    running it again finishes them."""
+    keys = log_key_ring(settings.encryption, announce=False)
+    if not keys:
+        raise SettingsError(
+            "LOG_ENCRYPTION_KEYS or LOG_ENCRYPTION_KEYS_FILE must name at least one key"
+        )
+    database = settings.database
+    try:
+        backend = await open_store_backend(
+            dsn=database.url.get_secret_value() if database.url is not None else None,
+            db_path=database.db_path,
+            max_size=2,
+            keys=keys,
+        )
+    except StoreOpenError as exc:
+        raise SettingsError(f"--db-path: {exc}") from exc
+    rotation = backend.key_rotation(settings.capture.log_files_dir)
+    stop = EventStopSignal()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if settings.dry_run:
+            counted = await rotation.count_keys(batch=settings.batch_size)
+            print(f"{counted.rows} incidents in {backend.description}; active key {keys.active_id}")
+            for key_id, rows in sorted(counted.keys.items()):
+                print(f"{key_id}: {rows} rows")
+            return 0
+        report = await rotation.rotate(
+            batch=settings.batch_size, stop=stop.is_set, progress=_rotation_progress
+        )
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await backend.close()
+    print(
+        f"rotate-keys: {report.rows} incidents read, {report.resealed} re-sealed under"
+        f" {keys.active_id} ({report.files} log files); {report.changed} changed meanwhile,"
+        f" {report.missing_files} log files missing"
+        + ("; interrupted: run again to finish" if report.interrupted else "")
+    )
+    return 1 if report.interrupted or report.changed else 0
+
+
+def _rotation_progress(report: RotationReport, total: int) -> None:
+    """A bar and counts on stderr, every 50 rows and at the last."""
+    if report.rows % 50 and report.rows < total:
+        return
+    done = min(report.rows, total)
+    width = 30
+    filled = width * done // total if total else width
+    print(
+        f"rotate-keys [{'#' * filled}{'.' * (width - filled)}] {done}/{total} incidents,"
+        f" {report.resealed} re-sealed, {report.files} files",
+        file=sys.stderr,
+        flush=True,
+    )

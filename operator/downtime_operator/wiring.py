@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Callable
 import kopf
 
 from downtime_operator.adapters.clock import SystemClock
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.kube.channels import KubeChannelDirectory, KubeChannelReporter
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.log_keys import log_key_ring, reloading_log_keys
 from downtime_operator.adapters.loki import LokiClient, loki_client_for
 from downtime_operator.adapters.metrics import OperatorMetrics
 from downtime_operator.adapters.metrics_server import metrics_app
@@ -44,12 +46,14 @@ async def operator_engine(
     metrics: OperatorMetrics,
     resources: KubeResources,
     channels: KubeChannelDirectory | None = None,
+    keys: LogKeyRing | None = None,
 ) -> MonitorEngine:
     """The engine over PostgreSQL, shown on ``resources``, with metrics and daily retention;
-    notifications through the NotificationChannels the watch keeps in ``channels``."""
+    notifications through the NotificationChannels the watch keeps in ``channels``; captured
+    data sealed under ``keys`` (the process's log key ring)."""
     shard = settings.kubernetes.shard
     backend = await PostgresBackend.connect(
-        settings.database.dsn, max_size=settings.database.pool_size
+        settings.database.dsn, max_size=settings.database.pool_size, keys=keys
     )
     engine = await build_engine(
         backend=backend,
@@ -133,7 +137,7 @@ def _configure_kopf(settings: kopf.OperatorSettings, *, peering_lifetime: int) -
 
 
 def operator_registry(
-    settings: OperatorSettings, *, metrics: OperatorMetrics
+    settings: OperatorSettings, *, metrics: OperatorMetrics, keys: LogKeyRing | None = None
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     channels = KubeChannelDirectory()
@@ -145,7 +149,7 @@ def operator_registry(
     async def factory() -> tuple[MonitorEngine, MonitorListing | None]:
         resources = KubeResources(await load_api_client(kubernetes.kubeconfig))
         engine = await operator_engine(
-            settings, metrics=metrics, resources=resources, channels=channels
+            settings, metrics=metrics, resources=resources, channels=channels, keys=keys
         )
         listing = functools.partial(resources.list_monitors, namespaces=kubernetes.watch_namespaces)
         return engine, listing if start_early else None
@@ -168,7 +172,8 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
     kubernetes = settings.kubernetes
     shard = kubernetes.shard
     metrics = OperatorMetrics(shard=None if shard is None else shard.label)
-    registry = operator_registry(settings, metrics=metrics)
+    keys = log_key_ring(settings.encryption)  # one ring: the engine's and the API's
+    registry = operator_registry(settings, metrics=metrics, keys=keys)
     memo = kopf.Memo()
     peering_name = kubernetes.peering_name
     if peering_name is not None and shard is not None:
@@ -178,13 +183,16 @@ async def run_operator(settings: OperatorSettings, api: ApiSettings | None = Non
     if priority is None and peering_name is not None:
         priority = secrets.randbelow(2**31)
     async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(reloading_log_keys(keys, settings.encryption))
         if settings.metrics.port is not None:
             app = metrics_app(metrics_text=metrics.text, ready=lambda: "engine" in memo)
             await stack.enter_async_context(
                 serving(app, host=settings.metrics.host, port=settings.metrics.port, name="metrics")
             )
         if api is not None and api.serve:
-            await stack.enter_async_context(admin_api(settings, api, metrics_text=metrics.text))
+            await stack.enter_async_context(
+                admin_api(settings, api, metrics_text=metrics.text, keys=keys)
+            )
         await kopf.operator(
             registry=registry,
             clusterwide=not kubernetes.watch_namespaces,
@@ -202,15 +210,20 @@ async def admin_api(
     api: ApiSettings,
     *,
     metrics_text: Callable[[], bytes] | None = None,
+    keys: LogKeyRing | None = None,
 ) -> AsyncIterator[int]:
     """Serve the admin API (yields its port) over a pool of its own.
 
     Its own pool, so that people reading incidents never wait behind the runners' writes (and
-    its own Loki client). What the API serves is assembled in ``admin_server``.
+    its own Loki client). What the API serves is assembled in ``admin_server``. ``keys``: the
+    operator's log key ring; alone (``api``), the API reads and reloads its own.
     """
     async with contextlib.AsyncExitStack() as stack:
+        if keys is None:
+            keys = log_key_ring(settings.encryption)
+            await stack.enter_async_context(reloading_log_keys(keys, settings.encryption))
         # Each is closed even when a later one cannot be opened.
-        backend = await PostgresBackend.connect(settings.database.dsn, max_size=5)
+        backend = await PostgresBackend.connect(settings.database.dsn, max_size=5, keys=keys)
         stack.push_async_callback(backend.close)
         resources = KubeResources(await load_api_client(settings.kubernetes.kubeconfig))
         stack.push_async_callback(resources.close)

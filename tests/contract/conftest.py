@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.sqlite import SqliteIncidentStore
 from tests.contract.stores import AnyStore, Stores
@@ -43,7 +44,14 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str,
 
 
 @pytest.fixture
-async def stores(store_location: tuple[str, str]) -> AsyncIterator[Stores]:
+def log_keys() -> LogKeyRing:
+    """The SQL stores' log encryption keys: none (plain storage). A module overrides it to run
+    its scenarios sealed too (``test_log_capture_contract``)."""
+    return LogKeyRing()
+
+
+@pytest.fixture
+async def stores(store_location: tuple[str, str], log_keys: LogKeyRing) -> AsyncIterator[Stores]:
     kind, where = store_location
     memory = MemoryStore()  # the memory store's "database"
 
@@ -51,8 +59,8 @@ async def stores(store_location: tuple[str, str]) -> AsyncIterator[Stores]:
         if kind == "memory":
             return memory.reopen()
         if kind == "sqlite":
-            return await SqliteIncidentStore.open(where)
-        return await PostgresIncidentStore.connect(where, min_size=1, max_size=4)
+            return await SqliteIncidentStore.open(where, log_keys)
+        return await PostgresIncidentStore.connect(where, min_size=1, max_size=4, keys=log_keys)
 
     kit = Stores(kind=kind, opener=open_store)
     if kind == "postgres":

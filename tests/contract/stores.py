@@ -104,9 +104,17 @@ class Ports:
 def ports_for(store: Store) -> Ports:
     if isinstance(store, SqliteIncidentStore):
         db = store.database
-        return Ports(SqliteLogCaptures(db), SqliteIncidentQueries(db), SqliteAuditLog(db))
+        return Ports(
+            SqliteLogCaptures(db, store.keys),
+            SqliteIncidentQueries(db, store.keys),
+            SqliteAuditLog(db),
+        )
     pool = store.pool
-    return Ports(PostgresLogCaptures(pool), PostgresIncidentQueries(pool), PostgresAuditLog(pool))
+    return Ports(
+        PostgresLogCaptures(pool, store.keys),
+        PostgresIncidentQueries(pool, store.keys),
+        PostgresAuditLog(pool),
+    )
 
 
 def captures_for(store: AnyStore) -> LogCaptureStore:

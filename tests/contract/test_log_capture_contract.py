@@ -4,6 +4,9 @@ The standalone monitor captures into its SQLite file exactly as the operator doe
 PostgreSQL, and the unit tests' in-memory fake as both do: plans that survive a restart, one
 record per due capture, the final capture after resolution, and the same filters and analysis
 for the API.
+
+Every scenario runs with captured data stored plain and sealed (``log_keys``): with log
+encryption keys, the same answers (issue 14).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.loki import LokiClient
+from downtime_operator.adapters.sealed_columns import SEALED_COLUMNS, opened
 from downtime_operator.assembly import resource_pipeline
 from downtime_operator.domain.log_capture import CapturePlan
 from downtime_operator.domain.models import (
@@ -69,15 +74,31 @@ def line(i: int) -> str:
     return f"plain line {i} mentions REFUSED"
 
 
+TEST_KEY = bytes(range(32))
+
+
+@pytest.fixture(params=["plain", "sealed"])
+def log_keys(request: pytest.FixtureRequest, store_location: tuple[str, str]) -> LogKeyRing:
+    """Each scenario with captured data stored plain, then sealed under a key."""
+    if request.param == "plain":
+        return LogKeyRing()
+    if store_location[0] == "memory":
+        pytest.skip("the in-memory fake keeps nothing at rest")
+    return LogKeyRing({"k1": TEST_KEY})
+
+
 class World:
-    def __init__(self, store: AnyStore, loki: LokiServer, client: LokiClient, files: Path) -> None:
+    def __init__(
+        self, store: AnyStore, loki: LokiServer, client: LokiClient, files: Path, keys: LogKeyRing
+    ) -> None:
         self.store = store
+        self.keys = keys
         self.loki = loki
         self.captures: LogCaptureStore = captures_for(store)
         self.clock = FakeClock(at(0))
         self.resources = RecordingResources()
         self.events = resource_pipeline(self.resources)
-        self.files = LocalLogFiles(directory=files)
+        self.files = LocalLogFiles(directory=files, keys=keys)
         self.client = client
 
     def service(self, *, source: LokiClient | None = None, loki: bool = True) -> LogCaptureService:
@@ -116,7 +137,8 @@ class World:
             assert await self.events.drained(5)
 
     async def row(self, incident: Incident) -> dict[str, Any]:
-        found = await raw_row(self.store, "downtime_incidents", "incident_id", incident.incident_id)
+        raw = await raw_row(self.store, "downtime_incidents", "incident_id", incident.incident_id)
+        found = opened(self.keys, raw, SEALED_COLUMNS, strict=True)  # as the store reads it
         return {
             **found,
             "logs_json": found["logs_captured"],
@@ -131,9 +153,11 @@ def loki() -> Iterator[LokiServer]:
 
 
 @pytest.fixture
-async def world(store: AnyStore, loki: LokiServer, tmp_path: Path) -> AsyncIterator[World]:
+async def world(
+    store: AnyStore, loki: LokiServer, tmp_path: Path, log_keys: LogKeyRing
+) -> AsyncIterator[World]:
     async with LokiClient(url=loki.url, deadline=10, base_delay=0.01, max_delay=0.05) as client:
-        world = World(store, loki, client, tmp_path / "logs")
+        world = World(store, loki, client, tmp_path / "logs", log_keys)
         world.events.start()
         yield world
         await world.events.close(drain_timeout=5)
@@ -173,7 +197,7 @@ async def test_first_capture_then_final_capture_after_resolution(world: World) -
     assert (row["logs_window_start"], row["logs_window_end"]) == (at(40), at(230))
     assert row["logs_count"] == 1900 and row["logs_capture_runs"] == 2
     assert row["logs_captured"] is None and row["logs_file_path"] is not None  # > 1000: a file
-    stored = json.loads(await asyncio.to_thread(Path(row["logs_file_path"]).read_text))
+    stored = await world.files.read(row["logs_file_path"], incident_id=incident.incident_id)
     assert len(stored) == 1900 and stored[0]["timestamp"] == "2026-03-10T12:00:40.000000000Z"
     assert await world.run_due(400) == 0  # once per due time
     assert [r.state for _, r in world.resources.log_captures] == [LogCaptureState.CAPTURED] * 2

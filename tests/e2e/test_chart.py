@@ -355,3 +355,22 @@ async def outage_is_recorded_and_resolved(env: Env, target: TargetServer) -> Non
     await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=20, what="Up")
     events = env.cp.kubectl("get", "events", "-n", env.namespace).stdout
     assert "IncidentOpened" in events and "IncidentResolved" in events
+
+
+def test_the_log_encryption_key_ring_mount_is_accepted_by_the_apiserver(
+    *,
+    control_plane: ControlPlane,
+    helm: Helm,
+    peering_crds: None,
+    release: str,
+    make_namespace: Callable[[], str],
+) -> None:
+    """``logEncryption.existingSecret`` renders a Secret volume the API server accepts."""
+    home = make_namespace()
+    values = {"logEncryption": {"existingSecret": "log-keys", "activeKey": "k1"}}
+    text = helm.template_text(release=release, namespace=home, values=values)
+    [deployment] = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "log-keys", "secret": {"secretName": "log-keys"}} in pod["volumes"]
+    out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=text).stdout
+    assert f"deployment.apps/{release}-downtime-operator created (server dry run)" in out, out

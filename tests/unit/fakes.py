@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres.rows import (
     clean_text,
     duration_between,
@@ -259,7 +260,8 @@ class MemoryStore:
 
     async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
         self._check()
-        encoded = columns.update_values(fields)  # the whitelist and value checks: ValueError
+        # The whitelist and value checks (ValueError); no keys: nothing is sealed.
+        encoded = columns.update_values(incident_id, fields, LogKeyRing())
         values = {
             name: None if value is None else _DECODE.get(name, lambda v: v)(value)
             for name, value in encoded.items()
@@ -589,7 +591,7 @@ class MemoryFiles:
         self.files[path] = list(records)
         return path
 
-    async def read(self, path: str) -> list[dict[str, Any]]:
+    async def read(self, path: str, *, incident_id: UUID) -> list[dict[str, Any]]:
         if path not in self.files:
             raise FileNotFoundError(path)
         return list(self.files[path])

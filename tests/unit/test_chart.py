@@ -7,6 +7,7 @@ real apiserver says about the same objects is in tests/e2e/test_chart.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import tarfile
@@ -33,6 +34,7 @@ EVERYTHING_ON: dict[str, Any] = {
     "logFiles": {"persistence": {"enabled": True}},
     "podDisruptionBudget": {"enabled": True},
     "adminApi": {"existingSecret": "api-keys"},
+    "logEncryption": {"existingSecret": "log-keys", "activeKey": "k2"},
     "loki": {"enabled": True, "queryUrl": "https://loki.example", "existingSecret": "loki"},
 }
 
@@ -147,6 +149,43 @@ def test_secrets_are_referenced_never_created(helm: Helm) -> None:
     [mount] = [m for m in operator["volumeMounts"] if m["name"] == "api-keys"]
     assert mount["readOnly"] is True
     assert env["ADMIN_API_KEYS_FILE"]["value"] == mount["mountPath"]
+
+
+def test_the_log_encryption_keys_are_a_mounted_secret_the_operator_reads(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """``logEncryption.existingSecret``: mounted read-only, named by LOG_ENCRYPTION_KEYS_FILE;
+    the operator's settings read such a directory (one file per key id) as its key ring."""
+    objects = render(helm, EVERYTHING_ON)
+    operator = container(objects)
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    [deployment] = of_kind(objects, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["log-keys"]["secret"] == {"secretName": "log-keys"}
+    [mount] = [m for m in operator["volumeMounts"] if m["name"] == "log-keys"]
+    assert mount["readOnly"] is True
+    assert env["LOG_ENCRYPTION_KEYS_FILE"] == mount["mountPath"]
+    assert env["LOG_ENCRYPTION_ACTIVE_KEY"] == "k2"
+
+    secret = tmp_path / "log-keys"  # as the kubelet mounts a Secret
+    secret.mkdir()
+    (secret / "..data").mkdir()
+    for key_id, raw in (("k1", bytes(32)), ("k2", bytes(range(32)))):
+        (secret / key_id).write_text(base64.b64encode(raw).decode() + "\n")
+    literal = {
+        name: value
+        for name, value in env.items()
+        if value is not None and name != "ADMIN_API_KEYS_FILE"  # not mounted here
+    }
+    settings = load_settings(
+        OperatorSettings,
+        {**literal, "DATABASE_URL": "postgresql://u@h/db", "LOG_ENCRYPTION_KEYS_FILE": str(secret)},
+    )
+    assert list(settings.encryption.keys) == ["k1", "k2"]
+    assert settings.encryption.active_key == "k2"
+
+    plain = {e["name"] for e in container(render(helm, {}))["env"]}
+    assert not {"LOG_ENCRYPTION_KEYS_FILE", "LOG_ENCRYPTION_ACTIVE_KEY"} & plain
 
 
 def test_optional_objects_render_when_enabled(helm: Helm) -> None:

@@ -21,6 +21,7 @@ from downtime_operator.api.schemas import (
     ValidationErrorResponse,
 )
 from downtime_operator.services.admin_ports import StoreUnavailableError
+from downtime_operator.services.ports import SealedDataError
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,17 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
                 503,
                 "the incident database is unavailable; retry later",
                 headers={"Retry-After": UNAVAILABLE_RETRY_AFTER},
+            )
+        )
+    except SealedDataError as exc:
+        # Captured data whose key is missing, or that failed authentication: never served,
+        # and only this answer fails; the message names the key id, never a key.
+        logger.warning("%s %s: %s", request.method, request.path, exc)
+        return error_response(
+            ApiError(
+                503,
+                "the incident's captured data cannot be decrypted",
+                errors=[FieldError(field="logs", message=str(exc))],
             )
         )
     except web.HTTPException as exc:

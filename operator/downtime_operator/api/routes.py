@@ -468,6 +468,9 @@ _INCIDENT = f"{PREFIX}/incidents/{{incident_id}}"
 _ONGOING = "ongoing"
 _INVALID = (ValidationErrorResponse,)
 _ERROR = (ErrorResponse,)
+_UNREADABLE = (ErrorResponse, ValidationErrorResponse)
+"""503: log capture or the store is unavailable, or captured data cannot be decrypted (its
+encryption key is missing, or it failed authentication): ``errors`` names it (field ``logs``)."""
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -494,7 +497,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=get_incident,
         operation_id="getIncident",
         summary="One incident with every stored detail",
-        responses={200: (IncidentResponse,), 404: _ERROR, 422: _INVALID},
+        responses={200: (IncidentResponse,), 404: _ERROR, 422: _INVALID, 503: _UNREADABLE},
     ),
     Operation(
         method="PATCH",
@@ -511,7 +514,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=incident_report,
         operation_id="getIncidentReport",
         summary="The post-mortem report: Markdown, or JSON with Accept: application/json",
-        responses={200: (ReportResponse,), 404: _ERROR, 422: _INVALID},
+        responses={200: (ReportResponse,), 404: _ERROR, 422: _INVALID, 503: _UNREADABLE},
         document=MARKDOWN,
     ),
     Operation(
@@ -521,7 +524,7 @@ OPERATIONS: tuple[Operation, ...] = (
         operation_id="getIncidentLogs",
         summary="The incident's captured logs, filtered",
         query=LogsQuery,
-        responses={200: (LogsResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+        responses={200: (LogsResponse,), 404: _ERROR, 422: _INVALID, 503: _UNREADABLE},
     ),
     Operation(
         method="GET",
@@ -533,7 +536,7 @@ OPERATIONS: tuple[Operation, ...] = (
             200: (AnalysisResponse, NoAnalysisResponse),
             404: _ERROR,
             422: _INVALID,
-            503: _ERROR,
+            503: _UNREADABLE,
         },
     ),
     Operation(
@@ -542,7 +545,7 @@ OPERATIONS: tuple[Operation, ...] = (
         handler=capture_logs,
         operation_id="captureIncidentLogs",
         summary="Run a log capture now; the result lands on the incident",
-        responses={202: (CaptureResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+        responses={202: (CaptureResponse,), 404: _ERROR, 422: _INVALID, 503: _UNREADABLE},
     ),
     Operation(
         method="POST",

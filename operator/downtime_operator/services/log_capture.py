@@ -230,7 +230,9 @@ class LogCaptureService:
         if stored.file_path is None:
             return []
         try:
-            return await self._deps.files.read(stored.file_path)
+            return await self._deps.files.read(
+                stored.file_path, incident_id=stored.incident.incident_id
+            )
         except FileNotFoundError:
             logger.warning(
                 "log file %s of %s is missing", stored.file_path, stored.incident.incident_id

@@ -192,6 +192,18 @@ class LogFiles(Protocol):
         ...
 
 
+class SealedDataError(Exception):
+    """Stored captured data (logs, a response body) cannot be opened: its encryption key is not
+    in the key ring, or it failed authentication (tampered, or moved from another row). The
+    message names the key id and the problem, never a key; the data is never served."""
+
+    def __init__(self, key_id: str, problem: str | None = None) -> None:
+        self.key_id = key_id
+        self.problem = problem
+        message = f"encryption key {key_id} is not available"
+        super().__init__(message if problem is None else f"{message}: {problem}")
+
+
 class LogSourceError(Exception):
     """Logs could not be fetched; the message (e.g. Loki's own error text) is the capture error."""
 
@@ -264,7 +276,10 @@ class CaptureFiles(Protocol):
         """Write a new file for the incident (never the one in use); return its path."""
         ...
 
-    async def read(self, path: str) -> list[dict[str, Any]]: ...
+    async def read(self, path: str, *, incident_id: UUID) -> list[dict[str, Any]]:
+        """The entries of the incident's file (opened when sealed: raises SealedDataError when
+        it cannot be, e.g. a file of another incident)."""
+        ...
 
     async def remove(self, path: str) -> bool:
         """Delete the file; False when it was already gone (not an error)."""

@@ -6,11 +6,17 @@ everything after it works over this interface, so no caller asks which store it 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
 from downtime_operator.services.outbox import NotificationOutbox
-from downtime_operator.services.ports import IncidentStore, LogCaptureStore, RetentionStore
+from downtime_operator.services.ports import (
+    CaptureFiles,
+    IncidentStore,
+    LogCaptureStore,
+    RetentionStore,
+)
 
 
 class AdminQueries(IncidentQueries, IncidentTransitions, Protocol):
@@ -46,6 +52,10 @@ class StoreBackend(Protocol):
     def shared_with_clusters(self) -> bool:
         """Whether an operator may write here too, so its rows can have DowntimeIncidents
         (PostgreSQL); an embedded file belongs to one standalone monitor."""
+        ...
+
+    def capture_files(self, directory: Path) -> CaptureFiles:
+        """Captured-log files in ``directory``, sealed at rest as the store's rows are."""
         ...
 
     async def migrate(self) -> list[str]:

@@ -11,6 +11,7 @@ from downtime_operator.settings.commands import (
     MonitorSettings,
     OperatorSettings,
     ReportSettings,
+    RotateKeysSettings,
     StoreSettings,
 )
 from downtime_operator.settings.groups import (
@@ -24,6 +25,7 @@ from downtime_operator.settings.groups import (
     ProbeSettings,
     RetentionSettings,
 )
+from downtime_operator.settings.log_encryption import LogEncryptionSettings
 from downtime_operator.settings.sources import (
     Setting,
     SettingsError,
@@ -38,6 +40,7 @@ __all__ = [
     "CommandSettings",
     "DatabaseSettings",
     "KubernetesSettings",
+    "LogEncryptionSettings",
     "LoggingSettings",
     "LokiSettings",
     "MetricsSettings",
@@ -47,6 +50,7 @@ __all__ = [
     "ProbeSettings",
     "ReportSettings",
     "RetentionSettings",
+    "RotateKeysSettings",
     "Setting",
     "SettingsError",
     "StoreSettings",

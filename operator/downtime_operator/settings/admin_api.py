@@ -11,7 +11,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from downtime_operator.settings.groups import CommaSeparated, Group
-from downtime_operator.settings.sources import SettingsError, Source
+from downtime_operator.settings.key_files import keys_from_text, keys_with_file
+from downtime_operator.settings.sources import Source
 
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MIN_API_KEY_LENGTH = 16
@@ -84,7 +85,7 @@ class ApiSettings(Group):
         if not isinstance(value, str):
             return value
         keys: dict[str, str] = {}
-        _keys_from_text(value, separator=",", into=keys)
+        keys_from_text(value, separator=",", entry=_key_entry, into=keys)
         return keys
 
     @field_validator("keys", mode="after")
@@ -128,36 +129,5 @@ def _key_entry(name: str, key: str, into: dict[str, str]) -> None:
     into[name] = key
 
 
-def _keys_from_text(text: str, *, separator: str, into: dict[str, str]) -> None:
-    """``name=key`` entries; the key may itself contain '=' (base64 padding)."""
-    for raw_entry in text.split(separator):
-        entry = raw_entry.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        name, equals, key = entry.partition("=")
-        if not equals:
-            raise ValueError("entries must be name=key")
-        _key_entry(name.strip(), key.strip(), into)
-
-
-def _keys_from_path(path: Path, *, into: dict[str, str]) -> None:
-    """A mounted Secret (a directory: file name = key name, content = key) or a file of lines.
-
-    Hidden entries are skipped: the kubelet's ``..data`` links in a Secret volume are not keys.
-    """
-    if path.is_dir():
-        for item in sorted(path.iterdir()):
-            if not item.name.startswith(".") and item.is_file():
-                _key_entry(item.name, item.read_text(encoding="utf-8").strip(), into)
-    else:
-        _keys_from_text(path.read_text(encoding="utf-8"), separator="\n", into=into)
-
-
 def _keys_with_file(inline: Mapping[str, str], keys_file: Path | None) -> dict[str, str]:
-    keys = dict(inline)
-    if keys_file is not None:
-        try:
-            _keys_from_path(keys_file, into=keys)
-        except (OSError, ValueError) as exc:
-            raise SettingsError(f"ADMIN_API_KEYS_FILE: {exc}") from exc
-    return keys
+    return keys_with_file(inline, keys_file, entry=_key_entry, variable="ADMIN_API_KEYS_FILE")

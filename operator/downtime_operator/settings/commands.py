@@ -20,6 +20,7 @@ from downtime_operator.settings.groups import (
     ProbeSettings,
     RetentionSettings,
 )
+from downtime_operator.settings.log_encryption import LogEncryptionSettings
 from downtime_operator.settings.notify import ChannelEnvSettings, NotifySettings
 from downtime_operator.settings.sources import Defaults, Source, named
 
@@ -39,6 +40,7 @@ class OperatorSettings(CommandSettings):
     kubernetes: KubernetesSettings
     loki: LokiSettings
     capture: CaptureSettings
+    encryption: LogEncryptionSettings
     api: ApiSettings
     # The operator's daily retention never removes critical incidents.
     retention: Annotated[RetentionSettings, Defaults({"keep_critical": True})]
@@ -53,9 +55,11 @@ class OperatorSettings(CommandSettings):
 
 
 class StoreSettings(CommandSettings):
-    """What ``monitor`` and ``cleanup`` share: incidents in PostgreSQL or an SQLite file."""
+    """What ``monitor``, ``cleanup``, ``report`` and ``rotate-keys`` share: incidents in
+    PostgreSQL or an SQLite file, their captured data sealed under the log encryption keys."""
 
     database: DatabaseSettings
+    encryption: LogEncryptionSettings
 
 
 class MonitorSettings(StoreSettings):
@@ -149,6 +153,20 @@ class CleanupSettings(StoreSettings):
 
     retention: RetentionSettings
     capture: CaptureSettings
+
+
+class RotateKeysSettings(StoreSettings):
+    """``rotate-keys``: every sealed value and captured-log file re-sealed under the active key."""
+
+    capture: CaptureSettings
+    dry_run: Annotated[bool, Source(flag="--dry-run", switch=True)] = Field(
+        default=False,
+        description="change nothing: print how many rows hold data under each key id"
+        " (`plain`: stored without a key)",
+    )
+    batch_size: Annotated[int, Source(flag="--batch-size", metavar="ROWS")] = Field(
+        default=200, ge=1, le=10000, description="rows read and re-sealed per batch"
+    )
 
 
 class ReportSettings(StoreSettings):

@@ -17,7 +17,9 @@ from uuid import UUID
 
 import asyncpg
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import rows
+from downtime_operator.adapters.sealed_columns import LOGS_SEALED, opened, seal_stored
 from downtime_operator.domain.log_capture import (
     DEFAULT_AFTER,
     CapturePlan,
@@ -147,8 +149,10 @@ def plan_from_row(row: Mapping[str, Any]) -> CapturePlan:
     )
 
 
-def stored_capture(row: Mapping[str, Any], incident: Incident) -> StoredCapture:
-    """The capture columns of a row (JSON as text, due time decoded) as a ``StoredCapture``."""
+def stored_capture(row: Mapping[str, Any], incident: Incident, keys: LogKeyRing) -> StoredCapture:
+    """The capture columns of a row (JSON as text, due time decoded) as a ``StoredCapture``;
+    raises SealedDataError when the captured logs cannot be opened (never served)."""
+    row = opened(keys, row, LOGS_SEALED, strict=True)
     state = row["logs_capture_status"]
     return StoredCapture(
         incident=incident,
@@ -161,11 +165,25 @@ def stored_capture(row: Mapping[str, Any], incident: Incident) -> StoredCapture:
     )
 
 
+def captured_values(
+    keys: LogKeyRing, incident_id: UUID, result: CaptureResult, file_path: str | None
+) -> tuple[str | None, str | None]:
+    """``logs_captured`` (None when the entries are in a file) and ``log_analysis`` of a captured
+    run, as sealed JSON text."""
+    records = None if file_path is not None else rows.to_json_text(result.records)
+    analysis = None if result.analysis is None else rows.to_json_text(result.analysis.to_dict())
+    return (
+        seal_stored(keys, incident_id, "logs_captured", records),
+        seal_stored(keys, incident_id, "log_analysis", analysis),
+    )
+
+
 class PostgresLogCaptures:
     """Implements ``LogCaptureStore``; shares the incident store's pool."""
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], keys: LogKeyRing | None = None) -> None:
         self._pool = pool
+        self._keys = LogKeyRing() if keys is None else keys
 
     async def schedule_log_capture(
         self, incident_id: UUID, *, plan: CapturePlan, due_at: datetime
@@ -193,7 +211,7 @@ class PostgresLogCaptures:
         if row is None:
             return None
         return PendingCapture(
-            incident=rows.incident_from_row(row),
+            incident=rows.incident_from_row(row, self._keys),
             plan=plan_from_row(row),
             due_at=row["logs_capture_due_at"],
             file_path=row["logs_file_path"],
@@ -214,15 +232,16 @@ class PostgresLogCaptures:
             )
             return bool(applied)
         window = result.window
+        records, analysis = captured_values(self._keys, incident_id, result, file_path)
         applied = await self._pool.fetchval(
             _RECORD_CAPTURED_SQL,
             *common,
-            None if file_path is not None else rows.to_json_text(result.records),
+            records,
             file_path,
             len(result.records),
             result.truncated,
             result.available,
-            None if result.analysis is None else rows.to_json_text(result.analysis.to_dict()),
+            analysis,
             None if window is None else window.start,
             None if window is None else window.end,
         )
@@ -233,7 +252,11 @@ class PostgresLogCaptures:
 
     async def get_log_capture(self, incident_id: UUID) -> StoredCapture | None:
         row = await self._pool.fetchrow(_GET_SQL, incident_id)
-        return None if row is None else stored_capture(row, rows.incident_from_row(row))
+        return (
+            None
+            if row is None
+            else stored_capture(row, rows.incident_from_row(row, self._keys), self._keys)
+        )
 
 
 def _json(text: str | None) -> Any:

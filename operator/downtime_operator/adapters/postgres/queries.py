@@ -18,6 +18,7 @@ from uuid import UUID
 
 import asyncpg
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident
@@ -294,8 +295,9 @@ def store_errors() -> Iterator[None]:
 class PostgresIncidentQueries:
     """``IncidentQueries`` and ``IncidentTransitions`` over an asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], keys: LogKeyRing | None = None) -> None:
         self._pool = pool
+        self._keys = LogKeyRing() if keys is None else keys
 
     async def list_incidents(
         self, *, filters: IncidentFilter, limit: int, after: PageCursor | None
@@ -321,7 +323,7 @@ class PostgresIncidentQueries:
                 f"SELECT {rows.DETAIL_COLUMNS} FROM downtime_incidents WHERE incident_id = $1",
                 incident_id,
             )
-        return None if row is None else rows.details_from_row(row)
+        return None if row is None else rows.details_from_row(row, self._keys)
 
     async def statistics(self, *, since: datetime, until: datetime) -> PeriodStatistics:
         since = rows.require_aware(since, "since")
@@ -400,13 +402,13 @@ class PostgresIncidentQueries:
             row = await self._pool.fetchrow(
                 _ANNOTATE_SQL, incident_id, rows.clean_text(note), rows.clean_text(root_cause)
             )
-        return None if row is None else rows.incident_from_row(row)
+        return None if row is None else rows.incident_from_row(row, self._keys)
 
     async def _transitioned(
         self, incident_id: UUID, row: Mapping[str, Any] | None
     ) -> Incident | None:
         if row is not None:
-            return rows.incident_from_row(row)
+            return rows.incident_from_row(row, self._keys)
         # Nothing matched: unknown, or resolved (nothing ever re-opens a resolved incident, so
         # this read cannot race back to "open").
         with store_errors():
@@ -416,4 +418,4 @@ class PostgresIncidentQueries:
             )
         if found is None:
             return None
-        raise IncidentAlreadyResolvedError(rows.incident_from_row(found))
+        raise IncidentAlreadyResolvedError(rows.incident_from_row(found, self._keys))

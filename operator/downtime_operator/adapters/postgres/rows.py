@@ -14,6 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.adapters.encryption import LogKeyRing
+from downtime_operator.adapters.sealed_columns import (
+    INCIDENT_SEALED,
+    SEALED_COLUMNS,
+    opened,
+    seal_stored,
+)
 from downtime_operator.domain.evidence import (
     server_info_from_json,
     server_info_json,
@@ -109,7 +116,10 @@ def duration_between(started_at: datetime, ended_at: datetime) -> float:
     return max((ended_at - started_at) / timedelta(seconds=1), 0.0)
 
 
-def incident_from_row(row: Mapping[str, Any]) -> Incident:
+def incident_from_row(row: Mapping[str, Any], keys: LogKeyRing) -> Incident:
+    """The incident of a row; a sealed part that cannot be opened reads as absent (logged), so
+    the runners and lists keep working without it."""
+    row = opened(keys, row, INCIDENT_SEALED, strict=False)
     return Incident(
         incident_id=row["incident_id"],
         # Rows written by the seed (before the operator) have no monitor; keep them readable.
@@ -139,9 +149,10 @@ def incident_from_row(row: Mapping[str, Any]) -> Incident:
     )
 
 
-def details_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """All columns as a plain dict (JSONB decoded), shaped like the seed's incident record."""
-    out = dict(row)
+def details_from_row(row: Mapping[str, Any], keys: LogKeyRing) -> dict[str, Any]:
+    """All columns as a plain dict (JSONB decoded, sealed columns opened), shaped like the
+    seed's incident record; raises SealedDataError rather than serve what it cannot open."""
+    out = opened(keys, row, SEALED_COLUMNS, strict=True)
     for column in JSON_COLUMNS:
         text = out.get(column)
         out[column] = None if text is None else json.loads(text)
@@ -161,7 +172,7 @@ RETURNING {INCIDENT_COLUMNS}
 """
 
 
-def insert_params(incident: Incident) -> tuple[Any, ...]:
+def insert_params(incident: Incident, keys: LogKeyRing) -> tuple[Any, ...]:
     """Positional parameters for ``INSERT_SQL``, validated and normalised."""
     started_at = require_aware(incident.started_at, "started_at")
     ended_at = None
@@ -185,20 +196,26 @@ def insert_params(incident: Incident) -> tuple[Any, ...]:
         duration,
         clean_text(incident.error_message),
         incident.http_status_code,
-        truncate_body(incident.response_body),
+        seal_stored(
+            keys, incident.incident_id, "response_body", truncate_body(incident.response_body)
+        ),
         incident.failed_checks,
         clean_text(incident.notes),
         clean_text(incident.root_cause),
-        *evidence_values(incident),
+        *evidence_values(incident, keys),
     )
 
 
-def evidence_values(incident: Incident) -> tuple[str | None, str | None]:
-    """``metrics_snapshot`` and ``server_info`` as JSON text, for an insert."""
+def evidence_values(incident: Incident, keys: LogKeyRing) -> tuple[str | None, str | None]:
+    """``metrics_snapshot`` and ``server_info`` (sealed) as JSON text, for an insert."""
     snapshot, server = incident.metrics_snapshot, incident.server_info
     return (
         None if snapshot is None else to_json_text(snapshot_json(snapshot)),
-        None if server is None else to_json_text(server_info_json(server)),
+        None
+        if server is None
+        else seal_stored(
+            keys, incident.incident_id, "server_info", to_json_text(server_info_json(server))
+        ),
     )
 
 
@@ -208,6 +225,11 @@ class Updatable:
 
     placeholder: str
     convert: Callable[[Any], Any]
+
+
+def sealed_value(keys: LogKeyRing, incident_id: UUID, column: str, stored: Any) -> Any:
+    """A column's converted value, sealed when the column holds captured text."""
+    return seal_stored(keys, incident_id, column, stored) if column in SEALED_COLUMNS else stored
 
 
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -255,8 +277,10 @@ UPDATABLE: Mapping[str, Updatable] = {
 }
 
 
-def build_update(incident_id: UUID, fields: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """``UPDATE`` statement and parameters for whitelisted ``fields``.
+def build_update(
+    incident_id: UUID, fields: Mapping[str, Any], keys: LogKeyRing
+) -> tuple[str, list[Any]]:
+    """``UPDATE`` statement and parameters for whitelisted ``fields`` (captured text sealed).
 
     Setting ``ended_at`` without ``duration_seconds`` also recomputes the duration, so the two
     can never disagree.
@@ -268,7 +292,7 @@ def build_update(incident_id: UUID, fields: Mapping[str, Any]) -> tuple[str, lis
     assignments: list[str] = []
     for name, value in fields.items():
         spec = UPDATABLE[name]
-        params.append(spec.convert(value))
+        params.append(sealed_value(keys, incident_id, name, spec.convert(value)))
         placeholder = spec.placeholder.format(n=len(params))
         assignments.append(f"{name} = {placeholder}")
         if name == "ended_at" and "duration_seconds" not in fields:

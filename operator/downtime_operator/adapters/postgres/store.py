@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
@@ -66,19 +67,30 @@ def _utc_now(now: datetime | None) -> datetime:
 class PostgresIncidentStore:
     """The system of record. Safe to share between tasks: each call borrows a pool connection."""
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], keys: LogKeyRing | None = None) -> None:
         self._pool = pool
+        self._keys = LogKeyRing() if keys is None else keys
+
+    @property
+    def keys(self) -> LogKeyRing:
+        return self._keys
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, **pool_options: Any
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        keys: LogKeyRing | None = None,
+        **pool_options: Any,
     ) -> PostgresIncidentStore:
         """Open a pool for ``dsn``; ``pool_options`` go to ``asyncpg.create_pool``.
 
         Behind a transaction-mode pooler (Supabase port 6543) pass ``statement_cache_size=0``.
         """
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **pool_options)
-        return cls(pool)
+        return cls(pool, keys)
 
     @property
     def pool(self) -> asyncpg.Pool[Any]:
@@ -90,7 +102,7 @@ class PostgresIncidentStore:
     # -- IncidentStore ---------------------------------------------------------------------
 
     async def create_incident(self, incident: Incident) -> Incident:
-        params = rows.insert_params(incident)
+        params = rows.insert_params(incident, self._keys)
         # Two attempts: the open incident we collided with may be resolved before we read it.
         for _ in range(2):
             try:
@@ -105,7 +117,7 @@ class PostgresIncidentStore:
                     return existing  # a concurrent retry of this same create won the race
                 raise OpenIncidentExistsError(existing) from exc
             if row is not None:
-                return rows.incident_from_row(row)
+                return rows.incident_from_row(row, self._keys)
             # ON CONFLICT (incident_id) DO NOTHING: a retried create; return what is stored.
             stored = await self.get_incident(incident.incident_id)
             if stored is not None:
@@ -115,7 +127,7 @@ class PostgresIncidentStore:
     async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
         if not fields:
             return
-        sql, params = rows.build_update(incident_id, fields)
+        sql, params = rows.build_update(incident_id, fields, self._keys)
         await self._pool.execute(sql, *params)
 
     async def resolve_incident(
@@ -124,12 +136,12 @@ class PostgresIncidentStore:
         ended_at = rows.require_aware(ended_at, "ended_at")
         row = await self._pool.fetchrow(_RESOLVE_SQL, incident_id, ended_at, rows.clean_text(notes))
         if row is not None:
-            return rows.incident_from_row(row)
+            return rows.incident_from_row(row, self._keys)
         return await self.get_incident(incident_id)  # already resolved (unchanged) or unknown
 
     async def get_incident(self, incident_id: UUID) -> Incident | None:
         row = await self._pool.fetchrow(f"{_SELECT} WHERE incident_id = $1", incident_id)
-        return None if row is None else rows.incident_from_row(row)
+        return None if row is None else rows.incident_from_row(row, self._keys)
 
     async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
         row = await self._pool.fetchrow(
@@ -138,14 +150,14 @@ class PostgresIncidentStore:
             monitor.namespace,
             monitor.name,
         )
-        return None if row is None else rows.incident_from_row(row)
+        return None if row is None else rows.incident_from_row(row, self._keys)
 
     async def get_ongoing_incidents(self) -> list[Incident]:
         found = await self._pool.fetch(
             f"{_SELECT} WHERE status IN ('ongoing', 'investigating')"
             " ORDER BY started_at DESC, incident_id"
         )
-        return [rows.incident_from_row(r) for r in found]
+        return [rows.incident_from_row(r, self._keys) for r in found]
 
     async def get_recent_incidents(
         self,
@@ -174,7 +186,7 @@ class PostgresIncidentStore:
             f"{_SELECT}{where} ORDER BY started_at DESC, incident_id LIMIT ${len(params)}",
             *params,
         )
-        return [rows.incident_from_row(r) for r in found]
+        return [rows.incident_from_row(r, self._keys) for r in found]
 
     # -- Beyond the port: the seed's reporting and retention functions ---------------------
 
@@ -194,7 +206,7 @@ class PostgresIncidentStore:
             end,
             limit,
         )
-        return [rows.incident_from_row(r) for r in found]
+        return [rows.incident_from_row(r, self._keys) for r in found]
 
     async def incident_spans(
         self, *, since: datetime, until: datetime
@@ -256,7 +268,7 @@ class PostgresIncidentStore:
             raise ValueError(f"days must be at least 1, got {days}")
         cutoff = _utc_now(now) - timedelta(days=days)
         found = await self._pool.fetch(_CLEANUP_SQL, cutoff, keep_critical)
-        return [rows.incident_from_row(r) for r in found]
+        return [rows.incident_from_row(r, self._keys) for r in found]
 
     async def find_expired_incidents(
         self, *, days: int, keep_critical: bool, now: datetime
@@ -277,7 +289,9 @@ class PostgresIncidentStore:
             keep_critical,
         )
         return [
-            ExpiredIncident(incident=rows.incident_from_row(r), logs_file_path=r["logs_file_path"])
+            ExpiredIncident(
+                incident=rows.incident_from_row(r, self._keys), logs_file_path=r["logs_file_path"]
+            )
             for r in found
         ]
 
@@ -295,7 +309,7 @@ class PostgresIncidentStore:
             f"SELECT {rows.DETAIL_COLUMNS} FROM downtime_incidents WHERE incident_id = $1",
             incident_id,
         )
-        return None if row is None else rows.details_from_row(row)
+        return None if row is None else rows.details_from_row(row, self._keys)
 
     async def get_due_log_captures(self, *, now: datetime | None = None) -> list[Incident]:
         """Incidents whose pending log capture is due, oldest first, so a restart finishes them."""
@@ -304,4 +318,4 @@ class PostgresIncidentStore:
             " ORDER BY logs_capture_due_at",
             _utc_now(now),
         )
-        return [rows.incident_from_row(r) for r in found]
+        return [rows.incident_from_row(r, self._keys) for r in found]

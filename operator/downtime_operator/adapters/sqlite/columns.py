@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres.rows import (
     EVIDENCE_COLUMNS,
     LOG_CAPTURE_STATES,
@@ -21,9 +22,11 @@ from downtime_operator.adapters.postgres.rows import (
     duration_between,
     evidence_values,
     require_aware,
+    sealed_value,
     to_json_text,
     truncate_body,
 )
+from downtime_operator.adapters.sealed_columns import INCIDENT_SEALED, SEALED_COLUMNS, opened
 from downtime_operator.domain.evidence import server_info_from_json, snapshot_from_json
 from downtime_operator.domain.models import (
     Incident,
@@ -80,7 +83,9 @@ def _required_timestamp(text: str) -> datetime:
     return parsed
 
 
-def incident_from_row(row: sqlite3.Row) -> Incident:
+def incident_from_row(row: Mapping[str, Any], keys: LogKeyRing) -> Incident:
+    """As PostgreSQL's: a sealed part that cannot be opened reads as absent (logged)."""
+    row = opened(keys, row, INCIDENT_SEALED, strict=False)
     return Incident(
         incident_id=UUID(row["incident_id"]),
         monitor=MonitorRef(
@@ -107,9 +112,10 @@ def incident_from_row(row: sqlite3.Row) -> Incident:
     )
 
 
-def details_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    """The row's columns as a dict typed like PostgreSQL's (UUID, datetimes, bool, JSON)."""
-    out = dict(zip(row.keys(), tuple(row), strict=True))
+def details_from_row(row: sqlite3.Row, keys: LogKeyRing) -> dict[str, Any]:
+    """The row's columns as a dict typed like PostgreSQL's (UUID, datetimes, bool, JSON), sealed
+    columns opened; raises SealedDataError rather than serve what it cannot open."""
+    out = opened(keys, dict(zip(row.keys(), tuple(row), strict=True)), SEALED_COLUMNS, strict=True)
     out["incident_id"] = UUID(out["incident_id"])
     for column in _TIMESTAMP_COLUMNS:
         if column in out:
@@ -128,7 +134,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-def insert_params(incident: Incident, *, now: datetime) -> tuple[Any, ...]:
+def insert_params(incident: Incident, *, now: datetime, keys: LogKeyRing) -> tuple[Any, ...]:
     started_at = require_aware(incident.started_at, "started_at")
     ended_at = None
     duration = incident.duration_seconds
@@ -152,11 +158,13 @@ def insert_params(incident: Incident, *, now: datetime) -> tuple[Any, ...]:
         duration,
         clean_text(incident.error_message),
         incident.http_status_code,
-        truncate_body(incident.response_body),
+        sealed_value(
+            keys, incident.incident_id, "response_body", truncate_body(incident.response_body)
+        ),
         incident.failed_checks,
         clean_text(incident.notes),
         clean_text(incident.root_cause),
-        *evidence_values(incident),
+        *evidence_values(incident, keys),
         written,
         written,
     )
@@ -226,9 +234,13 @@ UPDATABLE: Mapping[str, Callable[[Any], Any]] = {
 }
 
 
-def update_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Whitelisted ``fields`` converted to SQLite values; raises ValueError naming the rest."""
+def update_values(incident_id: UUID, fields: Mapping[str, Any], keys: LogKeyRing) -> dict[str, Any]:
+    """Whitelisted ``fields`` converted to SQLite values (captured text sealed); raises
+    ValueError naming the rest."""
     unknown = sorted(set(fields) - set(UPDATABLE))
     if unknown:
         raise ValueError(f"not an updatable incident field: {', '.join(map(repr, unknown))}")
-    return {name: UPDATABLE[name](value) for name, value in fields.items()}
+    return {
+        name: sealed_value(keys, incident_id, name, UPDATABLE[name](value))
+        for name, value in fields.items()
+    }

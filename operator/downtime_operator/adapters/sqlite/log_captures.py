@@ -14,8 +14,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from downtime_operator.adapters.postgres.log_captures import plan_from_row, stored_capture
-from downtime_operator.adapters.postgres.rows import clean_text, to_json_text
+from downtime_operator.adapters.encryption import LogKeyRing
+from downtime_operator.adapters.postgres.log_captures import (
+    captured_values,
+    plan_from_row,
+    stored_capture,
+)
+from downtime_operator.adapters.postgres.rows import clean_text
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
 from downtime_operator.domain.log_capture import (
@@ -97,8 +102,9 @@ def _plan_row(row: sqlite3.Row) -> dict[str, Any]:
 class SqliteLogCaptures:
     """Implements ``LogCaptureStore``; shares the incident store's ``SqliteDatabase``."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqliteDatabase, keys: LogKeyRing | None = None) -> None:
         self._db = database
+        self._keys = LogKeyRing() if keys is None else keys
 
     async def schedule_log_capture(
         self, incident_id: UUID, *, plan: CapturePlan, due_at: datetime
@@ -145,7 +151,7 @@ class SqliteLogCaptures:
                 ).fetchone()
             plan = _plan_row(row)
             return PendingCapture(
-                incident=columns.incident_from_row(row),
+                incident=columns.incident_from_row(row, self._keys),
                 plan=plan_from_row(plan),
                 due_at=plan["logs_capture_due_at"],
                 file_path=plan["logs_file_path"],
@@ -173,15 +179,14 @@ class SqliteLogCaptures:
         else:
             sql = _RECORD_CAPTURED_SQL
             window = result.window
+            records, analysis = captured_values(self._keys, incident_id, result, file_path)
             params |= {
-                "records": None if file_path is not None else to_json_text(result.records),
+                "records": records,
                 "file_path": file_path,
                 "count": len(result.records),
                 "truncated": int(result.truncated),
                 "available": result.available,
-                "analysis": (
-                    None if result.analysis is None else to_json_text(result.analysis.to_dict())
-                ),
+                "analysis": analysis,
                 "window_start": None if window is None else columns.timestamp(window.start, "w"),
                 "window_end": None if window is None else columns.timestamp(window.end, "w"),
             }
@@ -215,6 +220,8 @@ class SqliteLogCaptures:
             ).fetchone()
             if row is None:
                 return None
-            return stored_capture(_plan_row(row), columns.incident_from_row(row))
+            return stored_capture(
+                _plan_row(row), columns.incident_from_row(row, self._keys), self._keys
+            )
 
         return await self._db.run(get)

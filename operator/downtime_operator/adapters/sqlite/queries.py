@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres.queries import LIST_COLUMNS
 from downtime_operator.adapters.postgres.rows import clean_text, require_aware, to_json_text
 from downtime_operator.adapters.sqlite import columns
@@ -50,8 +51,9 @@ def _store_errors() -> Iterator[None]:
 class SqliteIncidentQueries:
     """``IncidentQueries`` and ``IncidentTransitions`` over the process's ``SqliteDatabase``."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqliteDatabase, keys: LogKeyRing | None = None) -> None:
         self._db = database
+        self._keys = LogKeyRing() if keys is None else keys
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with _store_errors():
@@ -76,7 +78,9 @@ class SqliteIncidentQueries:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT {LIST_COLUMNS} FROM downtime_incidents{where} {_NEWEST_FIRST} LIMIT :limit"
         found = await self._run(
-            lambda conn: [columns.details_from_row(r) for r in conn.execute(sql, params)]
+            lambda conn: [
+                columns.details_from_row(r, self._keys) for r in conn.execute(sql, params)
+            ]
         )
         return IncidentPage.of(found, limit=limit)
 
@@ -86,7 +90,7 @@ class SqliteIncidentQueries:
             f" WHERE status IN ('ongoing', 'investigating') {_NEWEST_FIRST}"
         )
         return await self._run(
-            lambda conn: [columns.details_from_row(r) for r in conn.execute(sql)]
+            lambda conn: [columns.details_from_row(r, self._keys) for r in conn.execute(sql)]
         )
 
     async def incident_details(self, incident_id: UUID) -> dict[str, Any] | None:
@@ -95,7 +99,7 @@ class SqliteIncidentQueries:
                 f"SELECT {columns.DETAIL_COLUMNS} FROM downtime_incidents WHERE incident_id = ?",
                 (str(incident_id),),
             ).fetchone()
-            return None if row is None else columns.details_from_row(row)
+            return None if row is None else columns.details_from_row(row, self._keys)
 
         return await self._run(details)
 
@@ -137,7 +141,9 @@ class SqliteIncidentQueries:
         notes = clean_text(notes)
         return await self._transition(
             incident_id,
-            lambda conn, incident: resolve_open_row(conn, incident, ended_at=ended_at, notes=notes),
+            lambda conn, incident: resolve_open_row(
+                conn, incident, ended_at=ended_at, notes=notes, keys=self._keys
+            ),
         )
 
     async def acknowledge_open_incident(
@@ -155,7 +161,7 @@ class SqliteIncidentQueries:
                     str(incident_id),
                 ),
             )
-            acknowledged = get_row(conn, incident_id)
+            acknowledged = get_row(conn, incident_id, self._keys)
             assert acknowledged is not None  # same transaction
             return acknowledged
 
@@ -169,7 +175,7 @@ class SqliteIncidentQueries:
         def annotate(conn: sqlite3.Connection) -> Incident | None:
             # Whatever the status: the post-mortem is written after the end.
             with self._db.write():
-                incident = get_row(conn, incident_id)
+                incident = get_row(conn, incident_id, self._keys)
                 if incident is None:
                     return None
                 conn.execute(
@@ -182,7 +188,7 @@ class SqliteIncidentQueries:
                         str(incident_id),
                     ),
                 )
-                return get_row(conn, incident_id)
+                return get_row(conn, incident_id, self._keys)
 
         return await self._run(annotate)
 
@@ -193,7 +199,7 @@ class SqliteIncidentQueries:
 
         def transition(conn: sqlite3.Connection) -> Incident | None:
             with self._db.write():
-                incident = get_row(conn, incident_id)
+                incident = get_row(conn, incident_id, self._keys)
                 if incident is None:
                     return None
                 if incident.status is IncidentStatus.RESOLVED:

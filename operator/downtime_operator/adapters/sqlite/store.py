@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres.rows import clean_text, duration_between, require_aware
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
@@ -42,7 +43,12 @@ _PLANNED_CAPTURE = ("pending", "captured", "failed")
 
 
 def resolve_open_row(
-    conn: sqlite3.Connection, incident: Incident, *, ended_at: datetime, notes: str | None
+    conn: sqlite3.Connection,
+    incident: Incident,
+    *,
+    ended_at: datetime,
+    notes: str | None,
+    keys: LogKeyRing,
 ) -> Incident:
     """Resolve an open incident inside the caller's write transaction; return it resolved.
 
@@ -78,28 +84,30 @@ def resolve_open_row(
             str(incident.incident_id),
         ),
     )
-    resolved = get_row(conn, incident.incident_id)
+    resolved = get_row(conn, incident.incident_id, keys)
     assert resolved is not None  # same transaction
     return resolved
 
 
-def get_row(conn: sqlite3.Connection, incident_id: UUID) -> Incident | None:
+def get_row(conn: sqlite3.Connection, incident_id: UUID, keys: LogKeyRing) -> Incident | None:
     row = conn.execute(f"{_SELECT} WHERE incident_id = ?", (str(incident_id),)).fetchone()
-    return None if row is None else columns.incident_from_row(row)
+    return None if row is None else columns.incident_from_row(row, keys)
 
 
 class SqliteIncidentStore:
     """Open with ``await SqliteIncidentStore.open(path)``; the file is created on first use."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqliteDatabase, keys: LogKeyRing | None = None) -> None:
+        self.keys = LogKeyRing() if keys is None else keys
+        """Seal and open what was captured from outside (none: stored plain)."""
         self.database = database
         """Shared with the capture store, admin queries and audit log of the same process."""
         self._conn = database.conn
         self._run = database.run
 
     @classmethod
-    async def open(cls, path: Path | str) -> SqliteIncidentStore:
-        return cls(await SqliteDatabase.open(path))
+    async def open(cls, path: Path | str, keys: LogKeyRing | None = None) -> SqliteIncidentStore:
+        return cls(await SqliteDatabase.open(path), keys)
 
     async def close(self) -> None:
         await self.database.close()
@@ -107,7 +115,7 @@ class SqliteIncidentStore:
     # -- IncidentStore ---------------------------------------------------------------------
 
     async def create_incident(self, incident: Incident) -> Incident:
-        params = columns.insert_params(incident, now=datetime.now(UTC))
+        params = columns.insert_params(incident, now=datetime.now(UTC), keys=self.keys)
         return await self._run(self._create, incident, params)
 
     def _create(self, incident: Incident, params: tuple[Any, ...]) -> Incident:
@@ -130,7 +138,7 @@ class SqliteIncidentStore:
     async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None:
         if not fields:
             return
-        values = columns.update_values(fields)
+        values = columns.update_values(incident_id, fields, self.keys)
         await self._run(self._update, incident_id, values, "duration_seconds" not in fields)
 
     def _update(self, incident_id: UUID, values: dict[str, Any], derive_duration: bool) -> None:
@@ -171,13 +179,15 @@ class SqliteIncidentStore:
             incident = self._get(incident_id)
             if incident is None or incident.status is IncidentStatus.RESOLVED:
                 return incident  # unknown, or already resolved: unchanged
-            return resolve_open_row(self._conn, incident, ended_at=ended_at, notes=notes)
+            return resolve_open_row(
+                self._conn, incident, ended_at=ended_at, notes=notes, keys=self.keys
+            )
 
     async def get_incident(self, incident_id: UUID) -> Incident | None:
         return await self._run(self._get, incident_id)
 
     def _get(self, incident_id: UUID) -> Incident | None:
-        return get_row(self._conn, incident_id)
+        return get_row(self._conn, incident_id, self.keys)
 
     async def get_open_incident(self, monitor: MonitorRef) -> Incident | None:
         return await self._run(self._open_incident, monitor)
@@ -187,7 +197,7 @@ class SqliteIncidentStore:
             f"{_SELECT} WHERE monitor_namespace = ? AND monitor_name = ? AND {_OPEN}",
             (monitor.namespace, monitor.name),
         ).fetchone()
-        return None if row is None else columns.incident_from_row(row)
+        return None if row is None else columns.incident_from_row(row, self.keys)
 
     async def get_ongoing_incidents(self) -> list[Incident]:
         return await self._fetch(
@@ -224,7 +234,9 @@ class SqliteIncidentStore:
 
     async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Incident]:
         def fetch() -> list[Incident]:
-            return [columns.incident_from_row(r) for r in self._conn.execute(sql, params)]
+            return [
+                columns.incident_from_row(r, self.keys) for r in self._conn.execute(sql, params)
+            ]
 
         return await self._run(fetch)
 
@@ -313,7 +325,7 @@ class SqliteIncidentStore:
         def cleanup() -> list[Incident]:
             with self.database.write():
                 found = [
-                    columns.incident_from_row(r)
+                    columns.incident_from_row(r, self.keys)
                     for r in self._conn.execute(f"{_SELECT} WHERE {_EXPIRED}", params)
                 ]
                 self._conn.execute(f"DELETE FROM downtime_incidents WHERE {_EXPIRED}", params)
@@ -338,7 +350,8 @@ class SqliteIncidentStore:
         def find() -> list[ExpiredIncident]:
             return [
                 ExpiredIncident(
-                    incident=columns.incident_from_row(r), logs_file_path=r["logs_file_path"]
+                    incident=columns.incident_from_row(r, self.keys),
+                    logs_file_path=r["logs_file_path"],
                 )
                 for r in self._conn.execute(
                     f"SELECT {columns.INCIDENT_COLUMNS}, logs_file_path FROM downtime_incidents"
@@ -368,7 +381,7 @@ class SqliteIncidentStore:
                 f"SELECT {columns.DETAIL_COLUMNS} FROM downtime_incidents WHERE incident_id = ?",
                 (str(incident_id),),
             ).fetchone()
-            return None if row is None else columns.details_from_row(row)
+            return None if row is None else columns.details_from_row(row, self.keys)
 
         return await self._run(details)
 
