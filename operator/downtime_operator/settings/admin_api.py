@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated
@@ -11,11 +10,12 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from downtime_operator.settings.groups import CommaSeparated, Group
-from downtime_operator.settings.key_files import keys_from_text, keys_with_file
+from downtime_operator.settings.key_files import inline_keys, keys_at_start, keys_with_file
 from downtime_operator.settings.sources import Source
 
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MIN_API_KEY_LENGTH = 16
+_KEYS_FILE = "ADMIN_API_KEYS_FILE"
 
 Networks = tuple[IPv4Network | IPv6Network, ...]
 
@@ -82,21 +82,12 @@ class ApiSettings(Group):
     @field_validator("inline_keys", mode="before")
     @classmethod
     def _inline(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        keys: dict[str, str] = {}
-        keys_from_text(value, separator=",", entry=_key_entry, into=keys)
-        return keys
+        return inline_keys(value, entry=_key_entry)
 
     @field_validator("keys", mode="after")
     @classmethod
     def _with_file(cls, _given: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
-        inline = info.data.get("inline_keys")
-        if inline is None:  # ADMIN_API_KEYS was refused; that error is reported
-            return {}
-        plain = {name: key.get_secret_value() for name, key in inline.items()}
-        keys = _keys_with_file(plain, info.data.get("keys_file"))
-        return {name: SecretStr(key) for name, key in keys.items()}
+        return keys_at_start(info, entry=_key_entry, variable=_KEYS_FILE)
 
     @property
     def serve(self) -> bool:
@@ -109,8 +100,7 @@ def current_api_keys(api: ApiSettings) -> dict[str, str]:
 
     Raises SettingsError (naming the variable, never a key) when the file is now invalid.
     """
-    inline = {name: key.get_secret_value() for name, key in api.inline_keys.items()}
-    return _keys_with_file(inline, api.keys_file)
+    return keys_with_file(api.inline_keys, api.keys_file, entry=_key_entry, variable=_KEYS_FILE)
 
 
 def _key_entry(name: str, key: str, into: dict[str, str]) -> None:
@@ -127,7 +117,3 @@ def _key_entry(name: str, key: str, into: dict[str, str]) -> None:
     if key in into.values():
         raise ValueError(f"key {name!r} is the same as another key")
     into[name] = key
-
-
-def _keys_with_file(inline: Mapping[str, str], keys_file: Path | None) -> dict[str, str]:
-    return keys_with_file(inline, keys_file, entry=_key_entry, variable="ADMIN_API_KEYS_FILE")

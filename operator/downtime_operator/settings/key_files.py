@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import SecretStr, ValidationInfo
+
 from downtime_operator.settings.sources import SettingsError
 
 T = TypeVar("T")
@@ -49,11 +51,30 @@ def keys_from_path(path: Path, *, entry: KeyEntry, into: dict[str, str]) -> None
         keys_from_text(path.read_text(encoding="utf-8"), separator="\n", entry=entry, into=into)
 
 
+def inline_keys(value: object, *, entry: KeyEntry) -> object:
+    """A ``name=key,...`` variable as a dict, for a ``mode="before"`` validator."""
+    if not isinstance(value, str):
+        return value
+    keys: dict[str, str] = {}
+    keys_from_text(value, separator=",", entry=entry, into=keys)
+    return keys
+
+
+def keys_at_start(info: ValidationInfo, *, entry: KeyEntry, variable: str) -> dict[str, SecretStr]:
+    """The derived ``keys`` of a group with ``inline_keys`` and ``keys_file``: both read at
+    start (empty when the inline keys were refused: that error is reported)."""
+    inline = info.data.get("inline_keys")
+    if inline is None:
+        return {}
+    keys = keys_with_file(inline, info.data.get("keys_file"), entry=entry, variable=variable)
+    return {name: SecretStr(key) for name, key in keys.items()}
+
+
 def keys_with_file(
-    inline: Mapping[str, str], keys_file: Path | None, *, entry: KeyEntry, variable: str
+    inline: Mapping[str, SecretStr], keys_file: Path | None, *, entry: KeyEntry, variable: str
 ) -> dict[str, str]:
     """The inline keys, then those of ``keys_file``; SettingsError names ``variable``."""
-    keys = dict(inline)
+    keys = {name: key.get_secret_value() for name, key in inline.items()}
     if keys_file is not None:
         try:
             keys_from_path(keys_file, entry=entry, into=keys)

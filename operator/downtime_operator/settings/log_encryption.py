@@ -13,16 +13,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from downtime_operator.settings.groups import Group
-from downtime_operator.settings.key_files import keys_from_text, keys_with_file
+from downtime_operator.settings.key_files import inline_keys, keys_at_start, keys_with_file
 from downtime_operator.settings.sources import SettingsError, Source
 
 KEY_BYTES = 32
+_KEYS_FILE = "LOG_ENCRYPTION_KEYS_FILE"
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -58,22 +60,14 @@ class LogEncryptionSettings(Group):
     @field_validator("inline_keys", mode="before")
     @classmethod
     def _inline(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        keys: dict[str, str] = {}
-        keys_from_text(value, separator=",", entry=_key_entry, into=keys)
-        return keys
+        return inline_keys(value, entry=_key_entry)
 
     @field_validator("keys", mode="after")
     @classmethod
     def _with_file(cls, _given: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
-        inline = info.data.get("inline_keys")
-        if inline is None:  # LOG_ENCRYPTION_KEYS was refused; that error is reported
-            return {}
-        plain = {key_id: key.get_secret_value() for key_id, key in inline.items()}
-        keys = _keys_with_file(plain, info.data.get("keys_file"))
+        keys = keys_at_start(info, entry=_key_entry, variable=_KEYS_FILE)
         _check_active(info.data.get("active_key"), keys)
-        return {key_id: SecretStr(key) for key_id, key in keys.items()}
+        return keys
 
 
 def current_log_keys(settings: LogEncryptionSettings) -> dict[str, bytes]:
@@ -81,8 +75,9 @@ def current_log_keys(settings: LogEncryptionSettings) -> dict[str, bytes]:
 
     Raises SettingsError (naming the variable and a key id, never a key) when invalid now.
     """
-    inline = {key_id: key.get_secret_value() for key_id, key in settings.inline_keys.items()}
-    keys = _keys_with_file(inline, settings.keys_file)
+    keys = keys_with_file(
+        settings.inline_keys, settings.keys_file, entry=_key_entry, variable=_KEYS_FILE
+    )
     try:
         _check_active(settings.active_key, keys)
     except ValueError as exc:
@@ -99,7 +94,7 @@ def decoded(keys: dict[str, str]) -> dict[str, bytes]:
     return {key_id: base64.b64decode(key) for key_id, key in keys.items()}
 
 
-def _check_active(active: str | None, keys: dict[str, str]) -> None:
+def _check_active(active: str | None, keys: Mapping[str, object]) -> None:
     if active is not None and active not in keys:
         raise ValueError(f"LOG_ENCRYPTION_ACTIVE_KEY: the key {active!r} is not among the keys")
 
@@ -120,7 +115,3 @@ def _key_entry(key_id: str, key: str, into: dict[str, str]) -> None:
     if key_id in into:
         raise ValueError(f"key id {key_id!r} is given twice")
     into[key_id] = key
-
-
-def _keys_with_file(inline: dict[str, str], keys_file: Path | None) -> dict[str, str]:
-    return keys_with_file(inline, keys_file, entry=_key_entry, variable="LOG_ENCRYPTION_KEYS_FILE")
