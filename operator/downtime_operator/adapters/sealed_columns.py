@@ -71,6 +71,8 @@ def open_stored(keys: LogKeyRing, row_id: object, column: str, stored: str | Non
         if not stored.startswith(_SEALED_JSON_STRING):
             return stored
         return keys.open(str(json.loads(stored)), context=context)
+    if _SEALED_JSON_STRING not in stored:  # nothing sealed: no need to parse it
+        return stored
     document = json.loads(stored)
     if not isinstance(document, dict) or not any(
         is_sealed(document.get(name)) for name in SEALED_FIELDS[column]
