@@ -54,6 +54,7 @@ from downtime_operator.domain.log_entries import LogEntry
 from downtime_operator.domain.models import Incident, LogStorage, MonitorRef, Severity
 from downtime_operator.domain.window import to_unix_ns
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
+from downtime_operator.services.retention import RetentionService
 from downtime_operator.settings import ApiSettings, LogEncryptionSettings, load_settings
 from downtime_operator.settings.sources import SettingsError
 
@@ -197,7 +198,8 @@ async def api_over(
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with http.get(url, headers=AUTH) as response:
+    headers = {**AUTH, "Accept": "application/json"}  # the report's JSON form
+    async with http.get(url, headers=headers) as response:
         return response.status, await response.json()
 
 
@@ -210,6 +212,7 @@ async def answers(base: str, incident: Incident) -> dict[str, Any]:
         "logger": f"{path}/logs?logger_name=app.http",
         "analysis": f"{path}/analysis",
         "detail": path,
+        "report": f"{path}/report",
     }
     found = {}
     async with aiohttp.ClientSession() as http:
@@ -222,7 +225,15 @@ async def answers(base: str, incident: Incident) -> dict[str, Any]:
 
 def _without_identity(value: Any) -> Any:
     if isinstance(value, dict):
-        skip = {"incident_id", "created_at", "updated_at", "logs_file_path", "monitor_name"}
+        skip = {
+            "incident_id",
+            "created_at",
+            "updated_at",
+            "logs_file_path",
+            "monitor_name",
+            "monitor",
+            "generated_at",
+        }
         return {k: _without_identity(v) for k, v in value.items() if k not in skip}
     if isinstance(value, list):
         return [_without_identity(v) for v in value]
@@ -444,6 +455,35 @@ async def test_a_missing_key_is_named_and_adding_it_back_needs_no_restart(
             assert keys.active_id == "A"  # a directory's keys in name order: A first now
         finally:
             await backend.close()
+
+
+async def test_retention_removes_sealed_incidents_and_their_files(places: Any) -> None:
+    """Retention reads what it needs in clear (times, status, the file's path) and removes
+    sealed rows and files as it removes plain ones."""
+    place = await places()
+    backend = await place.open(ring("A"))
+    try:
+        old = [
+            await record_outage(backend, place.files, storage=storage)
+            for storage in (LogStorage.DATABASE, LogStorage.FILE)
+        ]
+        for incident in old:
+            await backend.incidents.resolve_incident(
+                incident.incident_id, ended_at=T0 + timedelta(minutes=10)
+            )
+        assert len(list(place.files.glob("*.json"))) == 1
+        retention = RetentionService(
+            store=backend.incidents,
+            resources=RecordingResources(),
+            log_files=backend.capture_files(place.files),
+            clock=FakeClock(T0 + timedelta(days=100)),
+        )
+        report = await retention.cleanup(days=90, keep_critical=False)
+        assert sorted(report.removed) == sorted(i.incident_id for i in old)
+        assert report.files_removed == 1 and not list(place.files.glob("*.json"))
+        assert await backend.incidents.get_incident(old[0].incident_id) is None
+    finally:
+        await backend.close()
 
 
 # -- rotate-keys ---------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from downtime_operator.adapters.encryption import LogKeyRing, key_id_of
+from downtime_operator.adapters.log_keys import log_key_ring
 from downtime_operator.adapters.sealed_columns import (
     open_stored,
     reseal_stored,
@@ -141,3 +143,18 @@ def test_bad_keys_are_refused_naming_the_id_never_the_key(
         load_settings(LogEncryptionSettings, env)
     assert message in str(refused.value)
     assert KEY_A[:12] not in str(refused.value) and KEY_B[:12] not in str(refused.value)
+
+
+def test_the_start_says_once_whether_captured_data_is_sealed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="downtime_operator.adapters.log_keys")
+    assert not log_key_ring(load_settings(LogEncryptionSettings, {}))
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "are stored plain" in caplog.text
+    caplog.clear()
+    keys = load_settings(LogEncryptionSettings, {"LOG_ENCRYPTION_KEYS": f"B={KEY_B},A={KEY_A}"})
+    assert log_key_ring(keys).active_id == "B"
+    assert [r.getMessage() for r in caplog.records] == [
+        "log encryption: captured data sealed with key B (keys: B, A)"
+    ]
