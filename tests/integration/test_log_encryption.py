@@ -738,3 +738,42 @@ async def test_the_standalone_monitor_seals_its_captures_in_the_sqlite_file(
     assert SECRET_LINE.encode() not in at_rest and b"dtenc1:A:" in at_rest
     assert "log encryption: captured data sealed with key A" in monitor.log
     assert KEY_A not in monitor.log and KEY_A[:16] not in monitor.log
+
+
+async def test_a_row_written_while_rotating_is_not_overwritten_and_left_for_the_next_run(
+    places: Any,
+) -> None:
+    """Safe beside a running operator: a row changed between rotate-keys reading and writing
+    it keeps the change (the compare-and-set refuses), and the next run re-seals it."""
+    place = await places()
+    made = await fill(place, sealed=4, files_every=2, plain=0)
+    operator = await place.open(ring("A"))  # an operator still sealing with A
+    rotating = await place.open(ring("B", "A"))
+    try:
+        rotation = rotating.key_rotation(place.files)
+        rows = rotation._rows  # the store's, read with a write slipped in after the read
+        read_page = rows.page
+
+        async def page_then_a_write(*, after: uuid.UUID | None, limit: int) -> list[Any]:
+            found = await read_page(after=after, limit=limit)
+            if after is None:
+                await operator.incidents.update_incident(
+                    made[0].incident_id, {"response_body": "written meanwhile"}
+                )
+            return found
+
+        rows.page = page_then_a_write  # type: ignore[method-assign]
+        report = await rotation.rotate(batch=10)
+        assert (report.rows, report.resealed, report.changed) == (4, 3, 1)
+        found = await rotating.incidents.get_incident(made[0].incident_id)
+        assert found is not None and found.response_body == "written meanwhile"
+        counted = per_key(rotate_keys(place, "--dry-run", keys=f"B={KEY_B},A={KEY_A}").stdout)
+        assert counted == {"A": 1, "B": 3}
+
+        again = await rotating.key_rotation(place.files).rotate(batch=10)
+        assert (again.resealed, again.changed) == (1, 0)
+        assert per_key(rotate_keys(place, "--dry-run", keys=f"B={KEY_B}").stdout) == {"B": 4}
+        assert len(list(place.files.glob("*.json"))) == 2  # no file left behind
+    finally:
+        await rotating.close()
+        await operator.close()
