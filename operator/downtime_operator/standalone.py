@@ -233,8 +233,9 @@ async def run_cleanup(settings: CleanupSettings, *, env: Mapping[str, str]) -> i
 async def run_rotate_keys(settings: RotateKeysSettings) -> int:
     """Re-seal every row and file under the active key (``--dry-run``: count rows per key id).
 
-    Exit 1 when some rows are left for another run (changed meanwhile, or SIGTERM/SIGINT):
-    running it again finishes them."""
+    Exit 1 when some rows are left for another run (changed meanwhile, or SIGTERM/SIGINT:
+    running it again finishes them), or cannot be opened (their key is not in the ring, or
+    they fail authentication: listed, and left as they are)."""
     keys = log_key_ring(settings.encryption, announce=False)
     if not keys:
         raise SettingsError(
@@ -272,10 +273,12 @@ async def run_rotate_keys(settings: RotateKeysSettings) -> int:
     print(
         f"rotate-keys: {report.rows} incidents read, {report.resealed} re-sealed under"
         f" {keys.active_id} ({report.files} log files); {report.changed} changed meanwhile,"
-        f" {report.missing_files} log files missing"
+        f" {report.missing_files} log files missing, {len(report.unreadable)} unreadable"
         + ("; interrupted: run again to finish" if report.interrupted else "")
     )
-    return 1 if report.interrupted or report.changed else 0
+    for line in report.unreadable:  # left as they are: add their key to the ring, or look
+        print(f"rotate-keys: not re-sealed, {line}", file=sys.stderr)
+    return 1 if report.interrupted or report.changed or report.unreadable else 0
 
 
 def _rotation_progress(report: RotationReport, total: int) -> None:

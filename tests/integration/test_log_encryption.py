@@ -777,3 +777,23 @@ async def test_a_row_written_while_rotating_is_not_overwritten_and_left_for_the_
     finally:
         await rotating.close()
         await operator.close()
+
+
+async def test_rotation_leaves_what_it_cannot_open_and_says_so(places: Any) -> None:
+    """A row whose value fails authentication is listed and left as it is; the rest rotates."""
+    place = await places()
+    made = await fill(place, sealed=3, files_every=9, plain=0)
+    sealed = await _raw(place, "response_body", made[1])
+    await _corrupt(
+        place,
+        "UPDATE downtime_incidents SET response_body = ? WHERE incident_id = ?",
+        _flip_one_byte(sealed),
+        made[1].incident_id,
+    )
+    both = f"B={KEY_B},A={KEY_A}"
+    rotated = rotate_keys(place, keys=both)
+    assert rotated.returncode == 1
+    assert "2 re-sealed under B" in rotated.stdout and "1 unreadable" in rotated.stdout
+    assert f"not re-sealed, {made[1].incident_id}: encryption key A" in rotated.stderr
+    assert "tampered" in rotated.stderr
+    assert per_key(rotate_keys(place, "--dry-run", keys=both).stdout) == {"A": 1, "B": 2}

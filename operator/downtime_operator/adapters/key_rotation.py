@@ -26,6 +26,7 @@ from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.sealed_columns import reseal_stored, stored_key_ids
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
+from downtime_operator.services.ports import SealedDataError
 
 SEALED = ("response_body", "logs_captured", "log_analysis", "server_info")
 """The sealed columns, as ``sealed_columns`` defines them; the file is ``logs_file_path``."""
@@ -73,6 +74,9 @@ class RotationReport:
     changed: int = 0
     """Rows changed while being rotated: left for the next run."""
     missing_files: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    """Rows left as they are because a value cannot be opened: its key is not in the ring, or
+    it fails authentication (each a line naming the incident and the key id)."""
     interrupted: bool = False
     keys: Counter[str] = field(default_factory=Counter)
     """Dry run: rows per key id (``plain`` for values stored without a key)."""
@@ -92,7 +96,7 @@ class KeyRotation:
         report = RotationReport()
         async for row in self._all(batch):
             report.rows += 1
-            ids = {key_id for key_id in self._key_ids(row)}
+            ids = self._key_ids(row)
             if row.file_path is not None:
                 try:
                     ids.add(await self._files.key_id(row.file_path))
@@ -119,7 +123,10 @@ class KeyRotation:
                 report.interrupted = True
                 break
             report.rows += 1
-            await self._rotate_row(row, report)
+            try:
+                await self._rotate_row(row, report)
+            except SealedDataError as exc:
+                report.unreadable.append(f"{row.incident_id}: {exc}")
             if progress is not None:
                 progress(report, total)
         await self._rows.finish()
