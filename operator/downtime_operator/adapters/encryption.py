@@ -48,42 +48,41 @@ class LogKeyRing:
     """The keys that seal and open captured data; empty: plain storage, as before encryption."""
 
     def __init__(self, keys: Mapping[str, bytes] | None = None, *, active: str | None = None):
-        self._ciphers: dict[str, AESGCM] = {}
-        self._active: str | None = None
+        self._ring: tuple[dict[str, AESGCM], str | None] = ({}, None)
         self.replace(keys or {}, active=active)
 
     def replace(self, keys: Mapping[str, bytes], *, active: str | None = None) -> None:
-        """Use these keys from now on; ``active`` (default: the first) seals."""
+        """Use these keys from now on; ``active`` (default: the first) seals.
+
+        One assignment: a capture sealing in a worker thread meanwhile sees the old ring or the
+        new one, never the new keys with the old active key."""
         if active is not None and active not in keys:
             raise ValueError(f"the active key {active!r} is not in the key ring")
         ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
-        self._ciphers = ciphers
-        self._active = active if active is not None else next(iter(ciphers), None)
+        self._ring = (ciphers, active if active is not None else next(iter(ciphers), None))
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ciphers)
+        return list(self._ring[0])
 
     @property
     def active_id(self) -> str | None:
         """The id of the key that seals; None: values are stored plain."""
-        return self._active
+        return self._ring[1]
 
     def __bool__(self) -> bool:
-        return self._active is not None
+        return self.active_id is not None
 
     def __repr__(self) -> str:
-        return f"LogKeyRing(ids={self.ids!r}, active={self._active!r})"
+        return f"LogKeyRing(ids={self.ids!r}, active={self.active_id!r})"
 
     def seal(self, plain: str, *, context: str) -> str:
         """``plain`` sealed under the active key, bound to ``context``; plain without keys."""
-        key_id = self._active
+        ciphers, key_id = self._ring
         if key_id is None:
             return plain
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[key_id].encrypt(
-            nonce, plain.encode("utf-8"), _associated(key_id, context)
-        )
+        sealed = ciphers[key_id].encrypt(nonce, plain.encode("utf-8"), _associated(key_id, context))
         return f"{PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode('ascii')}"
 
     def open(self, value: str, *, context: str) -> str:
@@ -94,7 +93,7 @@ class LogKeyRing:
         key_id = key_id_of(value)
         if key_id is None:
             return value
-        cipher = self._ciphers.get(key_id)
+        cipher = self._ring[0].get(key_id)
         if cipher is None:
             raise SealedDataError(key_id)
         try:
@@ -111,7 +110,7 @@ class LogKeyRing:
         (or plain, without keys); what ``rotate-keys`` leaves alone."""
         if value is None:
             return True
-        return key_id_of(value) == self._active
+        return key_id_of(value) == self.active_id
 
 
 def _associated(key_id: str, context: str) -> bytes:
