@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -17,19 +17,6 @@ from tests.support.target import TargetServer
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.probe_process import ProcessProber
 from downtime_operator.domain.models import Expectation, MonitorSpec
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[TargetServer]:
-    with TargetServer(slow_seconds=1.5) as target:
-        yield target
-
-
-@pytest.fixture
-def target(server: TargetServer) -> TargetServer:
-    server.set_mode("healthy")
-    server.reset_counts()
-    return server
 
 
 @pytest.fixture
@@ -64,16 +51,17 @@ async def test_checks_run_in_the_worker_with_the_same_results(
 async def test_a_dead_worker_loses_no_check_and_is_restarted(
     target: TargetServer, prober: ProcessProber
 ) -> None:
-    target.set_mode("slow")  # answers after 1.5 s: the checks are in the worker when it dies
+    target.set_mode("slow")  # holds the checks: they are in the worker when it dies
     first_pid = prober.worker_pid
     assert first_pid is not None
     in_flight = [asyncio.create_task(prober.check(spec(target.url))) for _ in range(5)]
     await asyncio.sleep(0.5)
     os.kill(first_pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    target.set_mode("healthy")  # answers what is held, then every new check
     results = await asyncio.gather(*in_flight)
     # Run again in the operator process: answered, not turned into failures.
     assert all(r.ok for r in results), results
-    target.set_mode("healthy")
     async with asyncio.timeout(10):
         while prober.worker_pid in (None, first_pid):
             assert (await prober.check(spec(target.url))).ok  # in-process meanwhile
