@@ -58,6 +58,9 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
   .../status          patch (the incident's mutable facts)
   notificationchannels list/watch (kopf: every replica keeps every channel)
   .../status          patch (Ready, pending and failed counts, last delivery)
+  maintenancewindows  get/list/watch (every replica keeps every window: its monitors are in
+                      Maintenance while one is open), create (the admin API's ad-hoc windows)
+  .../status          patch (ACTIVE, NEXT, MONITORS)
   events              create (IncidentOpened/Resolved/Escalated, InvalidSpec, kopf's errors,
                       NotificationFailed on channels)
   secrets             get (values of headersFrom request headers; never list or watch)
@@ -81,12 +84,37 @@ and the per-namespace Roles (namespaced mode). Each verb is one the code uses:
 - apiGroups: [monitoring.gatewayz.ai]
   resources: [notificationchannels/status]
   verbs: [patch]
+- apiGroups: [monitoring.gatewayz.ai]
+  resources: [maintenancewindows]
+  verbs: [get, list, watch, create]
+- apiGroups: [monitoring.gatewayz.ai]
+  resources: [maintenancewindows/status]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+{{- if .Values.kubernetesContext.enabled }}
+{{- /* The incidents' Kubernetes context: what runs behind a monitor's target, and the
+targets themselves for their selectors. Read only. */}}
+- apiGroups: [""]
+  resources: [pods, events]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get]
+- apiGroups: [apps]
+  resources: [deployments, statefulsets]
+  verbs: [get]
+{{- end }}
 {{- end }}
 
 {{/* kopf reads its peering object and patches its own keep-alive into it. */}}

@@ -96,6 +96,8 @@ spec:
           value: {{ .Values.operator.retentionDays | quote }}
         - name: LOG_FILES_DIR
           value: {{ .Values.logFiles.mountPath | quote }}
+        - name: KUBERNETES_CONTEXT_ENABLED
+          value: {{ .Values.kubernetesContext.enabled | quote }}
         - name: LOKI_ENABLED
           value: {{ .Values.loki.enabled | quote }}
         {{- if .Values.loki.enabled }}

@@ -18,6 +18,8 @@ from downtime_operator.assembly import log_capture_service, resource_pipeline
 from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.ports import Clock, LogSource
 from downtime_operator.services.sinks import ShownResources
+from downtime_operator.services.slo.ports import AdHocMaintenance, ObjectiveSource
+from downtime_operator.services.slo.report import SloReports
 from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.settings import ApiSettings, current_api_keys
 from downtime_operator.settings.key_files import reload_keys
@@ -35,6 +37,8 @@ async def serve_admin_api(
     clock: Clock,
     source: LogSource | None,
     metrics_text: Callable[[], bytes] | None = None,
+    objectives: ObjectiveSource | None = None,
+    maintenance: AdHocMaintenance | None = None,
 ) -> AsyncIterator[int]:
     """Serve until the block ends; yields the bound port (``api.port`` 0 picks a free one).
 
@@ -64,6 +68,15 @@ async def serve_admin_api(
         trusted_proxies=api.trusted_proxies,
         metrics_text=metrics_text,
         notifications=backend.notifications,
+        slo_reports=None
+        if objectives is None
+        else SloReports(
+            incidents=backend.incidents,
+            maintenance=backend.maintenance,
+            objectives=objectives,
+            clock=clock,
+        ),
+        maintenance=maintenance,
     )
     async with contextlib.AsyncExitStack() as stack:
         if api.keys_file is not None:

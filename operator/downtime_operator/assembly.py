@@ -19,9 +19,10 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.loki import LokiClient
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
+from downtime_operator.domain.burn_alerts import BurnFactors, BurnRule
 from downtime_operator.services.engine import Closer, MonitorEngine, SchemaGate
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
-from downtime_operator.services.monitor_runner import CheckObserver, RunnerDeps
+from downtime_operator.services.monitor_runner import CheckObserver, RunnerDeps, SloObserver
 from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.notifications.ports import (
     ChannelDirectory,
@@ -38,6 +39,12 @@ from downtime_operator.services.pipeline import (
 )
 from downtime_operator.services.ports import Clock, LogSource, Prober, SecretValues
 from downtime_operator.services.sinks import ResourceSink, ShownResources, standard_pipeline
+from downtime_operator.services.slo.burn_notices import BurnNotifier
+from downtime_operator.services.slo.maintenance import (
+    MaintenanceCalendar,
+    MaintenanceKeeper,
+    MaintenanceRecorder,
+)
 from downtime_operator.services.status_writer import StatusWriter
 from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.services.uptime_board import UptimeBoard
@@ -96,6 +103,7 @@ async def build_engine(
     log_files_dir: Path,
     loki: LokiClient | None = None,
     sinks: Sequence[IncidentSink] = (),
+    store_sinks: Sequence[IncidentSink] = (),
     secrets: SecretValues | None = None,
     observer: CheckObserver | None = None,
     status_sync_period: timedelta = timedelta(seconds=60),
@@ -104,10 +112,14 @@ async def build_engine(
     closers: Sequence[Closer] = (),
     shard: int | None = None,
     notifications: NotificationSetup | None = None,
+    maintenance: MaintenanceCalendar | None = None,
+    burn_rules: tuple[BurnRule, ...] = BurnFactors().rules(),
+    slo_observer: SloObserver | None = None,
 ) -> MonitorEngine:
     """The started engine. It owns what it is given (backend, Loki client, prober) and
     closes them on ``close``, once its writes are flushed, after the mode's own ``closers``
-    (background work, the Kubernetes client). Its
+    (background work, the Kubernetes client). The mode's ``store_sinks`` write to the store
+    too, so they wait for its schema like the notification outbox. Its
     sinks are ``standard_pipeline``'s, each with its own ordered lanes, so one failing delays
     no other and no check."""
     clock = SystemClock()
@@ -118,7 +130,7 @@ async def build_engine(
         await loki.start()
     schema = SchemaGate(backend.migrate)
     delivery: NotificationDelivery | None = None
-    store_sinks: list[NotificationSink] = []
+    gated: list[IncidentSink] = [*store_sinks]
     if notifications is not None:
         await notifications.transport.start()
         delivery = NotificationDelivery(
@@ -131,7 +143,7 @@ async def build_engine(
             reporter=notifications.reporter,
             observer=notifications.observer,
         )
-        store_sinks.append(
+        gated.append(
             NotificationSink(
                 outbox=backend.notifications,
                 directory=notifications.directory,
@@ -144,11 +156,16 @@ async def build_engine(
         captures=backend.captures,
         resources=resources,
         sinks=sinks,
-        store_sinks=store_sinks,
+        store_sinks=gated,
         schema=schema.wait,
     )
     status = StatusWriter(write=resources.patch_monitor_status, rate=status_writes_per_second)
-    uptime = UptimeBoard(store=backend.incidents, clock=clock, period=status_sync_period)
+    uptime = UptimeBoard(
+        store=backend.incidents,
+        maintenance=backend.maintenance,
+        clock=clock,
+        period=status_sync_period,
+    )
     deps = RunnerDeps(
         prober=prober,
         store=backend.incidents,
@@ -164,6 +181,17 @@ async def build_engine(
         secrets=secrets,
         shard=shard,
         open_incidents=OpenIncidents(store=backend.incidents, resources=resources, clock=clock),
+        maintenance=None
+        if maintenance is None
+        else MaintenanceKeeper(
+            calendar=maintenance,
+            recorder=MaintenanceRecorder(ledger=backend.maintenance, open_periods=uptime),
+        ),
+        burn_rules=burn_rules,
+        slo_observer=slo_observer,
+        burn_notices=None
+        if delivery is None
+        else BurnNotifier(outbox=backend.notifications, clock=clock, wake=delivery.wake),
     )
     engine = MonitorEngine(
         deps=deps,

@@ -1,4 +1,4 @@
-"""``downtime-operator run|migrate|api|monitor|cleanup|report|rotate-keys``: one parser.
+"""``downtime-operator run|migrate|api|monitor|cleanup|report|maintenance|rotate-keys``: one parser.
 
 Settings first: each command names its settings model; ``monitor``, ``cleanup``, ``report``
 and ``rotate-keys`` take the flags
@@ -17,12 +17,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic_core import PydanticUndefined
+
+from downtime_operator.adapters.admin_client import AdminApiError, post_json
 from downtime_operator.api.server import ListenError
 from downtime_operator.log_setup import setup_logging
 from downtime_operator.report_command import run_report
 from downtime_operator.settings import (
     CleanupSettings,
     CommandSettings,
+    MaintenanceSettings,
     MonitorSettings,
     OperatorSettings,
     ReportSettings,
@@ -90,6 +94,29 @@ def _rotate_keys(settings: RotateKeysSettings) -> int:
     return asyncio.run(run_rotate_keys(settings))
 
 
+def _maintenance(settings: MaintenanceSettings) -> int:
+    body = {
+        "namespace": settings.namespace,
+        "monitors": list(settings.monitors),
+        "duration": settings.duration,
+        "reason": settings.reason,
+    }
+    try:
+        window = asyncio.run(
+            post_json(
+                url=settings.api_url,
+                key=settings.api_key.get_secret_value(),
+                path="/admin/downtime/maintenance",
+                body=body,
+            )
+        )
+    except AdminApiError as exc:
+        print(f"downtime-operator maintenance: {exc}", file=sys.stderr)
+        return 1
+    print(f"{window['namespace']}/{window['name']}: {window['start']} .. {window['end']}")
+    return 0
+
+
 COMMANDS: Mapping[str, Command[Any]] = {
     "run": Command(OperatorSettings, _run, "run the Kubernetes operator"),
     "migrate": Command(OperatorSettings, _migrate, "apply the PostgreSQL migrations and exit"),
@@ -110,6 +137,12 @@ COMMANDS: Mapping[str, Command[Any]] = {
         ReportSettings,
         _report,
         "print an incident's post-mortem report (Markdown) from the store",
+        takes_flags=True,
+    ),
+    "maintenance": Command(
+        MaintenanceSettings,
+        _maintenance,
+        "start an ad-hoc maintenance window through the admin API (operator or monitor)",
         takes_flags=True,
     ),
     "rotate-keys": Command(
@@ -152,9 +185,15 @@ def _add_flag(parser: argparse.ArgumentParser, setting: Setting, flag: str) -> N
     text = (setting.field.description or "").replace("%", "%%")  # argparse formats help
     if source.env:
         text += f"; env {' or '.join(source.env)}"
-    if source.switch is None and setting.default is not None:
+    # A required flag (no default) and a repeatable one (default: none given) show none.
+    shown = setting.default is not None and setting.default is not PydanticUndefined
+    if source.switch is None and shown and not source.repeatable:
         text += f"; default {setting.default}"
-    if source.switch is None:
+    if source.repeatable:
+        parser.add_argument(
+            *names, dest=setting.path, metavar=source.metavar, action="append", help=text
+        )
+    elif source.switch is None:
         parser.add_argument(*names, dest=setting.path, metavar=source.metavar, help=text)
     else:
         parser.add_argument(

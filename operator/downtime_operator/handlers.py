@@ -14,10 +14,12 @@ from uuid import UUID
 
 import kopf
 
+from downtime_operator.domain.maintenance import InvalidWindowError, parse_window_spec
 from downtime_operator.domain.models import MonitorRef
 from downtime_operator.domain.sharding import Shard
 from downtime_operator.services.engine import MonitorEngine
 from downtime_operator.services.monitor_runner import SpecSnapshot
+from downtime_operator.services.slo.maintenance import MaintenanceCalendar
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ def register(
     configure: Callable[[kopf.OperatorSettings], None],
     shard: Shard | None = None,
     channels: ChannelUpdates | None = None,
+    maintenance: MaintenanceCalendar | None = None,
 ) -> None:
     def owned(meta: Mapping[str, Any]) -> bool:
         return shard is None or shard.owns(str(meta.get("uid")))
@@ -134,6 +137,9 @@ def register(
                 generation=body.get("metadata", {}).get("generation"),
             )
 
+    if maintenance is not None:
+        _register_windows(registry, maintenance)
+
     @kopf.daemon(
         GROUP,
         VERSION,
@@ -171,12 +177,43 @@ def register(
             engine.forget(ref)
 
 
+def _register_windows(registry: kopf.OperatorRegistry, maintenance: MaintenanceCalendar) -> None:
+    @kopf.on.event(GROUP, VERSION, "maintenancewindows", registry=registry)
+    async def window_event(
+        *, type: str | None, name: str, namespace: str | None, body: kopf.Body, **_: Any
+    ) -> None:
+        # Every replica and shard keeps every window: each checks some of its monitors.
+        if type == "DELETED":
+            maintenance.remove(namespace=namespace or "", name=name)
+            return
+        try:
+            window = parse_window_spec(dict(body.get("spec") or {}))
+        except InvalidWindowError as exc:
+            # The CRD refuses this; an edited CRD must not crash the watch.
+            logger.warning("MaintenanceWindow %s/%s ignored: %s", namespace, name, exc)
+            maintenance.remove(namespace=namespace or "", name=name)
+            return
+        maintenance.put(namespace=namespace or "", name=name, spec=window)
+
+    @kopf.on.event(GROUP, VERSION, "healthmonitors", registry=registry)
+    async def monitor_labels(
+        *, type: str | None, name: str, namespace: str | None, meta: kopf.Meta, **_: Any
+    ) -> None:
+        # Every monitor, whichever shard checks it: the windows' status counts them all.
+        ref = MonitorRef(namespace=namespace or "", name=name)
+        if type == "DELETED":
+            maintenance.forget_monitor(ref)
+        else:
+            maintenance.note_monitor(ref, labels=dict(meta.get("labels") or {}))
+
+
 def _snapshot(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> SpecSnapshot:
     created = meta.get("creationTimestamp")
     return SpecSnapshot(
         spec=dict(spec),
         generation=meta.get("generation"),
         created_at=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+        labels=dict(meta.get("labels") or {}),
     )
 
 

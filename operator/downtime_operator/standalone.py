@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from downtime_operator.adapters.clock import SystemClock
@@ -32,10 +33,13 @@ from downtime_operator.adapters.null_resources import LoggingResources
 from downtime_operator.adapters.stores import StoreOpenError, open_store_backend
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.assembly import NotificationSetup, build_engine
+from downtime_operator.domain.maintenance import parse_window_spec
 from downtime_operator.domain.models import CheckResult, Incident, IncidentStatus, MonitorRef
+from downtime_operator.domain.sla_report import MonitorObjective, monitor_objective
 from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.ports import IncidentResources
 from downtime_operator.services.retention import RetentionService
+from downtime_operator.services.slo.maintenance import MaintenanceCalendar
 from downtime_operator.services.stop import EventStopSignal
 from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.settings import (
@@ -110,6 +114,29 @@ async def run_monitor(settings: MonitorSettings, *, api: ApiSettings | None = No
     return 0
 
 
+class _InProcessMaintenance:
+    """Ad-hoc windows without Kubernetes: straight into the running monitor's calendar."""
+
+    def __init__(self, calendar: MaintenanceCalendar) -> None:
+        self._calendar = calendar
+
+    async def start_maintenance(
+        self, *, namespace: str, name: str, spec: Mapping[str, Any]
+    ) -> None:
+        self._calendar.put(namespace=namespace, name=name, spec=parse_window_spec(spec))
+
+
+class _FlagObjectives:
+    """The SLA report's objectives: the one monitor's ``--slo``, if given."""
+
+    def __init__(self, ref: MonitorRef, spec: Mapping[str, Any]) -> None:
+        objective = monitor_objective(spec, created_at=None)
+        self._found = {} if objective is None else {ref: objective}
+
+    async def objectives(self) -> dict[MonitorRef, MonitorObjective]:
+        return dict(self._found)
+
+
 class _AdminResources(LoggingResources):
     """The admin API's resources without Kubernetes: the running monitor learns of a manual
     resolve or acknowledge from here, as the operator's monitors learn it from their watch."""
@@ -151,6 +178,9 @@ async def _monitor(
             ),
             owner=f"standalone-{socket.gethostname()}-{os.getpid()}",
         )
+    maintenance = MaintenanceCalendar()
+    for name, window in settings.slo.windows(monitor=ref.name).items():
+        maintenance.put(namespace=ref.namespace, name=name, spec=window)
     engine = await build_engine(
         backend=backend,
         resources=LoggingResources(),
@@ -158,6 +188,7 @@ async def _monitor(
         loki=loki,
         observer=_log_check,
         notifications=notifications,
+        maintenance=maintenance,
     )
     spec = SpecSnapshot(spec=spec_body)
     logger.info(
@@ -184,6 +215,8 @@ async def _monitor(
                         log_files_dir=log_files_dir,
                         clock=SystemClock(),
                         source=loki,
+                        objectives=_FlagObjectives(ref, spec_body),
+                        maintenance=_InProcessMaintenance(maintenance),
                     )
                 )
             await runner.run(read_spec=lambda: spec, stop=stop)

@@ -17,6 +17,9 @@ import kopf
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.kube.channels import KubeChannelDirectory, KubeChannelReporter
+from downtime_operator.adapters.kube.context import KubeContextReader
+from downtime_operator.adapters.kube.maintenance_windows import KubeMaintenanceWindows
+from downtime_operator.adapters.kube.objectives import KubeObjectives
 from downtime_operator.adapters.kube.resources import KubeResources, load_api_client
 from downtime_operator.adapters.kube.secrets import KubeSecrets
 from downtime_operator.adapters.log_files import LocalLogFiles
@@ -32,7 +35,13 @@ from downtime_operator.api.server import serving
 from downtime_operator.assembly import NotificationSetup, build_engine
 from downtime_operator.handlers import MonitorListing, register
 from downtime_operator.services.engine import Closer, MonitorEngine
+from downtime_operator.services.kube_context import KubeContextSink
+from downtime_operator.services.pipeline import IncidentSink
 from downtime_operator.services.retention import RetentionService
+from downtime_operator.services.slo.maintenance import (
+    MaintenanceCalendar,
+    WindowStatusPublisher,
+)
 from downtime_operator.services.stop import EventStopSignal
 from downtime_operator.services.store_backend import StoreBackend
 from downtime_operator.settings import ApiSettings, OperatorSettings
@@ -47,10 +56,12 @@ async def operator_engine(
     resources: KubeResources,
     channels: KubeChannelDirectory | None = None,
     keys: LogKeyRing | None = None,
+    maintenance: MaintenanceCalendar | None = None,
 ) -> MonitorEngine:
     """The engine over PostgreSQL, shown on ``resources``, with metrics and daily retention;
     notifications through the NotificationChannels the watch keeps in ``channels``; captured
-    data sealed under ``keys`` (the process's log key ring)."""
+    data sealed under ``keys`` (the process's log key ring); monitors in the
+    MaintenanceWindows the watch keeps in ``maintenance``."""
     shard = settings.kubernetes.shard
     backend = await PostgresBackend.connect(
         settings.database.dsn, max_size=settings.database.pool_size, keys=keys
@@ -61,13 +72,21 @@ async def operator_engine(
         log_files_dir=settings.capture.log_files_dir,
         loki=_loki_client(settings),
         sinks=(metrics,),
+        store_sinks=_context_sinks(settings, backend=backend, resources=resources),
         secrets=KubeSecrets(resources.api_client),
         observer=metrics.check_observed,
         status_sync_period=settings.kubernetes.status_sync_period,
         status_writes_per_second=settings.kubernetes.status_writes_per_second,
         prober=ProcessProber(SystemClock()) if settings.kubernetes.check_worker else None,
-        closers=(*_retention(settings, backend=backend, resources=resources), resources.close),
+        closers=(
+            *_retention(settings, backend=backend, resources=resources),
+            *_window_statuses(settings, maintenance=maintenance, resources=resources),
+            resources.close,
+        ),
         shard=None if shard is None else shard.index,
+        maintenance=maintenance,
+        burn_rules=settings.slo.burn_factors().rules(),
+        slo_observer=metrics.slo_observed,
         notifications=None
         if channels is None
         else NotificationSetup(
@@ -87,8 +106,51 @@ async def operator_engine(
     return engine
 
 
+def _context_sinks(
+    settings: OperatorSettings, *, backend: StoreBackend, resources: KubeResources
+) -> tuple[IncidentSink, ...]:
+    """The incidents' Kubernetes context (``KUBERNETES_CONTEXT_ENABLED``), read with the
+    operator's own client and kept in the store beside the incident."""
+    if not settings.kubernetes.context_enabled:
+        return ()
+    return (
+        KubeContextSink(
+            reader=KubeContextReader(resources.api_client),
+            store=backend.kube_contexts,
+            view=resources,
+            clock=SystemClock(),
+        ),
+    )
+
+
 def _loki_client(settings: OperatorSettings) -> LokiClient | None:
     return loki_client_for(settings.loki) if settings.loki.enabled else None
+
+
+def _window_statuses(
+    settings: OperatorSettings,
+    *,
+    maintenance: MaintenanceCalendar | None,
+    resources: KubeResources,
+) -> tuple[Closer, ...]:
+    """Keep the MaintenanceWindows' status current; return its stopper. Every shard knows
+    every window and monitor, so the first one writes for all."""
+    shard = settings.kubernetes.shard
+    if maintenance is None or (shard is not None and shard.index != 0):
+        return ()
+    publisher = WindowStatusPublisher(
+        calendar=maintenance,
+        writer=KubeMaintenanceWindows(resources.api_client),
+        clock=SystemClock(),
+    )
+    stop = EventStopSignal()
+    task = asyncio.create_task(publisher.run(stop=stop), name="maintenance-window-status")
+
+    async def stop_and_wait() -> None:
+        stop.set()
+        await task
+
+    return (stop_and_wait,)
 
 
 def _retention(
@@ -141,6 +203,7 @@ def operator_registry(
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     channels = KubeChannelDirectory()
+    maintenance = MaintenanceCalendar()
 
     kubernetes = settings.kubernetes
     # With peering, kopf decides whether this replica runs its monitors: none start early.
@@ -149,7 +212,12 @@ def operator_registry(
     async def factory() -> tuple[MonitorEngine, MonitorListing | None]:
         resources = KubeResources(await load_api_client(kubernetes.kubeconfig))
         engine = await operator_engine(
-            settings, metrics=metrics, resources=resources, channels=channels, keys=keys
+            settings,
+            metrics=metrics,
+            resources=resources,
+            channels=channels,
+            keys=keys,
+            maintenance=maintenance,
         )
         listing = functools.partial(resources.list_monitors, namespaces=kubernetes.watch_namespaces)
         return engine, listing if start_early else None
@@ -163,6 +231,7 @@ def operator_registry(
         configure=configure,
         shard=kubernetes.shard,
         channels=channels,
+        maintenance=maintenance,
     )
     return registry
 
@@ -240,6 +309,10 @@ async def admin_api(
                 clock=SystemClock(),
                 source=loki,
                 metrics_text=metrics_text,
+                objectives=KubeObjectives(
+                    resources, namespaces=settings.kubernetes.watch_namespaces
+                ),
+                maintenance=KubeMaintenanceWindows(resources.api_client),
             )
         )
 

@@ -60,6 +60,10 @@ AUDITED_RESOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("", ("events",)),
     ("events.k8s.io", ("events",)),
+    # What an incident's Kubernetes context reads (its cost and its RBAC are checked).
+    ("", ("pods", "services")),
+    ("apps", ("replicasets", "deployments", "statefulsets")),
+    ("discovery.k8s.io", ("endpointslices",)),
 )
 
 

@@ -46,6 +46,7 @@ def alert(severity: str, summary: str, **labels: str) -> dict[str, Any]:
 
 
 SEVERITY = 'gatewayz_downtime_incident_severity{{monitor="{monitor}",severity="{severity}"}}'
+BURN = 'gatewayz_downtime_burn_rate{{monitor="{monitor}",window="{window}"}}'
 CRITICAL_DESCRIPTION = (
     "kubectl get downtimeincidents -A shows it; the admin API's report has its evidence."
 )
@@ -142,6 +143,75 @@ TESTS: list[dict[str, Any]] = [
     {
         "interval": "1m",
         "input_series": [
+            # api burns 20x over 1h and db 7x over 6h for 10 minutes; web 20x for 3 minutes only.
+            {"series": BURN.format(monitor="a/api", window="h1"), "values": "20x10"},
+            {"series": BURN.format(monitor="a/db", window="h6"), "values": "7x10"},
+            {"series": BURN.format(monitor="a/web", window="h1"), "values": "20 20 20 0x7"},
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "6m",
+                "alertname": "DowntimeErrorBudgetBurnPage",
+                "exp_alerts": [
+                    alert("critical", f"{m} is burning its error budget fast", monitor=m)
+                    for m in ("a/api", "a/db")
+                ],
+            },
+        ],
+    },
+    {
+        "interval": "5m",
+        "input_series": [
+            # api: 2x over 3 days and over 6 hours; web: 2x over 3 days but 0.5x lately.
+            {"series": BURN.format(monitor="a/api", window="d3"), "values": "2x10"},
+            {"series": BURN.format(monitor="a/api", window="h6"), "values": "2x10"},
+            {"series": BURN.format(monitor="a/web", window="d3"), "values": "2x10"},
+            {"series": BURN.format(monitor="a/web", window="h6"), "values": "0.5x10"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "25m", "alertname": "DowntimeErrorBudgetBurnTicket", "exp_alerts": []},
+            {
+                "eval_time": "35m",
+                "alertname": "DowntimeErrorBudgetBurnTicket",
+                "exp_alerts": [
+                    alert(
+                        "warning",
+                        "a/api will spend its error budget before the window ends",
+                        monitor="a/api",
+                    )
+                ],
+            },
+        ],
+    },
+    {
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": 'gatewayz_downtime_error_budget_remaining_ratio{monitor="a/api"}',
+                "values": "-0.1x10",
+            },
+            {
+                "series": 'gatewayz_downtime_error_budget_remaining_ratio{monitor="a/web"}',
+                "values": "0.2x10",
+            },
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": "6m",
+                "alertname": "DowntimeErrorBudgetExhausted",
+                "exp_alerts": [
+                    alert(
+                        "warning",
+                        "a/api has spent its error budget for the SLO window",
+                        monitor="a/api",
+                    )
+                ],
+            },
+        ],
+    },
+    {
+        "interval": "1m",
+        "input_series": [
             # The operator scraped for 3 minutes, then down; another job's target is up.
             {"series": f'up{{job="{JOB}",instance="10.0.0.1:9090"}}', "values": "1 1 1 0x10"},
             {"series": 'up{job="other",instance="10.0.0.2:9090"}', "values": "1x13"},
@@ -174,7 +244,7 @@ def run(promtool: Path, *args: str) -> str:
 
 def test_the_rules_are_valid(promtool: Path, rules_file: Path) -> None:
     out = run(promtool, "check", "rules", str(rules_file))
-    assert "4 rules found" in out
+    assert "7 rules found" in out
 
 
 def test_every_alert_fires_on_its_series_and_only_there(

@@ -23,6 +23,7 @@ from tests.conftest import DatabaseFactory
 from tests.e2e.controlplane import ApiError, ControlPlane, free_port
 from tests.e2e.harness import Env, eventually, monitor, resolved_rows
 from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.workloads import Workload
 from tests.support.helm import CHART, MODES, Helm, apply_peering_crds, helm_binary
 from tests.support.prometheus import scrape
 from tests.support.target import TargetServer
@@ -288,11 +289,17 @@ async def test_main_scenario_as_the_charts_service_account(
     )
     sa, kubeconfig, token = installed.service_account, installed.kubeconfig, installed.token
     op = installed.operator(database_url=await make_database())
+    # Behind the monitor, a Deployment: the incident's Kubernetes context is read as the
+    # ServiceAccount too.
+    Workload(control_plane, namespace, "api").roll_out(revision=1)
     op.start()
     try:
+        env = Env(control_plane, namespace, op.env["DATABASE_URL"], op)
         await outage_is_recorded_and_resolved(
-            Env(control_plane, namespace, op.env["DATABASE_URL"], op), target
+            env, target, targetRef={"kind": "Deployment", "name": "api"}
         )
+        [incident] = env.incidents()
+        assert incident["status"]["context"]["podsReady"] == "3/3"
     finally:
         op.stop()
         print(f"--- operator log ---\n{op.log_tail(120)}")
@@ -304,6 +311,14 @@ async def test_main_scenario_as_the_charts_service_account(
     ), "the incident was not created with the ServiceAccount's token"
     refused = [e for e in mine if e.get("responseStatus", {}).get("code") == 403]
     assert refused == [], refused
+    read = {(e["verb"], e["objectRef"]["resource"]) for e in mine}
+    assert {
+        ("list", "pods"),
+        ("list", "replicasets"),
+        ("list", "endpointslices"),
+        ("list", "events"),
+        ("get", "deployments"),
+    } <= read, read
     assert "Forbidden" not in op.log_tail(100_000)
 
     # Denied: listing Secrets (it may only get one by name), touching monitors outside the
@@ -333,9 +348,9 @@ async def test_main_scenario_as_the_charts_service_account(
         assert other.stdout.strip() == "no"
 
 
-async def outage_is_recorded_and_resolved(env: Env, target: TargetServer) -> None:
+async def outage_is_recorded_and_resolved(env: Env, target: TargetServer, **spec: Any) -> None:
     """The e2e main scenario: one outage -> one incident (CR + row) -> resolved in both."""
-    env.apply(monitor("api", target.url))
+    env.apply(monitor("api", target.url, **spec))
     await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=60, what="Up")
     target.set_mode("failing")
     [incident] = await eventually(env.opened_incidents, within=30, what="a DowntimeIncident")

@@ -1,6 +1,6 @@
 """The CRDs against a real kube-apiserver: invalid specs are refused at ``kubectl apply`` time
 with a message naming the field, defaults are filled in, printer columns, categories and
-DowntimeIncident spec immutability work (DESIGN §3)."""
+DowntimeIncident spec immutability work (docs/crds.md)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,17 @@ INVALID_MONITORS: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("headers-not-strings", {"headers": {"X-Retries": 3}}, ["spec.headers.X-Retries"]),
     ("unknown-field-typo", {"intervall": "30s"}, ["spec.intervall"]),
+    (
+        "target-ref-pod",
+        {"targetRef": {"kind": "Pod", "name": "api"}},
+        ["spec.targetRef.kind", "Unsupported value"],
+    ),
+    (
+        "target-ref-bad-name",
+        {"targetRef": {"kind": "Service", "name": "API_v1"}},
+        ["spec.targetRef.name"],
+    ),
+    ("target-ref-without-name", {"targetRef": {"kind": "Deployment"}}, ["spec.targetRef.name"]),
 ]
 
 
@@ -199,6 +210,12 @@ def test_printer_columns_and_status_subresource(
                 "consecutiveFailures": 3,
                 "currentIncident": "web-20260101-000000",
                 "uptime": {"h24": 99.0, "d7": 99.9, "d30": 99.95},
+                "slo": {
+                    "availability": 99.95,
+                    "budgetRemaining": 50.0,
+                    "budgetRemainingSeconds": 1296.0,
+                    "burnRates": {"h1": 0.0, "h6": 0.0, "d3": 1.5},
+                },
                 "observedGeneration": 1,
                 "conditions": [
                     {
@@ -215,9 +232,11 @@ def test_printer_columns_and_status_subresource(
     )
 
     plain = control_plane.kubectl("get", "hm", "-n", namespace).stdout
-    assert _header(plain) == ["NAME", "URL", "STATE", "LATENCY", "UPTIME-30D", "INCIDENT", "AGE"]
+    assert _header(plain) == [
+        "NAME", "URL", "STATE", "LATENCY", "UPTIME-30D", "BUDGET", "INCIDENT", "AGE",
+    ]  # fmt: skip
     row = plain.splitlines()[1].split()
-    assert row[:6] == ["web", VALID_URL, "Down", "12.5", "99.95", "web-20260101-000000"]
+    assert row[:7] == ["web", VALID_URL, "Down", "12.5", "99.95", "50", "web-20260101-000000"]
 
     wide = control_plane.kubectl("get", "healthmonitors", "-o", "wide", "-n", namespace).stdout
     header = _header(wide)
@@ -311,11 +330,12 @@ def test_incident_columns_and_immutable_spec(control_plane: ControlPlane, namesp
 
     out = control_plane.kubectl("get", "dti", "-n", namespace).stdout
     assert _header(out) == [
-        "NAME", "MONITOR", "STATUS", "SEVERITY", "STARTED", "DURATION", "ERROR", "LOGS", "AGE",
+        "NAME", "MONITOR", "STATUS", "SEVERITY", "STARTED", "DURATION", "ERROR", "LOGS", "CAUSE",
+        "AGE",
     ]  # fmt: skip
     row = out.splitlines()[1].split()
     assert row[:4] == ["web-20260101-000000", "web", "resolved", "high"]
-    assert row[5:8] == ["300", "unexpected-status-503", "captured"]
+    assert row[5:8] == ["300", "unexpected-status-503", "captured"]  # no cause: CAUSE is blank
 
     changed = copy.deepcopy(body)
     changed["spec"]["environment"] = "staging"

@@ -45,6 +45,10 @@ AS_THE_CHART_RUNS_IT = [
 ]
 
 
+LOG_FILES = "/var/lib/downtime-operator/logs"
+"""Where the chart mounts the log files volume (values.yaml ``logFiles.mountPath``)."""
+
+
 @pytest.fixture(scope="module")
 def image() -> str:
     explicit = os.environ.get("IMAGE")
@@ -87,10 +91,13 @@ def shell_in(image: str, script: str) -> str:
     )
 
 
-def test_the_image_is_small_runs_as_10001_and_ships_no_build_tools(image: str) -> None:
+def test_the_image_is_small_runs_as_10001_and_ships_no_build_tools(
+    image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     [info] = json.loads(podman("image", "inspect", image))
     size_mib = info["Size"] / 2**20
-    print(f"image {image}: {size_mib:.0f} MiB")
+    with capsys.disabled():  # shown in every run's output, not only on failure
+        print(f"\nimage {image}: {size_mib:.0f} MiB")
     assert info["Config"]["User"] == "10001:10001"
     assert info["Config"]["Entrypoint"] == ["downtime-operator"]
     found = shell_in(
@@ -101,7 +108,8 @@ def test_the_image_is_small_runs_as_10001_and_ships_no_build_tools(image: str) -
         " find / -xdev -name 'test_*.py' -path '*downtime_operator*' 2>/dev/null;"
         " echo done",
     )
-    print(f"compilers, pip caches, build leftovers, our tests found: {found.split()[:-1]}")
+    with capsys.disabled():
+        print(f"compilers, pip caches, build leftovers, our tests in it: {found.split()[:-1]}")
     assert found.split() == ["done"]
     version = podman(
         "run", *AS_THE_CHART_RUNS_IT, image, "--help", timeout=60
@@ -207,6 +215,9 @@ def in_container(image: str, *, kubeconfig: Path) -> Callable[[dict[str, str]], 
             *AS_THE_CHART_RUNS_IT,
             f"--volume={kubeconfig}:/etc/downtime/kubeconfig:ro",
             "--env=KUBECONFIG=/etc/downtime/kubeconfig",
+            # The chart's log-files volume (an emptyDir unless persistence is on).
+            f"--tmpfs={LOG_FILES}:rw,mode=1777",
+            f"--env=LOG_FILES_DIR={LOG_FILES}",
             *settings,
             image,
             "run",

@@ -14,7 +14,9 @@ from downtime_operator.adapters.sqlite import (
     SqliteIncidentStore,
     SqliteLogCaptures,
 )
+from downtime_operator.adapters.sqlite.kube_context import SqliteKubeContexts
 from downtime_operator.adapters.sqlite.schema import MIGRATIONS
+from downtime_operator.domain.kube_context import ContextStage
 from downtime_operator.domain.log_capture import CapturePlan
 
 
@@ -89,3 +91,27 @@ async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this program"):
         await SqliteIncidentStore.open(path)
+
+
+async def test_a_file_from_before_kubernetes_context_keeps_its_incidents(tmp_path: Path) -> None:
+    """The version before the context column (every version but the last) to the newest: the
+    incident is kept, has no context, and gets one."""
+    path = tmp_path / "downtime.db"
+    version_one_file(path)
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[1:-1]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    store = await SqliteIncidentStore.open(path)
+    try:
+        [kept] = await store.get_ongoing_incidents()
+        queries = SqliteIncidentQueries(store.database)
+        before = await queries.incident_details(kept.incident_id)
+        assert before is not None and before["kube_context"] is None
+        stored = await SqliteKubeContexts(store.database).record_kube_context(
+            kept.incident_id, stage=ContextStage.DETECTION, snapshot={"target": "Service api"}
+        )
+        assert stored == {"detection": {"target": "Service api"}}
+    finally:
+        await store.close()

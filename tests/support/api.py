@@ -20,18 +20,43 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.maintenance import PostgresMaintenanceLedger
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
 from downtime_operator.adapters.postgres.store import PostgresIncidentStore
 from downtime_operator.api import RateLimit, create_app, serving
 from downtime_operator.assembly import resource_pipeline
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.sla_report import MonitorObjective
 from downtime_operator.services.incident_admin import IncidentAdmin
+from downtime_operator.services.slo.report import SloReports
 from tests.unit.fakes import RecordingResources
 
 HOST = "127.0.0.1"
 KEYS = {"ops": "ops-key-0123456789abcdef", "ci": "ci-key-fedcba9876543210"}
 GENEROUS = RateLimit(rate=10_000.0, burst=10_000)
+
+
+@dataclass
+class RecordingMaintenance:
+    """``AdHocMaintenance`` that keeps each window it is asked to create."""
+
+    windows: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    async def start_maintenance(
+        self, *, namespace: str, name: str, spec: Mapping[str, Any]
+    ) -> None:
+        self.windows.append((namespace, name, dict(spec)))
+
+
+@dataclass(frozen=True)
+class FixedObjectives:
+    """``ObjectiveSource`` over a dict, as the HealthMonitors would give it."""
+
+    found: dict[MonitorRef, MonitorObjective]
+
+    async def objectives(self) -> dict[MonitorRef, MonitorObjective]:
+        return dict(self.found)
 
 
 class SettableClock:
@@ -109,6 +134,7 @@ class ApiUnderTest:
     logs: FakeIncidentLogs
     clock: SettableClock
     admin: IncidentAdmin
+    maintenance: RecordingMaintenance
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -130,13 +156,16 @@ async def serve_api(
     trusted_proxies: Sequence[IPv4Network | IPv6Network] = (),
     monotonic: Callable[[], float] | None = None,
     metrics_text: Callable[[], bytes] | None = None,
+    objectives: Mapping[MonitorRef, MonitorObjective] | None = None,
 ) -> AsyncIterator[ApiUnderTest]:
+    """``objectives``: the monitors' ``spec.slo`` the SLA report judges (none by default)."""
     pool = await connect_pool(dsn, max_size=4)
     try:
         queries = PostgresIncidentQueries(pool)
         resources = RecordingResources()
         clock = SettableClock()
         logs = FakeIncidentLogs()
+        maintenance = RecordingMaintenance()
         admin = IncidentAdmin(transitions=queries, clock=clock, events=resource_pipeline(resources))
         options: dict[str, Any] = {}
         if monotonic is not None:
@@ -154,6 +183,13 @@ async def serve_api(
             allowed_networks=allowed_networks,
             trusted_proxies=trusted_proxies,
             metrics_text=metrics_text,
+            slo_reports=SloReports(
+                incidents=PostgresIncidentStore(pool),
+                maintenance=PostgresMaintenanceLedger(pool),
+                objectives=FixedObjectives(dict(objectives or {})),
+                clock=clock,
+            ),
+            maintenance=maintenance,
             **options,
         )
         async with serving(app, host=HOST, port=0) as port:
@@ -164,6 +200,7 @@ async def serve_api(
                 logs=logs,
                 clock=clock,
                 admin=admin,
+                maintenance=maintenance,
             )
     finally:
         await pool.close()
@@ -253,3 +290,4 @@ async def clear(pool: asyncpg.Pool[Any]) -> None:
     await pool.execute("DELETE FROM downtime_incidents")
     await pool.execute("DELETE FROM downtime_audit_log")
     await pool.execute("DELETE FROM downtime_notifications")
+    await pool.execute("DELETE FROM downtime_maintenance_periods")

@@ -46,9 +46,28 @@ EXPECTED_RULES = {
     (OUR_GROUP, "downtimeincidents/status"): {"patch"},
     (OUR_GROUP, "notificationchannels"): {"list", "watch"},
     (OUR_GROUP, "notificationchannels/status"): {"patch"},
+    (OUR_GROUP, "maintenancewindows"): {"get", "list", "watch", "create"},
+    (OUR_GROUP, "maintenancewindows/status"): {"patch"},
     ("", "events"): {"create"},
     ("", "secrets"): {"get"},
 }
+# The incidents' Kubernetes context (kubernetesContext.enabled, on by default): read only.
+CONTEXT_RULES = {
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"get", "list", "watch"},
+    ("apps", "replicasets"): {"get", "list", "watch"},
+    ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
+    ("", "services"): {"get"},
+    ("apps", "deployments"): {"get"},
+    ("apps", "statefulsets"): {"get"},
+}
+
+
+def with_context(rules: dict[tuple[str, str], set[str]]) -> dict[tuple[str, str], set[str]]:
+    granted = {key: set(verbs) for key, verbs in rules.items()}
+    for key, verbs in CONTEXT_RULES.items():
+        granted.setdefault(key, set()).update(verbs)
+    return granted
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +219,7 @@ def test_cluster_wide_mode_grants_exactly_what_the_operator_uses(helm: Helm) -> 
     assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
     [role] = of_kind(objects, "ClusterRole")
     peering = {("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"}}
-    assert rules_of(role) == EXPECTED_RULES | peering
+    assert rules_of(role) == with_context(EXPECTED_RULES | peering)
     [binding] = of_kind(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -212,6 +231,23 @@ def test_cluster_wide_mode_grants_exactly_what_the_operator_uses(helm: Helm) -> 
     assert "WATCH_NAMESPACES" not in env
 
 
+def test_without_kubernetes_context_nothing_is_read_for_it(helm: Helm) -> None:
+    """``kubernetesContext.enabled: false`` turns the context off and its reads out of RBAC."""
+    for mode in ({}, MODES["namespaced"]):
+        objects = render(helm, {**mode, "kubernetesContext": {"enabled": False}})
+        for role in of_kind(objects, "ClusterRole") + of_kind(objects, "Role"):
+            granted = rules_of(role)
+            assert granted[("", "events")] == {"create"}
+            assert not {key for key in CONTEXT_RULES if key != ("", "events")} & set(granted)
+        env = {e["name"]: e.get("value") for e in container(objects)["env"]}
+        assert env["KUBERNETES_CONTEXT_ENABLED"] == "false"
+        settings = load_settings(
+            OperatorSettings,
+            {"KUBERNETES_CONTEXT_ENABLED": "false", "DATABASE_URL": "postgresql://u@h/db"},
+        )
+        assert settings.kubernetes.context_enabled is False
+
+
 def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     objects = render(helm, MODES["namespaced"])
     assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
@@ -219,7 +255,7 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     peering = {("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"}}
     for role in roles:
-        assert rules_of(role) == EXPECTED_RULES | peering
+        assert rules_of(role) == with_context(EXPECTED_RULES | peering)
     bindings = of_kind(objects, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     peers = of_kind(objects, "KopfPeering")
@@ -294,7 +330,12 @@ def test_the_chart_packages_with_real_crd_files(helm: Helm, tmp_path: Path) -> N
     [package] = tmp_path.glob("downtime-operator-*.tgz")
     with tarfile.open(package) as archive:
         members = {m.name: m for m in archive.getmembers()}
-        for name in ("healthmonitors.yaml", "downtimeincidents.yaml", "kopf-peering.yaml"):
+        for name in (
+            "healthmonitors.yaml",
+            "downtimeincidents.yaml",
+            "maintenancewindows.yaml",
+            "kopf-peering.yaml",
+        ):
             member = members[f"downtime-operator/crds/{name}"]
             assert member.isfile()
         assert "downtime-operator/dashboards/downtime-operator.json" in members

@@ -1,4 +1,4 @@
-"""The metrics of DESIGN §8, fed by a real runner over fakes and read back as Prometheus text."""
+"""The operator's metrics, fed by a real runner over fakes and read back as Prometheus text."""
 
 from __future__ import annotations
 
@@ -132,6 +132,21 @@ async def test_a_stuck_lane_shows_in_the_pending_writes_gauge() -> None:
     assert await kube.drained(1)
     assert not [key for key in samples(metrics) if key[0] == pending]
     worker.cancel()
+
+
+async def test_each_monitors_slo_is_shown_at_its_periodic_refresh() -> None:
+    world = World(outage(0, 0), spec={**SPEC, "slo": {"objective": "99.9", "window": "1d"}})
+    metrics = observed(world)
+    world.deps.slo_observer = metrics.slo_observed
+    await world.kit.uptime.refresh()
+    await world.run(seconds=5)
+    found = samples(metrics)
+    assert found[("gatewayz_downtime_slo_availability", (("monitor", MONITOR),))] == 1.0
+    budget = ("gatewayz_downtime_error_budget_remaining_ratio", (("monitor", MONITOR),))
+    assert found[budget] == 1.0
+    for window in ("h1", "h6", "d3"):
+        key = ("gatewayz_downtime_burn_rate", (("monitor", MONITOR), ("window", window)))
+        assert found[key] == 0.0
 
 
 def test_each_process_has_its_own_registry() -> None:

@@ -25,6 +25,7 @@ from downtime_operator.domain.models import (
 )
 from downtime_operator.domain.notifications import channel as channel_module
 from downtime_operator.domain.notifications.channel import (
+    SUBSCRIBABLE_EVENTS,
     ChannelSpec,
     ChannelType,
     NotificationEvent,
@@ -222,7 +223,7 @@ def test_crd_and_parser_share_patterns_enums_and_defaults() -> None:
     assert ref["name"]["pattern"] == channel_module.SECRET_NAME_PATTERN
     assert ref["key"]["pattern"] == channel_module.SECRET_KEY_PATTERN
     assert props["type"]["enum"] == [t.value for t in ChannelType]
-    events = [e.value for e in NotificationEvent if e is not NotificationEvent.TEST]
+    events = [e.value for e in NotificationEvent if e in SUBSCRIBABLE_EVENTS]
     assert props["events"]["items"]["enum"] == events
     defaults = parse_channel_spec(SLACK)
     assert set(props["events"]["default"]) == {e.value for e in defaults.events}

@@ -12,6 +12,15 @@ import pytest
 
 from downtime_operator.api.routes import OPERATIONS
 from downtime_operator.domain import report
+from downtime_operator.domain.kube_context import (
+    ContextStage,
+    NamespaceObjects,
+    TargetKind,
+    TargetObject,
+    TargetRef,
+    context_snapshot_json,
+    take_snapshot,
+)
 from downtime_operator.domain.report import (
     AuditedCall,
     Delivery,
@@ -23,6 +32,58 @@ from downtime_operator.domain.report_markdown import render_markdown
 GOLDEN = Path(__file__).parent / "golden" / "incident_report.md"
 T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 INCIDENT_ID = uuid.UUID("6f1c1e0e-0000-4000-8000-000000000013")
+
+
+def _checkout_context(stage: ContextStage, *, at: datetime, ready: bool) -> dict[str, Any]:
+    """The checkout Deployment rolled out to revision 14 at 09:55, its pods failing."""
+    replicasets = [
+        {
+            "metadata": {
+                "name": f"checkout-{revision}",
+                "creationTimestamp": created,
+                "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                "ownerReferences": [{"kind": "Deployment", "name": "checkout"}],
+            }
+        }
+        for revision, created in ((13, "2026-11-20T08:00:00Z"), (14, "2026-11-29T09:55:00Z"))
+    ]
+    pods = [
+        {
+            "metadata": {
+                "name": f"checkout-14-{index}",
+                "labels": {"app": "checkout"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "checkout-14"}],
+            },
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": [{"restartCount": 2}],
+            },
+        }
+        for index in range(3)
+    ]
+    return context_snapshot_json(
+        take_snapshot(
+            stage=stage,
+            target=TargetRef(kind=TargetKind.SERVICE, name="checkout", namespace="shop"),
+            found=TargetObject(body={"spec": {"selector": {"app": "checkout"}}}),
+            objects=NamespaceObjects(pods=pods, replicasets=replicasets),
+            window_start=T0 - timedelta(minutes=5),
+            window_end=at,
+            first_failure_at=T0,
+            taken_at=at,
+        )
+    )
+
+
+KUBE_CONTEXT = {
+    "detection": _checkout_context(
+        ContextStage.DETECTION, at=T0 + timedelta(seconds=20), ready=False
+    ),
+    "resolution": _checkout_context(
+        ContextStage.RESOLUTION, at=T0 + timedelta(minutes=12, seconds=30), ready=True
+    ),
+}
 
 
 def details(**changes: Any) -> dict[str, Any]:
@@ -65,6 +126,7 @@ def details(**changes: Any) -> dict[str, Any]:
             "checks_before": [{"at": "2026-11-29T09:59:40Z", "ok": True, "status": 200}],
         },
         "server_info": None,
+        "kube_context": KUBE_CONTEXT,
         "created_at": T0,
         "updated_at": T0,
     }
@@ -148,6 +210,12 @@ def test_the_json_has_every_section() -> None:
         "count": 15,
     }
     assert evidence["log_capture"]["summary"] == "captured, 1234 lines"
+    context = evidence["kubernetes_context"]
+    assert context["top_cause"] == (
+        "Deployment checkout rolled out to revision 14, 5 min before the first failed check"
+    )
+    assert [c["rule"] for c in context["probable_causes"]] == ["rollout", "noReadyPods"]
+    assert set(context["snapshots"]) == {"detection", "resolution"}
     assert out["playbook"] is None
     assert out["root_cause"].startswith("Connection pool exhausted")
 
@@ -162,6 +230,7 @@ def test_what_was_not_recorded_says_so() -> None:
                 notes=None,
                 root_cause=None,
                 metrics_snapshot=None,
+                kube_context=None,
                 log_analysis=None,
                 logs_capture_status="pending",
                 logs_count=None,
@@ -180,6 +249,7 @@ def test_what_was_not_recorded_says_so() -> None:
     assert "- Duration: ongoing since 2026-11-29 10:00:00 UTC" in text
     assert "### Metrics snapshot\n\nnot recorded" in text
     assert "### Server info\n\nnot recorded" in text
+    assert "### Kubernetes context and probable causes\n\nnot recorded" in text
     assert "Log capture: pending, due 2026-11-29 10:00:20 UTC." in text
     assert "Log analysis: not recorded." in text
     assert "## Playbook\n\nnone" in text

@@ -12,6 +12,7 @@ from downtime_operator.domain.models import (
     MonitorState,
     Severity,
 )
+from downtime_operator.domain.slo import Timeline
 from downtime_operator.domain.statistics import clipped_seconds
 from downtime_operator.domain.status import (
     StatusFacts,
@@ -76,12 +77,27 @@ def test_uptime_windows_clip_each_incident_to_each_window() -> None:
         (now - 3 * day - timedelta(hours=1), now - 3 * day + timedelta(hours=1)),  # d7, d30
         (now - timedelta(minutes=864 / 60), None),  # open: 864 s in every window
     ]
-    assert uptime_windows(spans, now=now) == {
+    timeline = Timeline(incidents=spans, maintenance=[], created_at=None, now=now)
+    assert uptime_windows(timeline) == {
         "h24": 99.0,
         "d7": uptime_percent(downtime_seconds=7200 + 864, window=7 * day),
         "d30": uptime_percent(downtime_seconds=86400 + 7200 + 864, window=30 * day),
     }
     assert clipped_seconds((now + day, None), since=now - day, until=now) == 0.0
+
+
+def test_uptime_leaves_maintenance_out_of_the_window() -> None:
+    """Down for the last hour, of which the first half was maintenance (issue 15)."""
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    timeline = Timeline(
+        incidents=[(now - timedelta(hours=1), None)],
+        maintenance=[(now - timedelta(hours=1), now - timedelta(minutes=30))],
+        created_at=None,
+        now=now,
+    )
+    assert uptime_windows(timeline)["h24"] == uptime_percent(
+        downtime_seconds=1800, window=timedelta(hours=23, minutes=30)
+    )
 
 
 def test_uptime_percent() -> None:

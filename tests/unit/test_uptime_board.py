@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from downtime_operator.domain.models import MonitorRef
+from downtime_operator.domain.slo import Span
 from downtime_operator.domain.statistics import DowntimeSpan
+from downtime_operator.domain.status import UPTIME_WINDOWS
 from downtime_operator.services.monitor_runner import MonitorRunner, SpecSnapshot
 from downtime_operator.services.uptime_board import UptimeBoard
 from tests.unit.fakes import ClockStop, FakeClock
@@ -93,3 +95,70 @@ async def test_a_burst_of_failures_logs_a_bounded_number_of_lines(
     assert len(lines) <= 1 + 60 // 5  # the first, then one summary every 5 minutes
     assert lines[0].startswith("uptime not read: TimeoutError;")  # the type, message empty
     assert "attempts (first error TimeoutError, last TimeoutError)" in lines[-1]
+
+
+class YoungSpans:
+    """A monitor down for its last 7 s, and the half-hour outage of ``FlakySpans``."""
+
+    async def incident_spans(
+        self, *, since: datetime, until: datetime
+    ) -> Mapping[MonitorRef, list[DowntimeSpan]]:
+        return {
+            YOUNG: [(until - timedelta(seconds=7), None)],
+            API: [(until - timedelta(hours=1), until - timedelta(minutes=30))],
+        }
+
+
+YOUNG = MonitorRef(namespace="default", name="young")
+
+
+async def test_time_before_the_monitor_existed_does_not_count() -> None:
+    """A 9 s old monitor down for 7 s reads 22 %, not 100 % of a day (issue 15)."""
+    board = UptimeBoard(store=YoungSpans(), clock=FakeClock(T0), period=timedelta(seconds=60))
+    await board.refresh()
+    assert board.uptime(YOUNG, created_at=T0 - timedelta(seconds=9)) == {
+        key: round(100 * 2 / 9, 3) for key in ("h24", "d7", "d30")
+    }
+    # An hour-old monitor with a half-hour outage is judged on its one hour.
+    assert board.uptime(API, created_at=T0 - timedelta(hours=1)) == {
+        "h24": 50.0,
+        "d7": 50.0,
+        "d30": 50.0,
+    }
+    # Created this instant: nothing judged yet, nothing lost.
+    assert board.uptime(YOUNG, created_at=T0) == {"h24": 100.0, "d7": 100.0, "d30": 100.0}
+    # Creation unknown (standalone): the whole windows, as before.
+    assert board.uptime(YOUNG) == {
+        key: round(100 * (1 - 7 / w.total_seconds()), 3) for key, w in UPTIME_WINDOWS.items()
+    }
+
+
+class Periods:
+    """API's maintenance: one closed period, and one still open (running to the read)."""
+
+    async def maintenance_spans(
+        self, *, since: datetime, until: datetime
+    ) -> Mapping[MonitorRef, list[Span]]:
+        return {
+            API: [(until - timedelta(hours=3), until - timedelta(hours=2))],
+            YOUNG: [(until - timedelta(minutes=10), until)],
+        }
+
+
+async def test_maintenance_is_read_with_the_incidents_and_left_out() -> None:
+    board = UptimeBoard(
+        store=YoungSpans(),
+        maintenance=Periods(),
+        clock=FakeClock(T0),
+        period=timedelta(seconds=60),
+    )
+    assert board.in_maintenance_at_read(API) is None  # nothing read yet
+    await board.refresh()
+    assert board.in_maintenance_at_read(YOUNG) is True
+    assert board.in_maintenance_at_read(API) is False
+    assert board.in_maintenance_at_read(MonitorRef(namespace="default", name="quiet")) is False
+    # YOUNG's 7 s outage fell inside its open maintenance: nothing lost.
+    assert board.uptime(YOUNG) == {"h24": 100.0, "d7": 100.0, "d30": 100.0}
+    timeline = board.timeline(API)
+    assert timeline is not None
+    assert timeline.figures(timedelta(hours=4)).maintenance_seconds == 3600

@@ -1,4 +1,4 @@
-"""Capture windows in Loki's integer nanoseconds (DESIGN §6)."""
+"""Capture windows in Loki's integer nanoseconds."""
 
 from datetime import UTC, datetime, timedelta, timezone
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of DESIGN §8, fed by the runners' check observer and the incident pipeline.
+"""Prometheus metrics (listed in the README), fed by the runners' check observer and the
+incident pipeline.
 
 Each process builds its own registry (not prometheus_client's global default one), so nothing is
 shared between tests or between an operator and an admin API living in the same process unless
@@ -22,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
 from downtime_operator.domain.models import CheckResult, MonitorRef
+from downtime_operator.domain.slo import SloFigures
 from downtime_operator.services.pipeline import monitor_lane
 
 PREFIX = "gatewayz_"
@@ -139,6 +141,35 @@ class OperatorMetrics:
             ["monitor"],
             registry=self.registry,
         )
+        self._slo_availability = Gauge(
+            f"{PREFIX}downtime_slo_availability",
+            "Availability over the monitor's spec.slo window, as a ratio (maintenance and time"
+            " before the monitor existed excluded), by monitor.",
+            ["monitor"],
+            registry=self.registry,
+        )
+        self._budget_remaining = Gauge(
+            f"{PREFIX}downtime_error_budget_remaining_ratio",
+            "Share of the error budget left over the spec.slo window (negative once the"
+            " objective is missed), by monitor.",
+            ["monitor"],
+            registry=self.registry,
+        )
+        self._burn_rate = Gauge(
+            f"{PREFIX}downtime_burn_rate",
+            "Error rate over the allowed one (1: the budget lasts exactly the window), by"
+            " monitor and window (h1, h6, d3).",
+            ["monitor", "window"],
+            registry=self.registry,
+        )
+
+    def slo_observed(self, ref: MonitorRef, figures: SloFigures) -> None:
+        """The runners' SloObserver: each monitor's ``status.slo``, once per sync period."""
+        monitor = monitor_label(ref)
+        self._slo_availability.labels(monitor=monitor).set(figures.availability)
+        self._budget_remaining.labels(monitor=monitor).set(figures.budget_remaining_ratio)
+        for window, rate in figures.burn_rates.items():
+            self._burn_rate.labels(monitor=monitor, window=window).set(rate)
 
     def check_observed(self, ref: MonitorRef, result: CheckResult, lag: float) -> None:
         """The runners' CheckObserver."""

@@ -23,6 +23,8 @@ from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.incident_report import IncidentReports
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
+from downtime_operator.services.slo.ports import AdHocMaintenance
+from downtime_operator.services.slo.report import SloReports
 from downtime_operator.version import package_version
 
 DEFAULT_KEY_LIMIT = RateLimit(rate=10.0, burst=20)
@@ -45,6 +47,8 @@ def create_app(
     metrics_text: Callable[[], bytes] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     notifications: NotificationOutbox | None = None,
+    slo_reports: SloReports | None = None,
+    maintenance: AdHocMaintenance | None = None,
 ) -> web.Application:
     """The admin API over the given ports.
 
@@ -76,6 +80,8 @@ def create_app(
         statistics=SingleFlight(),
         reports=IncidentReports(queries=queries, audit=audit, notifications=notifications),
         notifications=notifications,
+        slo_reports=slo_reports,
+        maintenance=maintenance,
     )
     app[OPENAPI] = json.dumps(build_openapi(OPERATIONS, version=package_version())).encode()
     for op in OPERATIONS:

@@ -17,6 +17,8 @@ from downtime_operator.services.incident_admin import IncidentAdmin
 from downtime_operator.services.incident_report import IncidentReports
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import Clock, IncidentLogs
+from downtime_operator.services.slo.ports import AdHocMaintenance
+from downtime_operator.services.slo.report import SloReports
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,10 @@ class ApiDeps:
     reports: IncidentReports
     notifications: NotificationOutbox | None = None
     """The notification outbox: the delivery log and test messages (None: 503)."""
+    slo_reports: SloReports | None = None
+    """The monthly SLA reports (None: no objectives in this process, 503)."""
+    maintenance: AdHocMaintenance | None = None
+    """Where ad-hoc maintenance windows are put in force (None: 503)."""
 
 
 DEPS = web.AppKey("downtime_api_deps", ApiDeps)

@@ -18,10 +18,11 @@ from downtime_operator.api.schemas import UUID_PATTERN, ErrorResponse
 _REF = "#/components/schemas/{model}"
 _DESCRIPTIONS = {
     200: "Success",
+    201: "Created",
     202: "Accepted",
     401: "Missing or wrong API key",
     403: "Client address not allowed",
-    404: "No such incident",
+    404: "No such incident, or no SLA report for that month or monitor",
     409: "The incident is already resolved",
     422: "Invalid parameters, each named with the reason",
     429: "Rate limited; retry after the given seconds",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 from uuid import UUID, uuid4
@@ -40,6 +40,8 @@ from downtime_operator.api.schemas import (
     LogFiltersOut,
     LogsQuery,
     LogsResponse,
+    MaintenanceResponse,
+    MaintenanceStart,
     NoAnalysisResponse,
     NoQuery,
     NotesQuery,
@@ -48,6 +50,9 @@ from downtime_operator.api.schemas import (
     OngoingResponse,
     ReportOut,
     ReportResponse,
+    SloMonitorOut,
+    SloReportQuery,
+    SloReportResponse,
     StatisticsQuery,
     StatisticsResponse,
     TestNotificationQuery,
@@ -56,15 +61,19 @@ from downtime_operator.api.schemas import (
     ValidationErrorResponse,
     encode_cursor,
 )
-from downtime_operator.domain.models import IncidentStatus
+from downtime_operator.domain.durations import parse_duration
+from downtime_operator.domain.maintenance import ad_hoc_window
+from downtime_operator.domain.models import IncidentStatus, MonitorRef
 from downtime_operator.domain.notifications.notice import sample_notice
 from downtime_operator.domain.report_markdown import render_markdown
+from downtime_operator.domain.sla_report import sla_csv
 from downtime_operator.domain.statistics import PeriodStatistics
 from downtime_operator.domain.status import uptime_percent
 from downtime_operator.services.admin_ports import IncidentAlreadyResolvedError
 from downtime_operator.services.incident_admin import IncidentNotFoundError
 from downtime_operator.services.outbox import NewNotification, NotificationOutbox
 from downtime_operator.services.ports import IncidentLogs
+from downtime_operator.services.slo.report import MonthNotBegunError, UnknownObjectiveError
 
 PREFIX = "/admin/downtime"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -354,6 +363,63 @@ async def statistics(request: web.Request) -> web.StreamResponse:
     )
 
 
+CSV = "text/csv"
+
+
+async def slo_report(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, SloReportQuery)
+    reports = request.app[DEPS].slo_reports
+    if reports is None:
+        raise ApiError(503, "no service level objectives in this process")
+    monitor = None
+    if query.monitor is not None:
+        namespace, name = query.monitor.split("/", 1)
+        monitor = MonitorRef(namespace=namespace, name=name)
+    try:
+        report = await reports.month(query.month, monitor=monitor)
+    except (MonthNotBegunError, UnknownObjectiveError) as exc:
+        # Neither report exists (yet): the month has no judged time, the monitor no objective.
+        raise ApiError(404, str(exc)) from exc
+    if prefers(request.headers.get("Accept"), offered=CSV, default="application/json"):
+        return web.Response(text=sla_csv(report.rows), content_type=CSV, charset="utf-8")
+    return json_response(
+        SloReportResponse(
+            month=report.month,
+            period_start=report.since,
+            period_end=report.until,
+            monitors=[SloMonitorOut.model_validate(asdict(row)) for row in report.rows],
+        )
+    )
+
+
+async def start_maintenance(request: web.Request) -> web.StreamResponse:
+    """An ad-hoc one-off window from now: a MaintenanceWindow the operator acts on like any."""
+    parse_query(request, NoQuery)
+    body = await parse_body(request, MaintenanceStart)
+    deps = request.app[DEPS]
+    if deps.maintenance is None:
+        raise ApiError(503, "maintenance windows cannot be created in this process")
+    start = deps.clock.now()
+    name, spec = ad_hoc_window(
+        monitors=body.monitors,
+        match_labels=body.selector,
+        start=start,
+        duration=parse_duration(body.duration),
+        reason=f"{body.reason} ({request[KEY_NAME]})",
+    )
+    await deps.maintenance.start_maintenance(namespace=body.namespace, name=name, spec=spec)
+    return json_response(
+        MaintenanceResponse(
+            message="Maintenance window created",
+            namespace=body.namespace,
+            name=name,
+            start=spec["start"],
+            end=spec["end"],
+        ),
+        status=201,
+    )
+
+
 # -- Probes and documents ----------------------------------------------------------------------
 
 
@@ -590,6 +656,26 @@ OPERATIONS: tuple[Operation, ...] = (
         summary="Incident statistics and per-monitor uptime over the last days",
         query=StatisticsQuery,
         responses={200: (StatisticsResponse,), 422: _INVALID},
+    ),
+    Operation(
+        method="GET",
+        path=f"{PREFIX}/slo",
+        handler=slo_report,
+        operation_id="getSloReport",
+        summary="The SLA report of a month: per monitor with spec.slo, availability with"
+        " maintenance excluded, budget left, met or breached; CSV with Accept: text/csv",
+        query=SloReportQuery,
+        responses={200: (SloReportResponse,), 404: _ERROR, 422: _INVALID, 503: _ERROR},
+        document=CSV,
+    ),
+    Operation(
+        method="POST",
+        path=f"{PREFIX}/maintenance",
+        handler=start_maintenance,
+        operation_id="startMaintenance",
+        summary="Put monitors (by name or labels) in maintenance from now, for a duration",
+        body=MaintenanceStart,
+        responses={201: (MaintenanceResponse,), 422: _INVALID, 503: _ERROR},
     ),
     Operation(
         method="GET",

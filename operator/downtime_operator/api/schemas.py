@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from downtime_operator.domain.annotations import NOTE_MAX_CHARS, ROOT_CAUSE_MAX_CHARS
 from downtime_operator.domain.models import IncidentStatus, Severity
+from downtime_operator.domain.sla_report import MONTH_PATTERN
 from downtime_operator.services.admin_ports import IncidentFilter, PageCursor
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -42,6 +43,9 @@ _WRITTEN = (
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _CURSOR = r"^-?[0-9]{1,16}_[0-9a-f]{32}$"
+_LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+_LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+"""Kubernetes label keys (an optional DNS prefix and a name) and values."""
 
 
 def _whole_number(value: Any) -> Any:
@@ -239,6 +243,10 @@ class IncidentDetailOut(IncidentOut):
     metrics_snapshot: Any
     server_info: Any
     root_cause: str | None
+    kube_context: Any = Field(
+        default=None,
+        description="The Kubernetes context at detection and resolution (null: none recorded).",
+    )
 
 
 class ListResponse(_Out):
@@ -453,6 +461,11 @@ class LogFindingsOut(_Out):
 class EvidenceOut(_Out):
     metrics_snapshot: Any
     server_info: Any
+    kubernetes_context: Any = Field(
+        default=None,
+        description="Top cause, probable causes with their evidence, and the snapshots"
+        " (null: no Kubernetes target).",
+    )
     log_capture: LogCaptureOut
     log_analysis: LogFindingsOut | None = Field(description="Null when no analysis was stored.")
 
@@ -472,3 +485,101 @@ class ReportResponse(_Out):
     status: Literal["success"] = "success"
     incident_id: UUID
     report: ReportOut
+
+
+# -- SLA report (issue 15) ---------------------------------------------------------------------
+
+
+class SloReportQuery(_Query):
+    month: str = Field(pattern=MONTH_PATTERN, description="The calendar month, YYYY-MM (UTC).")
+    monitor: str | None = Field(
+        None,
+        min_length=3,
+        max_length=317,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="One monitor, as namespace/name; absent: every monitor with spec.slo.",
+    )
+
+
+class SloMonitorOut(_Out):
+    namespace: str
+    name: str
+    objective: str = Field(description="spec.slo.objective, in percent, as written.")
+    availability_percent: float = Field(
+        description="Of the month's judged time: the monitor existed and was not in maintenance."
+    )
+    downtime_seconds: float
+    maintenance_seconds: float = Field(description="Excluded from the judged time.")
+    incidents: int
+    budget_remaining_seconds: float = Field(description="Negative once the budget is spent.")
+    budget_remaining_percent: float
+    met: bool
+
+
+class SloReportResponse(_Out):
+    status: Literal["success"] = "success"
+    month: str
+    period_start: datetime
+    period_end: datetime = Field(description="The month's end, or now for the current month.")
+    monitors: list[SloMonitorOut]
+
+
+def _one_of_monitors_and_selector(schema: dict[str, Any]) -> None:
+    """Either may be given, never null, and exactly one: the document says what is accepted."""
+    for name in ("monitors", "selector"):
+        prop = schema["properties"][name]
+        [given] = [branch for branch in prop.pop("anyOf") if branch != {"type": "null"}]
+        prop.update(given)
+        del prop["default"]
+    schema["oneOf"] = [{"required": ["monitors"]}, {"required": ["selector"]}]
+    # Label keys are checked by pattern: say that no other key is accepted.
+    schema["properties"]["selector"]["additionalProperties"] = False
+    schema["properties"]["selector"]["propertyNames"]["pattern"] = _LABEL_KEY
+
+
+class MaintenanceStart(_Query):
+    """The body of ``POST /admin/downtime/maintenance``: which monitors, for how long, why."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_monitors_and_selector)
+
+    namespace: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL)
+    monitors: (
+        list[
+            Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
+        ]
+        | None
+    ) = Field(None, min_length=1, max_length=256, description="Monitor names.")
+    selector: (
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=_LABEL_KEY)],
+            Annotated[str, StringConstraints(max_length=63, pattern=_LABEL_VALUE)],
+        ]
+        | None
+    ) = Field(None, max_length=64, description="matchLabels over the namespace's monitors.")
+    duration: str = Field(
+        pattern=r"^([1-9][0-9]{0,2}h([0-9]{1,2}m)?|[1-9][0-9]{0,3}m)$",
+        description="Whole minutes or hours, at least 1m: 30m, 2h, 1h30m.",
+    )
+    reason: str = Field(min_length=1, max_length=1024, pattern=_WRITTEN)
+
+    @field_validator("monitors", "selector", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("type_error", "Input should not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.monitors is None) == (self.selector is None):
+            raise PydanticCustomError("missing", "give exactly one of monitors and selector")
+        return self
+
+
+class MaintenanceResponse(_Out):
+    status: Literal["success"] = "success"
+    message: str
+    namespace: str
+    name: str = Field(description="The MaintenanceWindow (kubectl get mw NAME -n NAMESPACE).")
+    start: datetime
+    end: datetime

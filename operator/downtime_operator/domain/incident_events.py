@@ -1,10 +1,11 @@
 """What happened to an incident, as the runner (or a person, through the admin API) decided it.
 
-The runner decides; sinks carry out (DESIGN §2). An ``IncidentEvent`` is the whole hand-over:
-a copy of the incident as it was at that moment plus what the change needs (the capture plan at
-opening, a capture's result). Each sink (the store row, the DowntimeIncident and its Events,
-the capture plan, metrics, notifiers next) reads the events it cares about and ignores the rest,
-so a new consequence is a new sink, not a new branch in the runner.
+The runner decides; sinks carry out (README, "How it is built"). An ``IncidentEvent`` is the
+whole hand-over: a copy of the incident as it was at that moment plus what the change needs (the
+capture plan at opening, a capture's result). Each sink (the store row, the DowntimeIncident
+and its Events, the capture plan, metrics, notifiers, the Kubernetes context) reads the events
+it cares about and ignores the rest, so a new consequence is a new sink, not a new branch in
+the runner.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from downtime_operator.domain.kube_context import ContextScope
 from downtime_operator.domain.log_capture import CapturePlan, CaptureResult
 from downtime_operator.domain.models import Incident, Severity
 
@@ -63,6 +65,8 @@ class IncidentEvent:
     through the API; None when the runner only learned of it, so the change is not shown twice."""
     channels: tuple[str, ...] = ()
     """The monitor's NotificationChannels (names in its namespace) when the event happened."""
+    context: ContextScope | None = None
+    """The workload behind the monitor's endpoint, whose Kubernetes context is recorded."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ class CapturePlan:
 def plan_capture(spec: LogCaptureSpec, *, loki_configured: bool) -> CapturePlan:
     """The plan for a monitor's new incident; disabled, with the reason, when it cannot run.
 
-    ``enabled`` defaults to "when Loki is configured" (DESIGN §3), and a monitor cannot turn
+    ``enabled`` defaults to "when Loki is configured" (docs/crds.md), and a monitor cannot turn
     capture on without Loki or without a query to run.
     """
     plan = CapturePlan(

@@ -17,7 +17,7 @@ from downtime_operator.domain.models import LogStorage
 from downtime_operator.domain.window import format_unix_ns
 
 DATABASE_MAX_LINES = 1000
-"""``storage: auto`` keeps up to this many lines in the row (JSONB), more in a file (DESIGN §6)."""
+"""``storage: auto`` keeps up to this many lines in the row (JSONB), more in a file."""
 
 _LEVELS = {
     "critical": "CRITICAL",

@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from downtime_operator.domain.evidence import MetricsSnapshot, ServerInfo
+from downtime_operator.domain.kube_context import TargetKind
+from downtime_operator.domain.slo import SloSpec
 
 
 class Severity(enum.StrEnum):
@@ -35,6 +37,8 @@ class MonitorState(enum.StrEnum):
     DOWN = "Down"
     UNKNOWN = "Unknown"
     PAUSED = "Paused"
+    MAINTENANCE = "Maintenance"
+    """Checked, but inside a maintenance window: failures open no incident (issue 15)."""
 
 
 class LogStorage(enum.StrEnum):
@@ -114,6 +118,10 @@ class MonitorSpec:
     log_capture: LogCaptureSpec = field(default_factory=LogCaptureSpec)
     notifications: tuple[str, ...] = ()
     """The channels the spec lists (name, else type), reported as not sent: no notifier exists."""
+    target_ref: tuple[TargetKind, str] | None = None
+    """``spec.targetRef``: the workload behind the endpoint, for the incident's context."""
+    slo: SloSpec | None = None
+    """``spec.slo``: the objective its ``status.slo`` is measured against."""
 
 
 @dataclass(frozen=True, kw_only=True)

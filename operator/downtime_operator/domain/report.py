@@ -8,11 +8,19 @@ reader can tell "nothing happened" from "nothing was kept".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from downtime_operator.domain.kube_context import (
+    NO_CHANGE_FOUND,
+    ContextSnapshot,
+    ContextStage,
+    ProbableCause,
+    context_record,
+    record_causes,
+)
 from downtime_operator.domain.notifications.render import format_seconds
 
 ACKNOWLEDGE = "acknowledgeIncident"
@@ -78,11 +86,20 @@ class IncidentFacts:
     server_info: Any
     root_cause: str | None
     notes: str | None
+    kube_context: Mapping[str, Any] | None = None
+    """``{stage: snapshot}`` (``kube_context``); None without a Kubernetes target."""
 
     @classmethod
     def from_details(cls, details: Mapping[str, Any]) -> IncidentFacts:
-        """From every column of the incident (``IncidentQueries.incident_details``)."""
-        return cls(**{f.name: details[f.name] for f in fields(cls)})
+        """From every column of the incident (``IncidentQueries.incident_details``); a column
+        added later may be absent (a store's details from before it)."""
+        return cls(
+            **{
+                f.name: details[f.name]
+                for f in fields(cls)
+                if f.name in details or f.default is MISSING
+            }
+        )
 
     @property
     def duration(self) -> float | None:
@@ -147,6 +164,12 @@ class IncidentReport:
     """None when no analysis was stored."""
     playbook: str | None = None
     """Not recorded yet: monitors have no playbook field."""
+    context: dict[ContextStage, ContextSnapshot] = field(default_factory=dict)
+    """The Kubernetes context read at each stage; empty when none was recorded."""
+
+    @property
+    def probable_causes(self) -> tuple[ProbableCause, ...]:
+        return record_causes(self.context)
 
     def to_dict(self) -> dict[str, Any]:
         """The report's sections as plain data (datetimes stay datetimes)."""
@@ -173,6 +196,7 @@ class IncidentReport:
             "evidence": {
                 "metrics_snapshot": facts.metrics_snapshot,
                 "server_info": facts.server_info,
+                "kubernetes_context": self._context_dict(),
                 "log_capture": {
                     "state": facts.logs_capture_status,
                     "lines": facts.logs_count,
@@ -197,12 +221,25 @@ class IncidentReport:
             "notes": facts.notes,
         }
 
+    def _context_dict(self) -> dict[str, Any] | None:
+        if not self.context:
+            return None
+        causes = self.probable_causes
+        return {
+            "top_cause": causes[0].summary if causes else NO_CHANGE_FOUND,
+            "probable_causes": [
+                {"rule": c.rule, "summary": c.summary, "evidence": list(c.evidence)} for c in causes
+            ],
+            "snapshots": self.facts.kube_context,
+        }
+
 
 def build_report(
     *, facts: IncidentFacts, calls: Sequence[AuditedCall], deliveries: Sequence[Delivery]
 ) -> IncidentReport:
     return IncidentReport(
         facts=facts,
+        context=context_record(facts.kube_context),
         timeline=_timeline(facts, [c for c in calls if c.outcome == SUCCESS], deliveries),
         log_capture=_log_capture(facts),
         findings=None if facts.log_analysis is None else LogFindings.of(facts.log_analysis),

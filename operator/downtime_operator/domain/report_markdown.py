@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from downtime_operator.domain.kube_context import NO_CHANGE_FOUND, ContextSnapshot
 from downtime_operator.domain.notifications.render import format_seconds
 from downtime_operator.domain.report import IncidentReport, LogFindings, format_time
 
@@ -43,6 +44,8 @@ def render_markdown(report: IncidentReport) -> str:
         _recorded(facts.metrics_snapshot),
         "### Server info",
         _recorded(facts.server_info),
+        "### Kubernetes context and probable causes",
+        _context(report),
         "### Logs",
         f"Log capture: {_inline(report.log_capture)}.",
         _findings(report.findings),
@@ -72,6 +75,47 @@ def _impact(report: IncidentReport) -> str:
     return _items(
         [("Duration", duration), ("Failed checks", str(facts.failed_checks)), ("Error", error)]
     )
+
+
+def _context(report: IncidentReport) -> str:
+    if not report.context:
+        return f"{NOT_RECORDED} (the monitor names no Kubernetes target)."
+    read = _items(
+        [
+            (f"At {stage.value}", _snapshot_line(snapshot))
+            for stage, snapshot in report.context.items()
+        ]
+    )
+    causes = report.probable_causes
+    if not causes:
+        return f"{read}\n\nProbable causes: {NO_CHANGE_FOUND} (nothing read supports one)."
+    listed = "\n".join(
+        f"{number}. {_inline(cause.summary)}"
+        + "".join(f"\n   - {_inline(line)}" for line in cause.evidence)
+        for number, cause in enumerate(causes, start=1)
+    )
+    return f"{read}\n\nProbable causes, most telling first:\n\n{listed}"
+
+
+def _snapshot_line(snapshot: ContextSnapshot) -> str:
+    if not snapshot.target_found:
+        return f"{snapshot.target}: {snapshot.target_problem or 'not read'}"
+    endpoints = (
+        "no endpoints found"
+        if snapshot.ready_endpoints is None
+        else f"{snapshot.ready_endpoints} of {snapshot.endpoints_total} endpoints ready"
+    )
+    facts = [
+        f"{snapshot.pods_ready} of {snapshot.pods_total} pods ready",
+        endpoints,
+        f"{sum(p.restarts for p in snapshot.pods)} restarts",
+        f"{len(snapshot.events)} Warning events",
+    ]
+    if snapshot.rollouts:
+        newest = snapshot.rollouts[0]
+        facts.append(f"newest revision {newest.revision} ({newest.replicaset})")
+    facts.extend(f"unreadable {what}" for what in snapshot.unreadable)
+    return f"{snapshot.target} at {format_time(snapshot.taken_at)}: {', '.join(facts)}"
 
 
 def _findings(findings: LogFindings | None) -> str:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from downtime_operator.domain.durations import parse_duration
+from downtime_operator.domain.kube_context import TargetKind
 from downtime_operator.domain.models import (
     Escalation,
     Expectation,
@@ -32,6 +33,7 @@ from downtime_operator.domain.models import (
     SecretHeader,
     Severity,
 )
+from downtime_operator.domain.slo import DEFAULT_WINDOW, OBJECTIVE_PATTERN, WINDOW_PATTERN, SloSpec
 
 StatusPattern = Annotated[str, StringConstraints(pattern=r"^([1-5]xx|[1-5][0-9]{2})$")]
 
@@ -115,6 +117,19 @@ def _channel_refs(value: object) -> object:
     return refs
 
 
+class _TargetRef(_Model):
+    kind: TargetKind
+    name: str = Field(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+class _Slo(_Model):
+    objective: str = Field(pattern=OBJECTIVE_PATTERN)
+    window: str = Field(default=DEFAULT_WINDOW, pattern=WINDOW_PATTERN)
+
+    def parsed(self) -> SloSpec:
+        return SloSpec.parse(objective=self.objective, window=self.window)
+
+
 class _Spec(_Model):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST"] = "GET"
@@ -135,6 +150,8 @@ class _Spec(_Model):
     notifications: Annotated[list[_ChannelRef], BeforeValidator(_channel_refs)] = Field(
         default_factory=list, max_length=32
     )
+    target_ref: _TargetRef | None = Field(default=None, alias="targetRef")
+    slo: _Slo | None = None
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
@@ -201,6 +218,10 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         paused=spec.paused,
         log_capture=capture,
         notifications=tuple(dict.fromkeys(reference.channel for reference in spec.notifications)),
+        target_ref=None
+        if spec.target_ref is None
+        else (spec.target_ref.kind, spec.target_ref.name),
+        slo=None if spec.slo is None else spec.slo.parsed(),
     )
 
 
@@ -214,6 +235,7 @@ _ALIASES = {
     "max_lines": "maxLines",
     "headers_from": "headersFrom",
     "secret_key_ref": "secretKeyRef",
+    "target_ref": "targetRef",
 }
 
 

@@ -7,13 +7,12 @@ period. So a healthy monitor checked every second costs about one PATCH a minute
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from downtime_operator.domain.models import CheckResult, MonitorState
-from downtime_operator.domain.statistics import DowntimeSpan, clipped_seconds
+from downtime_operator.domain.slo import Timeline
 
 
 def _iso(moment: datetime) -> str:
@@ -84,8 +83,11 @@ class StatusSync:
         last_check: CheckResult | None,
         now: datetime,
         uptime: dict[str, float] | None = None,
+        slo: dict[str, object] | None = None,
     ) -> StatusPatch | None:
-        """The status patch to send now, or None when nothing is worth a request."""
+        """The status patch to send now, or None when nothing is worth a request.
+
+        ``slo`` rides with ``uptime``: both are refreshed once per sync period."""
         facts_changed = facts != self.written
         urgent = self.written is None or _shown(facts) != _shown(self.written)
         last_check_due = last_check is not None and self.periodic_due(now)
@@ -114,6 +116,8 @@ class StatusSync:
             patch["lastCheck"] = last_check_view(last_check)
         if uptime is not None:
             patch["uptime"] = uptime
+        if slo is not None:
+            patch["slo"] = slo
         self.written = facts
         return StatusPatch(body=patch, urgent=urgent)
 
@@ -140,21 +144,29 @@ UPTIME_WINDOWS = {"h24": timedelta(hours=24), "d7": timedelta(days=7), "d30": ti
 
 
 def uptime_percent(*, downtime_seconds: float, window: timedelta) -> float:
-    """Share of the window not spent in incidents, as a percentage with 3 decimals."""
+    """Share of the window not spent in incidents, as a percentage with 3 decimals.
+
+    An empty window (a monitor created this instant) had no downtime: 100.
+    """
     seconds = window.total_seconds()
+    if seconds <= 0:
+        return 100.0
     return round(max(0.0, 100.0 * (1.0 - downtime_seconds / seconds)), 3)
 
 
-def uptime_windows(spans: Iterable[DowntimeSpan], *, now: datetime) -> dict[str, float]:
-    """``status.uptime`` from one monitor's incidents of the widest window (30 days).
+def uptime_windows(timeline: Timeline) -> dict[str, float]:
+    """``status.uptime`` from one monitor's timeline (its incidents of the widest window).
 
-    One monitor's incidents never overlap (one open at a time), so clipped durations add up.
+    Each window starts no earlier than the monitor's creation: a monitor 9 s old that was down
+    for 7 s reads 22 %, not 100 % of a day; incidents of an earlier monitor of the same name
+    fall before it and are left out too. Maintenance is neither up nor down: it is left out of
+    the window (issue 15).
     """
-    spans = list(spans)
-    return {
-        key: uptime_percent(
-            downtime_seconds=sum(clipped_seconds(s, since=now - window, until=now) for s in spans),
-            window=window,
+    windows = {}
+    for key, window in UPTIME_WINDOWS.items():
+        figures = timeline.figures(window)
+        windows[key] = uptime_percent(
+            downtime_seconds=figures.downtime_seconds,
+            window=timedelta(seconds=figures.judged_seconds),
         )
-        for key, window in UPTIME_WINDOWS.items()
-    }
+    return windows

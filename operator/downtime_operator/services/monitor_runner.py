@@ -13,16 +13,24 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+from downtime_operator.domain.burn_alerts import (
+    BurnAlert,
+    BurnFactors,
+    BurnRule,
+    BurnWatch,
+    burn_message,
+)
 from downtime_operator.domain.check_history import CheckHistory, IncidentChecks
 from downtime_operator.domain.detector import Detector, Opened, Resolved, StillDown
 from downtime_operator.domain.evidence import resolution_snapshot
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
+from downtime_operator.domain.kube_context import context_scope
 from downtime_operator.domain.log_capture import CapturePlan, plan_capture, state_at_resolution
 from downtime_operator.domain.models import (
     CheckResult,
@@ -36,6 +44,7 @@ from downtime_operator.domain.models import (
 )
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
+from downtime_operator.domain.slo import SloFigures, Timeline, slo_figures
 from downtime_operator.domain.spec import (
     InvalidSpecError,
     UnresolvedHeadersError,
@@ -58,6 +67,7 @@ from downtime_operator.services.ports import (
     SecretValues,
     StopSignal,
 )
+from downtime_operator.services.slo.maintenance import ActiveMaintenance
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +91,38 @@ class StatusOutbox(Protocol):
 class UptimeSource(Protocol):
     """Uptime windows read for every monitor at once (``UptimeBoard``)."""
 
-    def uptime(self, monitor: MonitorRef) -> dict[str, float] | None: ...
+    def uptime(
+        self, monitor: MonitorRef, *, created_at: datetime | None = None
+    ) -> dict[str, float] | None: ...
+
+    def timeline(
+        self, monitor: MonitorRef, *, created_at: datetime | None = None
+    ) -> Timeline | None: ...
+
+
+SloObserver = Callable[[MonitorRef, SloFigures], None]
+
+
+class BurnAnnouncer(Protocol):
+    """Tells the monitor's channels of a burn-rate rule that started firing (``BurnNotifier``)."""
+
+    def announce(
+        self,
+        *,
+        monitor: MonitorRef,
+        channels: Sequence[str],
+        url: str,
+        environment: str,
+        alert: BurnAlert,
+    ) -> None: ...
+
+
+class MaintenanceSource(Protocol):
+    """The window a monitor is in at each check, recorded as it goes (``MaintenanceKeeper``)."""
+
+    def check(
+        self, monitor: MonitorRef, *, labels: Mapping[str, str], at: datetime
+    ) -> ActiveMaintenance | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +131,8 @@ class SpecSnapshot:
     generation: int | None = None
     created_at: datetime | None = None
     """When the monitor was created: one older than the process waits for its start phase."""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The monitor's labels, which MaintenanceWindow selectors match."""
 
 
 @dataclass(kw_only=True)
@@ -119,6 +162,20 @@ class RunnerDeps:
     open_incidents: OpenIncidents | None = None
     """The open incidents of the monitors starting together, read once for all; None: each
     runner asks the store and the CRs for itself."""
+    maintenance: MaintenanceSource | None = None
+    """The MaintenanceWindows; None: no monitor is ever in maintenance."""
+    burn_rules: tuple[BurnRule, ...] = BurnFactors().rules()
+    """The burn-rate alert rules of monitors with ``spec.slo``."""
+    burn_notices: BurnAnnouncer | None = None
+    """Where ``budgetBurn`` notifications go; None: only the Warning Event."""
+    slo_observer: SloObserver | None = None
+    """Told each monitor's SLO figures at each periodic refresh (the metrics)."""
+
+
+def _shown_state(detector: Detector, *, paused: bool, maintenance: bool) -> MonitorState:
+    if paused:
+        return MonitorState.PAUSED
+    return MonitorState.MAINTENANCE if maintenance else detector.state
 
 
 class MonitorRunner:
@@ -131,6 +188,9 @@ class MonitorRunner:
         self._reported_invalid: str | None = None
         self._channels: tuple[str, ...] = ()
         """The spec's notification channels, handed to the sinks with each event."""
+        self._spec: MonitorSpec | None = None
+        """The last checked spec, for what is done between checks (the events' Kubernetes
+        context, the SLO view)."""
         self._spec_cache: tuple[dict[str, Any], MonitorSpec] | None = None
         self._failed_checks_written_at: datetime | None = None
         self._posting: set[asyncio.Task[None]] = set()
@@ -139,6 +199,10 @@ class MonitorRunner:
         """The recent checks, for the metrics snapshot of the next incident."""
         self._during: IncidentChecks | None = None
         """The checks of the open incident, for its snapshot at resolution."""
+        self._created_at: datetime | None = None
+        """When the monitor was created: its uptime does not count the time before."""
+        self._burn = BurnWatch()
+        """The burn-rate rules firing, so that each crossing is announced once."""
 
     async def run(
         self,
@@ -163,6 +227,7 @@ class MonitorRunner:
         await self._wait_until(scheduled, stop)
         while not stop.is_set():
             snapshot = read_spec()
+            self._created_at = snapshot.created_at
             try:
                 spec = await self._with_secret_headers(self._parsed(snapshot.spec))
             except InvalidSpecError as exc:
@@ -181,8 +246,11 @@ class MonitorRunner:
             result = await self._deps.prober.check(spec, evidence=evidence)
             if self._deps.observer is not None:
                 self._deps.observer(self.ref, result, lag)
-            self.observe(spec, result)
-            self._sync_status(spec, snapshot.generation, last_check=result)
+            maintenance = self._maintenance_at(snapshot, result.at)
+            self.observe(spec, result, in_maintenance=maintenance is not None)
+            self._sync_status(
+                spec, snapshot.generation, last_check=result, maintenance=maintenance is not None
+            )
             detector = self._detector_for(spec)
             delay = detector.next_delay(interval=spec.interval, retry_interval=spec.retry_interval)
             scheduled = max(scheduled + delay, clock.now())
@@ -235,12 +303,28 @@ class MonitorRunner:
             raise UnresolvedHeadersError(problems)
         return dataclasses.replace(spec, headers=spec.headers + tuple(values))
 
-    def observe(self, spec: MonitorSpec, result: CheckResult) -> None:
-        """Feed one check result; queue whatever it implies."""
+    def _maintenance_at(self, snapshot: SpecSnapshot, at: datetime) -> ActiveMaintenance | None:
+        if self._deps.maintenance is None:
+            return None
+        return self._deps.maintenance.check(self.ref, labels=snapshot.labels, at=at)
+
+    def observe(
+        self, spec: MonitorSpec, result: CheckResult, *, in_maintenance: bool = False
+    ) -> None:
+        """Feed one check result; queue whatever it implies.
+
+        In maintenance a failure opens nothing and starts no streak: the detector starts
+        afresh, so an outage that goes on after the window opens its incident from then on.
+        An incident already open goes on as usual (it began before the window).
+        """
         self._channels = spec.notifications
+        self._spec = spec
         self._history.record(result)
         if self._during is not None:
             self._during.add_result(result)
+        if in_maintenance and self.incident is None and not result.ok:
+            self.detector = None
+            return
         transition = self._detector_for(spec).observe(result)
         if isinstance(transition, Opened):
             self._open(spec, transition)
@@ -262,7 +346,7 @@ class MonitorRunner:
         """Someone resolved our open incident (the admin API): forget it, write nothing.
 
         The failing streak is forgotten too, so a failure after a manual resolve starts a new
-        streak and, past the threshold, a new incident, as DESIGN §4 says.
+        streak and, past the threshold, a new incident, as the README's "How it behaves" says.
         """
         if self.incident is None or self.incident.incident_id != incident_id:
             return
@@ -408,6 +492,9 @@ class MonitorRunner:
                 notes=notes,
                 resolved_by=resolved_by,
                 channels=self._channels,
+                context=None
+                if self._spec is None
+                else context_scope(self._spec, namespace=self.ref.namespace),
             )
         )
 
@@ -444,7 +531,7 @@ class MonitorRunner:
         self._emit(IncidentEventKind.OPENED, incident, capture_plan=plan)
 
     def _capture_plan(self, spec: MonitorSpec, incident: Incident) -> CapturePlan:
-        """The logs around this outage (DESIGN §6); the incident shows the plan's state."""
+        """The logs around this outage; the incident shows the plan's state."""
         plan = plan_capture(spec.log_capture, loki_configured=self._deps.loki_configured)
         incident.logs_state = LogCaptureState.PENDING if plan.enabled else LogCaptureState.DISABLED
         return plan
@@ -519,6 +606,7 @@ class MonitorRunner:
         *,
         last_check: CheckResult | None = None,
         paused: bool = False,
+        maintenance: bool = False,
     ) -> None:
         detector = self._detector_for(spec)
         self._reported_invalid = None
@@ -527,7 +615,7 @@ class MonitorRunner:
             Condition(type="SpecValid", status="True", reason="Valid", message="spec accepted")
         ]
         facts = StatusFacts(
-            state=MonitorState.PAUSED if paused else detector.state,
+            state=_shown_state(detector, paused=paused, maintenance=maintenance),
             consecutive_failures=detector.consecutive_failures if failing else 0,
             current_incident=self.incident.k8s_name if self.incident else None,
             observed_generation=generation,
@@ -542,15 +630,48 @@ class MonitorRunner:
         uptime = None
         # Uptime rides with the periodic refresh: one not read yet (the store down, or not
         # migrated yet at start) comes with the next one, never as a write of its own.
+        slo = None
         if last_check is not None and self._status.periodic_due(now):
-            uptime = self._deps.uptime.uptime(self.ref)
-        patch = self._status.patch_for(facts, last_check=last_check, now=now, uptime=uptime)
+            uptime = self._deps.uptime.uptime(self.ref, created_at=self._created_at)
+            slo = self._slo_view()
+        patch = self._status.patch_for(
+            facts, last_check=last_check, now=now, uptime=uptime, slo=slo
+        )
         if patch is not None:
             # A failed write is skipped (a status is a view, not a record) and sent whole next
             # time.
             self._deps.status.offer(
                 self.ref, patch.body, urgent=patch.urgent, on_failure=self._status.forget
             )
+
+    def _slo_view(self) -> dict[str, object] | None:
+        """``status.slo`` as of the board's last read; the burn-rate rules that started firing
+        since the last refresh are announced (a Warning Event and a ``budgetBurn`` message to
+        the monitor's channels each)."""
+        spec = self._spec
+        if spec is None or spec.slo is None:
+            return None
+        objective = spec.slo
+        timeline = self._deps.uptime.timeline(self.ref, created_at=self._created_at)
+        if timeline is None:
+            return None
+        for alert in self._burn.update(
+            rules=self._deps.burn_rules,
+            rate=lambda window: timeline.burn_rate(window, target=objective.target),
+        ):
+            self._post_event(reason="BudgetBurn", message=burn_message(alert), warning=True)
+            if self._deps.burn_notices is not None:
+                self._deps.burn_notices.announce(
+                    monitor=self.ref,
+                    channels=spec.notifications,
+                    url=spec.url,
+                    environment=spec.environment,
+                    alert=alert,
+                )
+        figures = slo_figures(objective, timeline=timeline)
+        if self._deps.slo_observer is not None:
+            self._deps.slo_observer(self.ref, figures)
+        return figures.status_view()
 
     def _post_event(self, *, reason: str, message: str, warning: bool) -> None:
         """Post an Event about the monitor's spec without holding up the check."""

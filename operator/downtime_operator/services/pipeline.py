@@ -1,4 +1,6 @@
-"""The incident pipeline: events from the runner (and the admin API) to every sink (DESIGN §2).
+"""The incident pipeline: events from the runner (and the admin API) to every sink.
+
+README, "How it is built", draws it.
 
 Each sink has an ordered retry queue of its own, with one lane per monitor (or what the sink
 chooses), so a sink that fails or is slow (PostgreSQL down, the API server refusing one

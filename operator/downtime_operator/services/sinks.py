@@ -87,7 +87,7 @@ def _resolution_fields(event: IncidentEvent) -> dict[str, object]:
 
 
 class CapturePlanSink:
-    """Plans the logs around an outage (DESIGN §6): the first capture is due at detection.
+    """Plans the logs around an outage: the first capture is due at detection.
 
     Chained to the store sink: the plan is written after its row is created and before the row
     is resolved (resolving makes a planned capture due again for the final capture, whoever

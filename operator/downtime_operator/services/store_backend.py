@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
+from downtime_operator.services.kube_context import KubeContextStore
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import (
     CaptureFiles,
@@ -17,6 +18,7 @@ from downtime_operator.services.ports import (
     LogCaptureStore,
     RetentionStore,
 )
+from downtime_operator.services.slo.ports import MaintenanceLedger
 
 
 class AdminQueries(IncidentQueries, IncidentTransitions, Protocol):
@@ -42,6 +44,12 @@ class StoreBackend(Protocol):
 
     @property
     def notifications(self) -> NotificationOutbox: ...
+
+    @property
+    def kube_contexts(self) -> KubeContextStore: ...
+
+    @property
+    def maintenance(self) -> MaintenanceLedger: ...
 
     @property
     def description(self) -> str:

@@ -8,6 +8,7 @@ from downtime_operator.settings.admin_api import ApiSettings, current_api_keys
 from downtime_operator.settings.commands import (
     CleanupSettings,
     CommandSettings,
+    MaintenanceSettings,
     MonitorSettings,
     OperatorSettings,
     ReportSettings,
@@ -43,6 +44,7 @@ __all__ = [
     "LogEncryptionSettings",
     "LoggingSettings",
     "LokiSettings",
+    "MaintenanceSettings",
     "MetricsSettings",
     "MonitorCaptureSettings",
     "MonitorSettings",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, model_validator
 
 from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
 from downtime_operator.settings.admin_api import ApiSettings
@@ -22,6 +22,7 @@ from downtime_operator.settings.groups import (
 )
 from downtime_operator.settings.log_encryption import LogEncryptionSettings
 from downtime_operator.settings.notify import ChannelEnvSettings, NotifySettings
+from downtime_operator.settings.slo import MonitorSloSettings, SloSettings
 from downtime_operator.settings.sources import Defaults, Source, named
 
 
@@ -46,6 +47,7 @@ class OperatorSettings(CommandSettings):
     retention: Annotated[RetentionSettings, Defaults({"keep_critical": True})]
     metrics: MetricsSettings
     notify: NotifySettings
+    slo: SloSettings
 
     @model_validator(mode="after")
     def _needs_postgres(self) -> Self:
@@ -78,6 +80,7 @@ class MonitorSettings(StoreSettings):
     )
     notify: NotifySettings
     channels: ChannelEnvSettings
+    slo: MonitorSloSettings
 
     @property
     def capture_enabled(self) -> bool:
@@ -99,7 +102,7 @@ class MonitorSettings(StoreSettings):
         }
         if self.capture.query:
             capture["query"] = self.capture.query
-        return {
+        spec: dict[str, Any] = {
             "url": self.probe.url,
             "interval": _milliseconds(self.probe.interval),
             "timeout": _milliseconds(self.probe.timeout),
@@ -107,6 +110,10 @@ class MonitorSettings(StoreSettings):
             "successThreshold": self.probe.success_threshold,
             "logCapture": capture,
         }
+        slo = self.slo.spec()
+        if slo is not None:
+            spec["slo"] = slo
+        return spec
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Self:
@@ -174,6 +181,33 @@ class ReportSettings(StoreSettings):
 
     incident_id: Annotated[UUID, Source(argument="INCIDENT_ID")] = Field(
         description="the incident's id (its `incidentId`)"
+    )
+
+
+class MaintenanceSettings(CommandSettings):
+    """``maintenance start``: an ad-hoc window through the admin API of a running operator or
+    standalone monitor (``POST /admin/downtime/maintenance``)."""
+
+    action: Annotated[Literal["start"], Source(argument="ACTION")] = Field(
+        description="`start`: put the monitors in maintenance from now"
+    )
+    monitors: Annotated[
+        tuple[str, ...], Source(flag="--monitor", metavar="NAME", repeatable=True)
+    ] = Field(min_length=1, description="a monitor's name (repeatable)")
+    namespace: Annotated[str, Source(flag="--namespace", short="-n", metavar="NS")] = Field(
+        default="default", description="the monitors' namespace"
+    )
+    duration: Annotated[str, Source(flag="--for", metavar="DURATION")] = Field(
+        description="how long, whole minutes or hours: 30m, 2h, 1h30m"
+    )
+    reason: Annotated[str, Source(flag="--reason", metavar="TEXT")] = Field(
+        min_length=1, description="why, recorded with the window and in the audit log"
+    )
+    api_url: Annotated[str, Source(env=("DOWNTIME_API_URL",), flag="--api-url", metavar="URL")] = (
+        Field(default="http://127.0.0.1:8080", description="the admin API's base URL")
+    )
+    api_key: Annotated[SecretStr, Source(env=("ADMIN_API_KEY",))] = Field(
+        description="one of the admin API's keys"
     )
 
 

@@ -113,6 +113,13 @@ class KubernetesSettings(Group):
         " second core): a mass outage's writes and a thousand checks a second no longer share"
         " one event loop; if the worker dies, checks run in the operator until it is back",
     )
+    context_enabled: Annotated[bool, Source(env=("KUBERNETES_CONTEXT_ENABLED",))] = Field(
+        default=True,
+        description="record each incident's Kubernetes context at detection and resolution (the"
+        " pods, rollouts, endpoints and Warning Events behind `spec.targetRef` or an in-cluster"
+        " Service URL, with probable causes); needs get/list/watch on pods, replicasets,"
+        " endpointslices and events",
+    )
     peering_name: Annotated[str | None, Source(env=("PEERING_NAME",))] = Field(
         default=None, description="kopf peering object name, for several replicas"
     )

@@ -39,6 +39,8 @@ class Source:
     metavar: str | None = None
     switch: bool | None = None
     """The value the flag sets when it takes no argument (``--verbose``: True)."""
+    repeatable: bool = False
+    """The flag may be given several times; the field (a tuple) gets every value, in order."""
 
     @property
     def name(self) -> str:

@@ -236,6 +236,16 @@ class KubeResources:
                 raise
 
     async def publish_log_capture(self, incident: Incident, result: CaptureResult) -> None:
+        # Deleted (by a user, or with its monitor): the row in Postgres still has it all.
+        if not await self._patch_incident_status(incident, log_capture_status(result)):
+            logger.info("DowntimeIncident %s is gone; capture state not shown", incident.k8s_name)
+
+    async def publish_kube_context(self, incident: Incident, summary: Mapping[str, Any]) -> bool:
+        # Not there: not created yet (the resource sink is behind) or deleted; the sink decides.
+        return await self._patch_incident_status(incident, {"context": dict(summary)})
+
+    async def _patch_incident_status(self, incident: Incident, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the DowntimeIncident's; False when it does not exist."""
         try:
             await self._call(
                 self._custom.patch_namespaced_custom_object_status,
@@ -244,13 +254,13 @@ class KubeResources:
                 incident.monitor.namespace,
                 INCIDENTS,
                 incident.k8s_name,
-                {"status": log_capture_status(result)},
+                {"status": status},
             )
         except ApiException as exc:
-            # Deleted (by a user, or with its monitor): the row in Postgres still has it all.
             if exc.status != HTTP_NOT_FOUND:
                 raise
-            logger.info("DowntimeIncident %s is gone; capture state not shown", incident.k8s_name)
+            return False
+        return True
 
     async def find_open_incident(self, monitor: MonitorRef) -> Incident | None:
         listing = await self._call(

@@ -9,7 +9,9 @@ from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.key_rotation import KeyRotation, PostgresSealedRows
 from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.postgres.audit import PostgresAuditLog
+from downtime_operator.adapters.postgres.kube_context import PostgresKubeContexts
 from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
+from downtime_operator.adapters.postgres.maintenance import PostgresMaintenanceLedger
 from downtime_operator.adapters.postgres.migrations import apply_migrations
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
@@ -27,6 +29,8 @@ class PostgresBackend:
         self.queries = PostgresIncidentQueries(pool, self.keys)
         self.audit = PostgresAuditLog(pool)
         self.notifications = PostgresOutbox(pool)
+        self.kube_contexts = PostgresKubeContexts(pool)
+        self.maintenance = PostgresMaintenanceLedger(pool)
         parts = urlsplit(dsn)
         self.description = f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path}"
 

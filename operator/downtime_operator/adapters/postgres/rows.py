@@ -60,7 +60,13 @@ INCIDENT_COLUMNS = (
 )
 """What an ``Incident`` needs; the bulky JSONB columns (captured logs) are left out on purpose."""
 
-JSON_COLUMNS = ("logs_captured", "metrics_snapshot", "server_info", "log_analysis")
+JSON_COLUMNS = (
+    "logs_captured",
+    "metrics_snapshot",
+    "server_info",
+    "log_analysis",
+    "kube_context",
+)
 
 DETAIL_COLUMNS = (
     INCIDENT_COLUMNS + ", logs_file_path, created_at, updated_at, logs_capture_due_at,"

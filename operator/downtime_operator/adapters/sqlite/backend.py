@@ -7,7 +7,9 @@ from pathlib import Path
 from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.key_rotation import KeyRotation, SqliteSealedRows
 from downtime_operator.adapters.log_files import LocalLogFiles
+from downtime_operator.adapters.sqlite.kube_context import SqliteKubeContexts
 from downtime_operator.adapters.sqlite.log_captures import SqliteLogCaptures
+from downtime_operator.adapters.sqlite.maintenance import SqliteMaintenanceLedger
 from downtime_operator.adapters.sqlite.outbox import SqliteOutbox
 from downtime_operator.adapters.sqlite.queries import SqliteAuditLog, SqliteIncidentQueries
 from downtime_operator.adapters.sqlite.store import SqliteIncidentStore
@@ -24,6 +26,8 @@ class SqliteBackend:
         self.queries = SqliteIncidentQueries(database, self.keys)
         self.audit = SqliteAuditLog(database)
         self.notifications = SqliteOutbox(database)
+        self.kube_contexts = SqliteKubeContexts(database)
+        self.maintenance = SqliteMaintenanceLedger(database)
         self.description = f"SQLite {Path(path).resolve()}"
 
     @classmethod

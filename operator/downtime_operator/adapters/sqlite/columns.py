@@ -47,7 +47,13 @@ _CREATED_COLUMNS = (
 INCIDENT_COLUMNS = _CREATED_COLUMNS + ", logs_capture_status"
 """What an ``Incident`` needs; the bulky JSON columns are left out, as in PostgreSQL."""
 
-JSON_COLUMNS = ("logs_captured", "metrics_snapshot", "server_info", "log_analysis")
+JSON_COLUMNS = (
+    "logs_captured",
+    "metrics_snapshot",
+    "server_info",
+    "log_analysis",
+    "kube_context",
+)
 _TIMESTAMP_COLUMNS = (
     "started_at",
     "detected_at",

@@ -81,7 +81,7 @@ _V1 = (
     " ON downtime_incidents (monitor_namespace, monitor_name, started_at DESC)",
     "CREATE INDEX IF NOT EXISTS downtime_incidents_capture_due_idx"
     " ON downtime_incidents (logs_capture_due_at) WHERE logs_capture_status = 'pending'",
-    # At most one open incident per monitor, ever (DESIGN §4), as in PostgreSQL.
+    # At most one open incident per monitor, ever, as in PostgreSQL.
     f"CREATE UNIQUE INDEX IF NOT EXISTS {OPEN_INCIDENT_INDEX}"
     " ON downtime_incidents (monitor_namespace, monitor_name) WHERE status <> 'resolved'",
 )
@@ -182,7 +182,40 @@ _V5 = (
     " ON downtime_audit_log (incident_id, at DESC) WHERE incident_id IS NOT NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# The actual maintenance periods of each monitor (PostgreSQL migration 0008), at most one open
+# per monitor. Version 6.
+_MAINTENANCE = (
+    """
+    CREATE TABLE IF NOT EXISTS downtime_maintenance_periods (
+        period_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        monitor_namespace TEXT NOT NULL,
+        monitor_name      TEXT NOT NULL,
+        started_at        TEXT NOT NULL,
+        ended_at          TEXT,
+        reason            TEXT NOT NULL DEFAULT '',
+        CONSTRAINT downtime_maintenance_periods_ended_after_start
+            CHECK (ended_at IS NULL OR ended_at >= started_at)
+    )
+    """,
+    "CREATE UNIQUE INDEX IF NOT EXISTS downtime_maintenance_periods_one_open"
+    " ON downtime_maintenance_periods (monitor_namespace, monitor_name) WHERE ended_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS downtime_maintenance_periods_started_idx"
+    " ON downtime_maintenance_periods (started_at DESC)",
+)
+
+# The Kubernetes context of an incident (PostgreSQL migration 0009): JSON text, one object
+# per stage. Version 7.
+_KUBE_CONTEXT = ("ALTER TABLE downtime_incidents ADD COLUMN kube_context TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4,
+    _V5,
+    _MAINTENANCE,
+    _KUBE_CONTEXT,
+)
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 
 

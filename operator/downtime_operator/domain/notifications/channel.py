@@ -69,9 +69,15 @@ class NotificationEvent(enum.StrEnum):
     REMINDER = "reminder"
     TEST = "test"
     """A person's ``POST /admin/downtime/notifications/test``: always sent, never subscribed to."""
+    BUDGET_BURN = "budgetBurn"
+    """A burn-rate rule of a monitor's ``spec.slo`` started firing: sent to every channel the
+    monitor lists (listing it is the subscription), whatever the channel's events."""
 
 
-SUBSCRIBABLE_EVENTS = frozenset(NotificationEvent) - {NotificationEvent.TEST}
+SUBSCRIBABLE_EVENTS = frozenset(NotificationEvent) - {
+    NotificationEvent.TEST,
+    NotificationEvent.BUDGET_BURN,
+}
 DEFAULT_EVENTS = frozenset(
     {NotificationEvent.OPENED, NotificationEvent.ESCALATED, NotificationEvent.RESOLVED}
 )

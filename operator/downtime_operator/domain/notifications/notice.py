@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
+from downtime_operator.domain.burn_alerts import BurnAlert, BurnSeverity, burn_message
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind
-from downtime_operator.domain.models import Incident, LogCaptureState, Severity
+from downtime_operator.domain.models import Incident, LogCaptureState, MonitorRef, Severity
 from downtime_operator.domain.notifications.channel import (
     ChannelSpec,
     ChannelType,
@@ -220,6 +221,35 @@ def sample_notice(*, channel: str, test_id: UUID, at: datetime) -> Notice:
     )
 
 
+_BURN_SEVERITY = {BurnSeverity.PAGE: Severity.CRITICAL, BurnSeverity.TICKET: Severity.MEDIUM}
+"""How urgent each kind of burn alert is, for the channels' severity maps (PagerDuty)."""
+
+
+def burn_notice(
+    *, monitor: MonitorRef, url: str, environment: str, alert: BurnAlert, at: datetime
+) -> Notice:
+    """The ``budgetBurn`` message of a rule that started firing at ``at``.
+
+    No incident is behind it: its id is derived from the monitor, the rule and the instant,
+    so that the outbox keeps one row per crossing and channel however often it is enqueued.
+    """
+    crossing = uuid5(NAMESPACE_URL, f"budget-burn/{monitor}/{alert.rule.name}/{at.isoformat()}")
+    return Notice(
+        event=NotificationEvent.BUDGET_BURN,
+        at=at,
+        incident_id=crossing,
+        k8s_name="",
+        monitor_namespace=monitor.namespace,
+        monitor_name=monitor.name,
+        url=url,
+        environment=environment,
+        severity=_BURN_SEVERITY[alert.rule.severity],
+        started_at=at,
+        detected_at=at,
+        notes=burn_message(alert),
+    )
+
+
 def wanted(channel: ChannelSpec, notice: Notice) -> bool:
     """Does ``channel`` get ``notice``: an event it subscribes to, at or above its minSeverity.
 
@@ -227,7 +257,7 @@ def wanted(channel: ChannelSpec, notice: Notice) -> bool:
     opened or an escalated one did. PagerDuty gets no logsCaptured after the end: its only
     action would be a trigger, which would reopen the resolved alert.
     """
-    if notice.event is NotificationEvent.TEST:
+    if notice.event in (NotificationEvent.TEST, NotificationEvent.BUDGET_BURN):
         return True
     if notice.event not in channel.events or notice.severity.rank < channel.min_severity.rank:
         return False

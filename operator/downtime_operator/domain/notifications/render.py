@@ -1,7 +1,7 @@
 """The wire content of notifications: Slack messages, PagerDuty events, emails, webhook bodies.
 
 Pure functions of notices, so what a channel receives is tested without a network and a retry
-sends the very same bytes. Every message says the same facts (DESIGN, notifications issue):
+sends the very same bytes. Every message says the same facts (README, "Notifications"):
 monitor, URL, severity, error and status code, started/detected/ended, duration, incident id,
 how to see it (``kubectl get dti`` and the admin API URL when one is configured), and for
 ``logsCaptured`` the top errors.
@@ -41,6 +41,7 @@ _TAGS = {
     NotificationEvent.LOGS_CAPTURED: "LOGS",
     NotificationEvent.REMINDER: "STILL DOWN",
     NotificationEvent.TEST: "TEST",
+    NotificationEvent.BUDGET_BURN: "BUDGET BURN",
 }
 _PAGERDUTY_ACTIONS = {
     NotificationEvent.ACKNOWLEDGED: "acknowledge",
@@ -93,6 +94,8 @@ def title(notice: Notice) -> str:
     tag = f"[{_TAGS[notice.event]}]"
     if notice.event is NotificationEvent.TEST:
         return f"{tag} downtime-operator notification test"
+    if notice.event is NotificationEvent.BUDGET_BURN:
+        return _one_line(f"{tag} {notice.monitor} {notice.notes}")
     what = {
         NotificationEvent.OPENED: f"{notice.severity}: {_error(notice)}",
         NotificationEvent.ESCALATED: f"{notice.previous_severity or '?'} → {notice.severity}",
@@ -102,6 +105,11 @@ def title(notice: Notice) -> str:
         NotificationEvent.REMINDER: f"{notice.severity}, {_duration(notice)}",
     }[notice.event]
     return _one_line(f"{tag} {notice.monitor} {what}")
+
+
+def _about_an_incident(notice: Notice) -> bool:
+    """A test or a budget burn names no DowntimeIncident to look at or thread under."""
+    return notice.event not in (NotificationEvent.TEST, NotificationEvent.BUDGET_BURN)
 
 
 def kubectl_hint(notice: Notice) -> str:
@@ -118,6 +126,13 @@ def facts(notice: Notice, *, api_url: str | None) -> list[tuple[str, str]]:
     """The labelled facts every message shows, in reading order."""
     if notice.event is NotificationEvent.TEST:
         return [("Message", notice.notes or "")]
+    if notice.event is NotificationEvent.BUDGET_BURN:
+        return [
+            ("Monitor", notice.monitor),
+            ("URL", notice.url),
+            ("Message", notice.notes or ""),
+            ("See it", f"kubectl get hm {notice.monitor_name} -n {notice.monitor_namespace}"),
+        ]
     shown = [
         ("Monitor", notice.monitor),
         ("URL", notice.url),
@@ -215,7 +230,7 @@ def _slack_single(notice: Notice, *, api_url: str | None) -> dict[str, Any]:
     if notice.top_errors:
         lines = "\n".join(f"• {_mrkdwn(line)}" for line in _top_error_lines(notice))
         blocks.append(_section(f"*Top errors*\n{lines}"))
-    if notice.event is not NotificationEvent.TEST:
+    if _about_an_incident(notice):
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(see)}]}
         )
@@ -346,7 +361,7 @@ def email_content(
             text += "\n\nTop errors:\n" + "\n".join(f"  {x}" for x in _top_error_lines(notice))
             items = "".join(f"<li>{html.escape(x)}</li>" for x in _top_error_lines(notice))
             body += f"<h3>Top errors</h3><ul>{items}</ul>"
-        if notice.event is not NotificationEvent.TEST:
+        if _about_an_incident(notice):
             # Every message of one incident threads under the same reference.
             headers["References"] = f"<incident-{notice.incident_id}@{MESSAGE_ID_DOMAIN}>"
             headers["X-Downtime-Incident"] = str(notice.incident_id)

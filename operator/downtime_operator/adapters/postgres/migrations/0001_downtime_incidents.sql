@@ -1,4 +1,4 @@
--- downtime_incidents: the system of record for outages (DESIGN §5).
+-- downtime_incidents: the system of record for outages.
 -- Written with IF NOT EXISTS throughout so that it also adopts a table created earlier by the
 -- seed's Supabase migration: missing columns, constraints and indexes are added, data is kept.
 -- Plain PostgreSQL 13+ (gen_random_uuid is built in); no extensions, works on Supabase.
@@ -88,12 +88,12 @@ CREATE INDEX IF NOT EXISTS downtime_incidents_environment_idx
 CREATE INDEX IF NOT EXISTS downtime_incidents_monitor_idx
     ON downtime_incidents (monitor_namespace, monitor_name, started_at DESC);
 
--- Captures a restarted operator must still run (DESIGN §6).
+-- Captures a restarted operator must still run.
 CREATE INDEX IF NOT EXISTS downtime_incidents_capture_due_idx
     ON downtime_incidents (logs_capture_due_at)
     WHERE logs_capture_status = 'pending';
 
--- At most one open incident per monitor, ever (DESIGN §4). The store recognises a violation
+-- At most one open incident per monitor, ever. The store recognises a violation
 -- of this index by its name, so renaming it is a code change too.
 CREATE UNIQUE INDEX IF NOT EXISTS downtime_incidents_one_open_per_monitor
     ON downtime_incidents (monitor_namespace, monitor_name)

@@ -1,4 +1,4 @@
--- Log capture (DESIGN §6): the plan fixed at detection and what each capture found.
+-- Log capture: the plan fixed at detection and what each capture found.
 -- The plan (query, before, after, max lines, storage) is kept with the incident so that an
 -- operator restarted after `ended_at + after` can run the final capture without the monitor,
 -- which may have been edited or deleted since.

@@ -1,4 +1,4 @@
--- The admin API's audit trail and the indexes its queries need (DESIGN §7).
+-- The admin API's audit trail and the indexes its queries need.
 
 -- One row per mutating call, written before the call is carried out (outcome 'pending') and
 -- completed after, so an action can never happen unrecorded. key_name is the configured name

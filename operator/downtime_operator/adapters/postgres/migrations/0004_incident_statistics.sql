@@ -1,6 +1,6 @@
--- Incident statistics for the admin API, fast at any table size (DESIGN §7).
+-- Incident statistics for the admin API, fast at any table size.
 
--- Statistics (DESIGN §7) must not cost a scan of every incident in the period: a busy fleet has
+-- Statistics must not cost a scan of every incident in the period: a busy fleet has
 -- tens of thousands a month. So resolved incidents are rolled up per UTC day of their start, by
 -- triggers, in the same transaction as the write; a query reads whole days from the rollups and
 -- only the incidents at the period's edges (partial first and last day, incidents spanning the
