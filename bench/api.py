@@ -47,6 +47,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.capture import with_database
 from downtime_operator.adapters.postgres.migrations import apply_migrations
 from downtime_operator.adapters.postgres.queries import (
     FUTURE_END_SQL,
@@ -186,14 +187,9 @@ def _admin_dsn(explicit: str | None) -> str:
     return result.stdout.strip().splitlines()[-1].partition("=")[2]
 
 
-def _with_database(dsn: str, database: str) -> str:
-    base, _, _ = dsn.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{database}"
-
-
 async def prepare_data(admin_dsn: str, database: str, size: DataSize, *, fresh: bool) -> str:
     """The bench database with ``size``; rebuilt only when asked or when its size differs."""
-    dsn = _with_database(admin_dsn, database)
+    dsn = with_database(admin_dsn, database)
     admin = await asyncpg.connect(admin_dsn)
     try:
         exists = await admin.fetchval("SELECT true FROM pg_database WHERE datname = $1", database)

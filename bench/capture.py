@@ -157,6 +157,12 @@ def start_loki(lines: int) -> tuple[subprocess.Popen[str], str]:
     return process, url
 
 
+def with_database(dsn: str, database: str) -> str:
+    """The same DSN (and its query options) naming another database."""
+    base, _, query = dsn.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
+
+
 def postgres_dsn(explicit: str | None) -> str:
     if explicit:
         return explicit

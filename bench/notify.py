@@ -57,6 +57,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench.capture import with_database
 from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.notify.env_channels import StaticChannelDirectory
@@ -228,11 +229,6 @@ async def receiver_reset(session: aiohttp.ClientSession, receiver: ReceiverProce
 Backend = SqliteBackend | PostgresBackend
 
 
-def _with_database(dsn: str, database: str) -> str:
-    base, _, query = dsn.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
-
-
 @contextlib.asynccontextmanager
 async def open_backend() -> AsyncIterator[Backend]:
     """A fresh outbox: a throw-away PostgreSQL database, or an SQLite file in a temp dir."""
@@ -253,7 +249,7 @@ async def open_backend() -> AsyncIterator[Backend]:
     finally:
         await admin.close()
     try:
-        postgres = await PostgresBackend.connect(_with_database(dsn, database), max_size=10)
+        postgres = await PostgresBackend.connect(with_database(dsn, database), max_size=10)
         try:
             await postgres.migrate()
             yield postgres

@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.capture import with_database
 from downtime_operator.adapters.postgres.maintenance import PostgresMaintenanceLedger
 from downtime_operator.adapters.postgres.migrations import apply_migrations
 from downtime_operator.adapters.postgres.queries import connect_pool
@@ -83,7 +84,7 @@ class CountedMaintenance:
 
 async def prepare(admin_dsn: str, database: str, args: argparse.Namespace) -> str:
     """A fresh database with the monitors' incidents and maintenance periods."""
-    dsn = f"{admin_dsn.partition('?')[0].rsplit('/', 1)[0]}/{database}"
+    dsn = with_database(admin_dsn, database)
     admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
