@@ -143,12 +143,11 @@ class ProcessProber:
         if self._closing or self._worker is not worker:
             return
         self._worker = None
-        code = await worker.process.wait() if worker.process.returncode is None else None
+        self._fail_over(worker)
         logger.error(
             "check worker exited (code %s); checking in-process until it is restarted",
-            worker.process.returncode if code is None else code,
+            await worker.process.wait(),
         )
-        self._fail_over(worker)
         # A worker that dies soon after its start would die again: back off until one lives.
         lived = asyncio.get_running_loop().time() - worker.started
         self._delay = (
