@@ -207,6 +207,14 @@ _MAINTENANCE = (
 # per stage. Version 7.
 _KUBE_CONTEXT = ("ALTER TABLE downtime_incidents ADD COLUMN kube_context TEXT",)
 
+# The monitor's playbook, the escalations and the Prometheus queries of an incident
+# (PostgreSQL migration 0010). Version 8.
+_PLAYBOOK_AND_METRICS = (
+    "ALTER TABLE downtime_incidents ADD COLUMN playbook TEXT",
+    "ALTER TABLE downtime_incidents ADD COLUMN severity_changes TEXT",
+    "ALTER TABLE downtime_incidents ADD COLUMN metrics_queries TEXT",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2,
@@ -215,6 +223,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V5,
     _MAINTENANCE,
     _KUBE_CONTEXT,
+    _PLAYBOOK_AND_METRICS,
 )
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 
