@@ -120,6 +120,25 @@ spec:
               key: {{ $.Values.loki.apiKeyKey }}
         {{- end }}
         {{- end }}
+        {{- with .Values.prometheus.url }}
+        - name: PROMETHEUS_URL
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.prometheus.orgId }}
+        - name: PROMETHEUS_ORG_ID
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.prometheus.existingSecret }}
+        {{- range $variable, $key := dict "PROMETHEUS_USERNAME" $.Values.prometheus.usernameKey "PROMETHEUS_PASSWORD" $.Values.prometheus.passwordKey "PROMETHEUS_BEARER_TOKEN" $.Values.prometheus.bearerTokenKey }}
+        {{- if $key }}
+        - name: {{ $variable }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ $.Values.prometheus.existingSecret }}
+              key: {{ $key }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
         {{- with .Values.operator.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

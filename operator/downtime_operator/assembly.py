@@ -19,9 +19,11 @@ from downtime_operator.adapters.clock import SystemClock
 from downtime_operator.adapters.http_probe import HttpProber
 from downtime_operator.adapters.loki import LokiClient
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
+from downtime_operator.adapters.prometheus import PrometheusClient
 from downtime_operator.domain.burn_alerts import BurnFactors, BurnRule
 from downtime_operator.services.engine import Closer, MonitorEngine, SchemaGate
 from downtime_operator.services.log_capture import LogCaptureDeps, LogCaptureService
+from downtime_operator.services.metrics_capture import MetricsCaptureDeps, MetricsCaptureService
 from downtime_operator.services.monitor_runner import CheckObserver, RunnerDeps, SloObserver
 from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.notifications.ports import (
@@ -102,6 +104,7 @@ async def build_engine(
     resources: ShownResources,
     log_files_dir: Path,
     loki: LokiClient | None = None,
+    prometheus: PrometheusClient | None = None,
     sinks: Sequence[IncidentSink] = (),
     store_sinks: Sequence[IncidentSink] = (),
     secrets: SecretValues | None = None,
@@ -116,7 +119,8 @@ async def build_engine(
     burn_rules: tuple[BurnRule, ...] = BurnFactors().rules(),
     slo_observer: SloObserver | None = None,
 ) -> MonitorEngine:
-    """The started engine. It owns what it is given (backend, Loki client, prober) and
+    """The started engine. It owns what it is given (backend, Loki and Prometheus clients,
+    prober) and
     closes them on ``close``, once its writes are flushed, after the mode's own ``closers``
     (background work, the Kubernetes client). The mode's ``store_sinks`` write to the store
     too, so they wait for its schema like the notification outbox. Its
@@ -128,6 +132,8 @@ async def build_engine(
     await prober.start()
     if loki is not None:
         await loki.start()
+    if prometheus is not None:
+        await prometheus.start()
     schema = SchemaGate(backend.migrate)
     delivery: NotificationDelivery | None = None
     gated: list[IncidentSink] = [*store_sinks]
@@ -154,6 +160,7 @@ async def build_engine(
     pipeline = standard_pipeline(
         incidents=backend.incidents,
         captures=backend.captures,
+        metric_captures=backend.metric_captures,
         resources=resources,
         sinks=sinks,
         store_sinks=gated,
@@ -204,6 +211,7 @@ async def build_engine(
             *((notifications.transport.close,) if notifications else ()),
             prober.close,
             *((loki.close,) if loki else ()),
+            *((prometheus.close,) if prometheus else ()),
             backend.close,
         ),
         log_capture=log_capture_service(
@@ -214,6 +222,9 @@ async def build_engine(
             clock=clock,
         ),
         notifications=delivery,
+        metrics_capture=MetricsCaptureService(
+            MetricsCaptureDeps(store=backend.metric_captures, clock=clock, source=prometheus)
+        ),
     )
     engine.start()
     return engine

@@ -30,6 +30,7 @@ from downtime_operator.adapters.metrics_server import metrics_app
 from downtime_operator.adapters.notify.channels import HttpChannelTransport
 from downtime_operator.adapters.postgres.backend import PostgresBackend
 from downtime_operator.adapters.probe_process import ProcessProber
+from downtime_operator.adapters.prometheus import prometheus_client_for
 from downtime_operator.admin_server import serve_admin_api
 from downtime_operator.api.server import serving
 from downtime_operator.assembly import NotificationSetup, build_engine
@@ -71,6 +72,7 @@ async def operator_engine(
         resources=resources,
         log_files_dir=settings.capture.log_files_dir,
         loki=_loki_client(settings),
+        prometheus=prometheus_client_for(settings.prometheus),
         sinks=(metrics,),
         store_sinks=_context_sinks(settings, backend=backend, resources=resources),
         secrets=KubeSecrets(resources.api_client),

@@ -133,6 +133,8 @@ _SQLITE_TIMESTAMPS = (
     "logs_window_end",
     "logs_captured_at",
     "logs_capture_claimed_until",
+    "metrics_capture_due_at",
+    "metrics_capture_claimed_until",
 )
 
 
@@ -180,4 +182,5 @@ def _memory_row(store: MemoryStore, incident_id: uuid.UUID) -> dict[str, Any]:
         "logs_capture_claimed_until": capture.claimed_until,
         "logs_window_start": None if window is None else window.start,
         "logs_window_end": None if window is None else window.end,
+        "severity_changes": to_json_text(capture.severity_changes),
     }

@@ -2,7 +2,8 @@
 
 Acknowledge and resolve through HTTP: the row, the DowntimeIncident and an Event on the monitor
 follow, and the running monitor notices the manual resolve, so the outage that goes on becomes a
-new incident rather than being folded into the resolved one.
+new incident rather than being folded into the resolved one. A root cause written through PATCH
+is mirrored to the DowntimeIncident's ``status.rootCause``, beside the monitor's playbook.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.support.api import KEYS
 from tests.support.target import TargetServer
 
 AUTH = {"Authorization": f"Bearer {KEYS['ops']}"}
+PLAYBOOK = "https://runbooks.example.com/api-down"
 
 
 @pytest.fixture
@@ -106,3 +108,49 @@ async def test_acknowledge_and_resolve_through_the_api(
             ongoing = (await response.json())["incidents"]
         assert [i["incident_id"] for i in ongoing] != [incident_id]
         assert len(ongoing) == 1
+
+
+async def test_the_root_cause_written_through_the_api_is_mirrored_to_the_cr(
+    api_env: tuple[Env, str], target: TargetServer
+) -> None:
+    """PATCH root cause and a note: the DowntimeIncident shows them beside the playbook its
+    monitor gave it, and keeps them when the runner resolves it afterwards."""
+    env, base = api_env
+    target.set_mode("failing")
+    env.apply(monitor("api", target.url, playbook=PLAYBOOK))
+    [incident] = await eventually(env.opened_incidents, within=30, what="the first incident")
+    assert incident["status"]["playbook"] == PLAYBOOK
+    incident_id = incident["spec"]["incidentId"]
+    name = incident["metadata"]["name"]
+    await eventually(env.rows, within=20, what="its row")
+
+    def cr_status() -> dict[str, Any]:
+        return dict(env.cp.kubectl_json("get", "dti", name, "-n", env.namespace)["status"])
+
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.patch(
+            f"{base}/admin/downtime/incidents/{incident_id}",
+            json={"root_cause": "Connection pool exhausted", "notes": "raised the pool to 50"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        detail = (await response.json())["incident"]
+    assert detail["root_cause"] == "Connection pool exhausted"
+    assert detail["playbook"] == PLAYBOOK
+    status = await eventually(
+        lambda: "rootCause" in (found := cr_status()) and found,
+        within=20,
+        what="status.rootCause",
+    )
+    assert status["rootCause"] == "Connection pool exhausted"
+    assert status["notes"].endswith("ops] raised the pool to 50")
+
+    # The runner's own writes (here: the resolution) never take the person's words away.
+    target.set_mode("healthy")
+    status = await eventually(
+        lambda: (found := cr_status())["status"] == "resolved" and found,
+        within=20,
+        what="the resolution",
+    )
+    assert (status["rootCause"], status["playbook"]) == ("Connection pool exhausted", PLAYBOOK)

@@ -111,6 +111,25 @@ INVALID_MONITORS: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.targetRef.name"],
     ),
     ("target-ref-without-name", {"targetRef": {"kind": "Deployment"}}, ["spec.targetRef.name"]),
+    ("metrics-without-query", {"metrics": [{"name": "queue"}]}, ["spec.metrics[0].query"]),
+    (
+        "metrics-bad-name",
+        {"metrics": [{"name": "queue depth", "query": "up"}]},
+        ["spec.metrics[0].name"],
+    ),
+    (
+        "metrics-repeated-name",
+        {"metrics": [{"name": "q", "query": "up"}, {"name": "q", "query": "down"}]},
+        ["spec.metrics[1]", "Duplicate value"],
+    ),
+    (
+        "metrics-too-many",
+        {"metrics": [{"name": f"q{n}", "query": "up"} for n in range(11)]},
+        ["spec.metrics", "must have at most 10 items"],
+    ),
+    ("playbook-too-long", {"playbook": "x" * 2001}, ["spec.playbook", "Too long"]),
+    ("playbook-empty", {"playbook": ""}, ["spec.playbook"]),
+    ("playbook-not-text", {"playbook": {"url": "https://wiki"}}, ["spec.playbook"]),
 ]
 
 
@@ -177,6 +196,7 @@ def test_full_monitor_is_accepted_as_written(control_plane: ControlPlane, namesp
             "storage": "file",
         },
         "notifications": [{"channel": "oncall"}],
+        "playbook": "https://runbooks.example.com/api\n" + "p" * 1960,
     }
     control_plane.apply(monitor("full", **spec), namespace=namespace)
 
@@ -323,6 +343,7 @@ def test_incident_columns_and_immutable_spec(control_plane: ControlPlane, namesp
                     "topErrors": [{"message": "upstream timeout", "count": 4}],
                 },
                 "notes": "",
+                "playbook": "https://runbooks.example.com/web",
             }
         },
         content_type="application/merge-patch+json",
@@ -353,6 +374,7 @@ def test_incident_columns_and_immutable_spec(control_plane: ControlPlane, namesp
     assert "spec is immutable" in patched.stderr
     stored = control_plane.kubectl_json("get", "dti", "web-20260101-000000", "-n", namespace)
     assert stored["spec"] == body["spec"]
+    assert stored["status"]["playbook"] == "https://runbooks.example.com/web"  # not pruned
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -214,7 +215,10 @@ async def test_escalation_raises_severity_in_both_places(env: Env, target: Targe
         rows = await env.rows()
         return rows if rows and rows[0]["severity"] == "critical" else []
 
-    await eventually(critical_row, within=30, what="critical severity in Postgres")
+    [row] = await eventually(critical_row, within=30, what="critical severity in Postgres")
+    [change] = json.loads(row["severity_changes"])  # the one change, written once
+    assert (change["from"], change["to"]) == ("medium", "critical")
+    assert parse_time(change["at"]) - row["started_at"] >= timedelta(seconds=4)
     await eventually(
         lambda: env.incidents()[0]["status"]["severity"] == "critical",
         within=10,

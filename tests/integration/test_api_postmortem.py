@@ -13,7 +13,10 @@ import aiohttp
 import pytest
 from tests.support.api import KEYS, ApiUnderTest, clear, insert_incident, serve_api
 
+from downtime_operator.adapters.postgres import PostgresIncidentStore
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
+from downtime_operator.domain.models import Severity
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.services.outbox import NewNotification, Outcome
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -195,9 +198,18 @@ async def test_unknown_incidents_and_missing_keys(
 async def test_the_report_in_markdown_and_json(
     api: ApiUnderTest, http: aiohttp.ClientSession
 ) -> None:
-    incident = await insert_incident(api.pool, started_at=T0)
+    incident = await insert_incident(
+        api.pool, started_at=T0, severity=Severity.MEDIUM, playbook="https://runbooks/api"
+    )
     iid = incident.incident_id
     path = f"{INCIDENTS}/{iid}"
+    await PostgresIncidentStore(api.pool).escalate_incident(
+        iid,
+        change=SeverityChange(
+            at=T0 + timedelta(minutes=1), previous=Severity.MEDIUM, severity=Severity.HIGH
+        ),
+        failed_checks=7,
+    )
     api.clock.pinned = T0 + timedelta(minutes=2)
     async with http.post(api.url(f"{path}/acknowledge"), headers=bearer("ops")) as response:
         assert response.status == 200
@@ -229,6 +241,9 @@ async def test_the_report_in_markdown_and_json(
         assert f"\n## {section}\n" in text
     assert f"# Incident report: {incident.k8s_name}\n" in text
     assert "| 2026-03-10 12:00:02 UTC | Notification opened sent to shop/oncall |" in text
+    assert "| 2026-03-10 12:01:00 UTC | Escalated from medium to high |" in text
+    assert "- Severity changes: from medium to high at 2026-03-10 12:01:00 UTC" in text
+    assert "## Playbook\n\n<https://runbooks/api>\n" in text
     assert "| 2026-03-10 12:02:00 UTC | Acknowledged by ops |" in text
     assert "| 2026-03-10 12:09:00 UTC | Resolved by ops after 9m |" in text
     assert "```text\npool exhausted\n```" in text
@@ -247,7 +262,14 @@ async def test_the_report_in_markdown_and_json(
     assert report["timeline"][0] == {"at": "2026-03-10T12:00:00Z", "event": "First failed check"}
     assert report["evidence"]["server_info"] is None
     assert report["evidence"]["log_capture"]["summary"] == "not planned"
-    assert (report["playbook"], report["root_cause"]) == (None, "pool exhausted")
+    assert report["impact"]["severity_changes"] == [
+        {"at": "2026-03-10T12:01:00Z", "from": "medium", "to": "high"}
+    ]
+    assert (report["playbook"], report["root_cause"]) == ("https://runbooks/api", "pool exhausted")
+    async with http.get(api.url(path), headers=bearer("ops")) as response:
+        detail = (await response.json())["incident"]
+    assert detail["playbook"] == "https://runbooks/api"
+    assert detail["severity_changes"] == report["impact"]["severity_changes"]
 
 
 async def test_the_report_of_an_unknown_incident_or_without_a_key(

@@ -38,6 +38,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.domain.statistics import DowntimeSpan
 from downtime_operator.domain.window import CaptureWindow
 from downtime_operator.services.ports import (
@@ -174,6 +175,7 @@ def _as_created(incident: Incident) -> Incident:
         response_body=truncate_body(incident.response_body),
         notes=clean_text(incident.notes),
         root_cause=clean_text(incident.root_cause),
+        playbook=clean_text(incident.playbook),
         logs_state=None,
     )
 
@@ -201,6 +203,8 @@ class CaptureRow:
     truncated: bool | None = None
     available: int | None = None
     window: CaptureWindow | None = None
+    severity_changes: list[dict[str, str]] | None = None
+    """``severity_changes`` as its JSON, each escalation appended by ``escalate_incident``."""
 
 
 class MemoryStore:
@@ -286,6 +290,20 @@ class MemoryStore:
             else:
                 setattr(capture, CAPTURE_COLUMNS[name], value)
         self.writes.append(f"update {incident_id} {sorted(fields)}")
+
+    async def escalate_incident(
+        self, incident_id: UUID, *, change: SeverityChange, failed_checks: int
+    ) -> None:
+        self._check()
+        row = self.rows.get(incident_id)
+        if row is None:
+            return
+        if row.severity is not change.severity:  # else a retry: appended already
+            capture = self.captures[incident_id]
+            capture.severity_changes = [*(capture.severity_changes or ()), change.to_json()]
+        row.severity = change.severity
+        row.failed_checks = failed_checks
+        self.writes.append(f"escalate {incident_id}")
 
     async def resolve_incident(
         self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None

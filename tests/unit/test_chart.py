@@ -36,6 +36,13 @@ EVERYTHING_ON: dict[str, Any] = {
     "adminApi": {"existingSecret": "api-keys"},
     "logEncryption": {"existingSecret": "log-keys", "activeKey": "k2"},
     "loki": {"enabled": True, "queryUrl": "https://loki.example", "existingSecret": "loki"},
+    "prometheus": {
+        "url": "http://prometheus-operated.monitoring:9090",
+        "orgId": "team-a",
+        "existingSecret": "prometheus",
+        "usernameKey": "user",
+        "passwordKey": "password",
+    },
 }
 
 # Exactly what the operator does with each resource (see the rules' comment in _helpers.tpl).
@@ -159,9 +166,14 @@ def test_secrets_are_referenced_never_created(helm: Helm) -> None:
         ("DATABASE_URL", f"{FULLNAME}-database"),
         ("GRAFANA_LOKI_USERNAME", "loki"),
         ("GRAFANA_LOKI_API_KEY", "loki"),
+        ("PROMETHEUS_USERNAME", "prometheus"),
+        ("PROMETHEUS_PASSWORD", "prometheus"),
     ]:
         assert "value" not in env[name]
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret
+    assert "PROMETHEUS_BEARER_TOKEN" not in env  # its key was left empty: not read
+    assert env["PROMETHEUS_URL"]["value"] == "http://prometheus-operated.monitoring:9090"
+    assert env["PROMETHEUS_ORG_ID"]["value"] == "team-a"
     [deployment] = of_kind(objects, "Deployment")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["api-keys"]["secret"] == {"secretName": "api-keys"}

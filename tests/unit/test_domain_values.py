@@ -1,12 +1,16 @@
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from downtime_operator.domain.durations import format_duration, parse_duration
 from downtime_operator.domain.models import Escalation, SecretHeader, Severity
 from downtime_operator.domain.naming import incident_resource_name
 from downtime_operator.domain.severity import effective_severity
-from downtime_operator.domain.spec import InvalidSpecError, parse_monitor_spec
+from downtime_operator.domain.spec import PLAYBOOK_MAX_CHARS, InvalidSpecError, parse_monitor_spec
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -80,6 +84,20 @@ def test_spec_errors_name_the_field(raw: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidSpecError) as caught:
         parse_monitor_spec(raw)
     assert field in str(caught.value)
+
+
+def test_the_playbook_is_a_link_or_short_text_as_the_crd_says() -> None:
+    crd = yaml.safe_load((REPO / "crds" / "healthmonitors.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    playbook = schema["properties"]["spec"]["properties"]["playbook"]
+    assert playbook["maxLength"] == PLAYBOOK_MAX_CHARS
+    assert parse_monitor_spec({"url": "http://x"}).playbook is None
+    text = "Restart the api:\nkubectl rollout restart deploy/api"
+    assert parse_monitor_spec({"url": "http://x", "playbook": text}).playbook == text
+    for bad in ("", "x" * (PLAYBOOK_MAX_CHARS + 1)):
+        with pytest.raises(InvalidSpecError) as caught:
+            parse_monitor_spec({"url": "http://x", "playbook": bad})
+        assert "spec.playbook" in str(caught.value)
 
 
 def test_headers_from_become_secret_headers_and_bad_ones_name_their_path() -> None:

@@ -122,6 +122,22 @@ async def test_escalation_raises_severity_in_store_and_resource() -> None:
     assert incident.severity is Severity.CRITICAL
     assert world.resources.incidents[incident.k8s_name].severity is Severity.CRITICAL
     assert "IncidentEscalated" in [reason for reason, _ in world.resources.events]
+    # Recorded once, at the first check two minutes after the first failed one.
+    assert world.store.captures[incident.incident_id].severity_changes == [
+        {"at": "2026-01-01T00:02:00+00:00", "from": "high", "to": "critical"}
+    ]
+
+
+async def test_the_playbook_of_the_monitor_goes_with_its_incident() -> None:
+    world = World(outage(0, 1000), spec={**SPEC, "playbook": "https://runbooks/api"})
+    runner = await world.run(seconds=60)
+    [incident] = world.store.rows.values()
+    assert incident.playbook == "https://runbooks/api"
+    assert world.resources.incidents[incident.k8s_name].playbook == "https://runbooks/api"
+    # The one that applied when it opened: a later edit is for the next incident.
+    world.spec = {**SPEC, "playbook": "https://runbooks/api-v2"}
+    await world.run(seconds=60, runner=runner)
+    assert world.store.rows[incident.incident_id].playbook == "https://runbooks/api"
 
 
 async def test_a_long_outage_shows_its_failed_checks_once_per_sync_period() -> None:

@@ -63,6 +63,7 @@ from downtime_operator.domain.notifications.render import (
     slack_message,
     webhook_body,
 )
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.domain.spec import InvalidSpecError
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -70,6 +71,7 @@ REF = {"name": "notify", "key": "value"}
 SLACK = {"type": "slack", "slack": {"webhookUrlFrom": REF}}
 API = "https://ops.example.com"
 CRD = Path(__file__).resolve().parents[2] / "crds" / "notificationchannels.yaml"
+PLAYBOOK = "https://runbooks.example.com/api-down"
 
 
 def incident(**changes: Any) -> Incident:
@@ -239,8 +241,10 @@ def test_crd_and_parser_share_patterns_enums_and_defaults() -> None:
 def test_notice_round_trips_through_its_payload() -> None:
     captured = IncidentEvent(
         kind=IncidentEventKind.ESCALATED,
-        incident=incident(severity=Severity.CRITICAL),
-        previous_severity=Severity.HIGH,
+        incident=incident(severity=Severity.CRITICAL, playbook=PLAYBOOK),
+        escalation=SeverityChange(
+            at=T0 + timedelta(minutes=9), previous=Severity.HIGH, severity=Severity.CRITICAL
+        ),
     )
     original = notice_for(captured, at=T0 + timedelta(minutes=10))
     assert original is not None
@@ -251,6 +255,10 @@ def test_notice_round_trips_through_its_payload() -> None:
     assert "outbox_id" not in payload
     assert Notice.from_payload(payload, outbox_id="abc") == original
     assert original.event_key == "escalated:critical"
+    assert (original.previous_severity, original.playbook) == (Severity.HIGH, PLAYBOOK)
+    # A payload queued before notices carried a playbook reads back without one.
+    del payload["playbook"]
+    assert Notice.from_payload(payload).playbook is None
 
 
 def test_notice_for_maps_pipeline_events() -> None:
@@ -425,6 +433,35 @@ def test_email_digest_id_does_not_depend_on_order() -> None:
     second = email_content(notices[::-1], sender="a@x.io", to=["a@x.io"], api_url=None)
     assert first.message_id == second.message_id == f"<{delivery_id(notices)}@downtime-operator>"
     assert first.subject == "[DOWN] 5 incidents opened"
+
+
+def test_every_channel_type_names_the_playbook() -> None:
+    linked = notice(playbook=PLAYBOOK)
+    slack = slack_message([linked], api_url=None)
+    assert f"*Playbook:* <{PLAYBOOK}|{PLAYBOOK}>" in json.dumps(slack["blocks"])
+    assert f"Playbook: {PLAYBOOK}" in slack["text"]
+    email = email_content([linked], sender="a@x.io", to=["a@x.io"], api_url=None)
+    assert f"Playbook: {PLAYBOOK}" in email.text
+    assert f'<a href="{PLAYBOOK}">' in email.html
+    paged = pagerduty_event(linked, routing_key="R", severity_map=SeverityMap())
+    assert paged["payload"]["custom_details"]["Playbook"] == PLAYBOOK
+    assert paged["links"] == [{"href": PLAYBOOK, "text": "Playbook"}]
+    assert json.loads(webhook_body([linked]))["data"]["playbook"] == PLAYBOOK
+    digest = [linked, notice(incident_id=uuid4())]
+    line = f"— playbook: {PLAYBOOK}"
+    assert line in slack_message(digest, api_url=None)["blocks"][1]["text"]["text"]
+    assert line in email_content(digest, sender="a@x.io", to=["a@x.io"], api_url=None).text
+
+
+def test_a_playbook_in_words_is_text_not_a_link() -> None:
+    words = notice(playbook="https://wiki/db first, then <!channel> & restart api")
+    slack = json.dumps(slack_message([words], api_url=None)["blocks"])
+    assert "*Playbook:* https://wiki/db first, then &lt;!channel&gt; &amp; restart api" in slack
+    email = email_content([words], sender="a@x.io", to=["a@x.io"], api_url=None)
+    assert "<a href" not in email.html.split("Playbook")[1]
+    paged = pagerduty_event(words, routing_key="R", severity_map=SeverityMap())
+    assert "links" not in paged
+    assert "Playbook" not in json.dumps(slack_message([notice()], api_url=None))
 
 
 def test_webhook_body() -> None:

@@ -127,6 +127,11 @@ def details(**changes: Any) -> dict[str, Any]:
         },
         "server_info": None,
         "kube_context": KUBE_CONTEXT,
+        "playbook": "https://runbooks.example.com/shop/checkout-down",
+        "severity_changes": [
+            {"at": "2026-11-29T10:03:00+00:00", "from": "high", "to": "critical"},
+            {"at": "2026-11-29T10:01:00+00:00", "from": "medium", "to": "high"},
+        ],
         "created_at": T0,
         "updated_at": T0,
     }
@@ -192,12 +197,18 @@ def test_the_json_has_every_section() -> None:
         "status": "resolved",
     }
     assert out["impact"]["duration_seconds"] == 750.0 and out["impact"]["failed_checks"] == 41
+    assert out["impact"]["severity_changes"] == [
+        {"at": T0 + timedelta(minutes=1), "from": "medium", "to": "high"},
+        {"at": T0 + timedelta(minutes=3), "from": "high", "to": "critical"},
+    ]
     assert [e["event"] for e in out["timeline"]] == [
         "First failed check",
         "Detected: failure threshold reached, incident opened",
         "Notification opened sent to shop/oncall",
+        "Escalated from medium to high",
         "Notification opened to shop/email failed",
         "Acknowledged by alice",
+        "Escalated from high to critical",
         "Note added by alice",
         "Resolved by bob after 12m 30s",
         "Root cause set by bob",
@@ -216,7 +227,7 @@ def test_the_json_has_every_section() -> None:
     )
     assert [c["rule"] for c in context["probable_causes"]] == ["rollout", "noReadyPods"]
     assert set(context["snapshots"]) == {"detection", "resolution"}
-    assert out["playbook"] is None
+    assert out["playbook"] == "https://runbooks.example.com/shop/checkout-down"
     assert out["root_cause"].startswith("Connection pool exhausted")
 
 
@@ -238,6 +249,8 @@ def test_what_was_not_recorded_says_so() -> None:
                 monitor_namespace=None,
                 monitor_name=None,
                 k8s_name=None,
+                playbook=None,
+                severity_changes=None,
             )
         ),
         calls=[],
@@ -247,6 +260,7 @@ def test_what_was_not_recorded_says_so() -> None:
     assert f"# Incident report: {INCIDENT_ID}" in text
     assert "- Monitor: none (recorded before the operator)" in text
     assert "- Duration: ongoing since 2026-11-29 10:00:00 UTC" in text
+    assert "- Severity changes: none" in text
     assert "### Metrics snapshot\n\nnot recorded" in text
     assert "### Server info\n\nnot recorded" in text
     assert "### Kubernetes context and probable causes\n\nnot recorded" in text
@@ -283,6 +297,20 @@ def test_recorded_text_cannot_break_the_layout() -> None:
     )
     assert "`````json\n" in text and "````text\nsee ```code``` here\n````" in text
     assert "| 10 | Redis \\| connection failed |" in text
+
+
+@pytest.mark.parametrize(
+    ("playbook", "shown"),
+    [
+        ("https://wiki.example/checkout", "<https://wiki.example/checkout>"),
+        ("Page #db-oncall\n# then restart", "```text\nPage #db-oncall\n# then restart\n```"),
+        ("https://wiki.example/a>b", "```text\nhttps://wiki.example/a>b\n```"),
+    ],
+)
+def test_a_playbook_is_a_link_or_text(playbook: str, shown: str) -> None:
+    assert f"## Playbook\n\n{shown}\n\n## Root cause" in render_markdown(
+        the_report(playbook=playbook)
+    )
 
 
 def test_the_timeline_knows_the_audited_actions_by_their_routes() -> None:

@@ -142,11 +142,13 @@ def test_incident_status_drops_unknowns_and_round_trips() -> None:
     assert back == resolved
 
 
-def test_the_root_cause_is_shown_and_read_back() -> None:
+def test_the_root_cause_and_the_playbook_are_shown_and_read_back() -> None:
     annotated = incident()
     annotated.root_cause = "expired certificate"
+    annotated.playbook = "https://runbooks.example/api"
     status = incident_status(annotated)
     assert status["rootCause"] == "expired certificate"
+    assert status["playbook"] == "https://runbooks.example/api"
     back = incident_from_resource({**incident_body(annotated, monitor_uid=None), "status": status})
     assert back == annotated
 

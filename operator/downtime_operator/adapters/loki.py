@@ -27,6 +27,12 @@ import aiohttp
 from pydantic import SecretStr
 
 from downtime_operator.adapters.client_session import SessionOwner
+from downtime_operator.adapters.http_retry import (
+    Retryable,
+    RetryPolicy,
+    is_retryable_status,
+    retry_after_seconds,
+)
 from downtime_operator.domain.log_capture import LogQuery
 from downtime_operator.domain.log_entries import LogBatch, LogEntry, normalize_entry
 from downtime_operator.services.ports import LogSourceError
@@ -38,12 +44,7 @@ DEFAULT_PAGE_LIMIT = 5000
 """Loki's default ``max_entries_limit_per_query``."""
 DEFAULT_COUNT_LIMIT = 100_000
 ERROR_BODY_MAX_CHARS = 1024
-_MIN_ATTEMPT_SECONDS = 0.1
-"""An attempt with less time left than this cannot answer; it would only hide the last error
-(Loki's own text) behind a timeout of our making."""
 _HTTP_OK = 200
-_HTTP_TOO_MANY_REQUESTS = 429
-_HTTP_SERVER_ERROR = 500
 # Ask Loki 3 to keep stream labels apart from structured metadata and parsed labels (the third
 # element of each value), so an entry's stream is its real stream. Older versions ignore it.
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
@@ -51,12 +52,6 @@ _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
 _LabelsKey = tuple[tuple[str, str], ...]
 _Value = tuple[int, _LabelsKey, str, dict[str, str], dict[str, str] | None]
 """(timestamp ns, stream labels as a sortable key, line, stream labels, metadata)"""
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def query_range_url(base: str) -> str:
@@ -93,16 +88,19 @@ class LokiClient(SessionOwner):
             self._headers["X-Scope-OrgID"] = tenant_id
         self._page_limit = page_limit
         self._count_limit = count_limit
-        self._request_timeout = request_timeout
-        self._deadline = deadline
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._rng = rng or random.Random()
+        self._retry = RetryPolicy(
+            service="Loki",
+            deadline=deadline,
+            request_timeout=request_timeout,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            rng=rng or random.Random(),
+        )
 
     @property
     def deadline(self) -> float:
         """Seconds one ``fetch`` may take, retries included."""
-        return self._deadline
+        return self._retry.deadline
 
     def _new_session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -115,7 +113,7 @@ class LokiClient(SessionOwner):
         if query.window.is_empty:
             return LogBatch(entries=[], available=0, truncated=False)
         loop = asyncio.get_running_loop()
-        deadline_at = loop.time() + self._deadline
+        deadline_at = loop.time() + self._retry.deadline
         window = query.window
         count_limit = max(self._count_limit, query.max_lines)
         kept: list[tuple[int, _LabelsKey, str, LogEntry]] = []
@@ -178,7 +176,6 @@ class LokiClient(SessionOwner):
         self, query: str, start_ns: int, end_ns: int, deadline_at: float
     ) -> list[_Value]:
         """One page of entries in (time, labels, line) order, retried until the deadline."""
-        loop = asyncio.get_running_loop()
         params = {
             "query": query,
             "start": str(start_ns),
@@ -186,35 +183,10 @@ class LokiClient(SessionOwner):
             "limit": str(self._page_limit),
             "direction": "forward",
         }
-        attempts = 0
-        last: _Retryable | None = None
-        while True:
-            remaining = deadline_at - loop.time()
-            if remaining < _MIN_ATTEMPT_SECONDS:
-                # A sleep can overrun on a busy host; Loki's own answer still names the cause.
-                raise self._out_of_time(attempts, last)
-            try:
-                return await self._request(params, min(self._request_timeout, remaining))
-            except _Retryable as exc:
-                attempts += 1
-                last = exc
-                delay = min(self._max_delay, self._base_delay * 2 ** (attempts - 1))
-                delay *= self._rng.uniform(0.5, 1.0)
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                if loop.time() + delay + _MIN_ATTEMPT_SECONDS > deadline_at:
-                    raise self._out_of_time(attempts, last) from exc
-                logger.info("Loki: %s; retry %d in %.2fs", exc, attempts, delay)
-                await asyncio.sleep(delay)
-
-    def _out_of_time(self, attempts: int, last: _Retryable | None) -> LogSourceError:
-        if last is None:
-            return LogSourceError(
-                f"Loki query did not finish within the {self._deadline:g}s deadline"
-            )
-        return LogSourceError(
-            f"Loki query failed after {attempts} attempt(s) within the"
-            f" {self._deadline:g}s deadline: {last}"
+        return await self._retry.call(
+            lambda seconds: self._request(params, seconds),
+            deadline_at=deadline_at,
+            error=LogSourceError,
         )
 
     async def _request(self, params: dict[str, str], seconds: float) -> list[_Value]:
@@ -227,27 +199,18 @@ class LokiClient(SessionOwner):
             ):
                 body = await response.read()
                 status = response.status
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         except TimeoutError as exc:
-            raise _Retryable(f"timeout after {seconds:g}s") from exc
+            raise Retryable(f"timeout after {seconds:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         if status != _HTTP_OK:
             text = body.decode("utf-8", errors="replace").strip()[:ERROR_BODY_MAX_CHARS]
             message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-            if status == _HTTP_TOO_MANY_REQUESTS or status >= _HTTP_SERVER_ERROR:
-                raise _Retryable(message, retry_after=retry_after)
+            if is_retryable_status(status):
+                raise Retryable(message, retry_after=retry_after)
             raise LogSourceError(f"Loki refused the query: {message}")
         return _values(body)
-
-
-def _retry_after(header: str | None) -> float | None:
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None  # an HTTP date: rare from Loki, and our own backoff applies anyway
 
 
 def _metadata(extra: Any) -> dict[str, str] | None:

@@ -232,6 +232,16 @@ class IncidentOut(_Out):
     updated_at: datetime
 
 
+class SeverityChangeOut(_Out):
+    """One escalation of the incident: when, and from which severity to which."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    at: datetime
+    from_: Severity = Field(alias="from")
+    to: Severity
+
+
 class IncidentDetailOut(IncidentOut):
     """Every column of one incident, including captured logs stored in the row."""
 
@@ -246,6 +256,12 @@ class IncidentDetailOut(IncidentOut):
     kube_context: Any = Field(
         default=None,
         description="The Kubernetes context at detection and resolution (null: none recorded).",
+    )
+    playbook: str | None = Field(
+        default=None, description="The monitor's spec.playbook when the incident opened."
+    )
+    severity_changes: list[SeverityChangeOut] | None = Field(
+        default=None, description="Each escalation, in order (null: none)."
     )
 
 
@@ -430,6 +446,7 @@ class ReportImpactOut(_Out):
     failed_checks: int
     error_message: str | None
     http_status_code: int | None
+    severity_changes: list[SeverityChangeOut] = Field(description="Each escalation, in order.")
 
 
 class TimelineEntryOut(_Out):

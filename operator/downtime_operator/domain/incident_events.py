@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from downtime_operator.domain.kube_context import ContextScope
 from downtime_operator.domain.log_capture import CapturePlan, CaptureResult
-from downtime_operator.domain.models import Incident, Severity
+from downtime_operator.domain.models import Incident
+from downtime_operator.domain.prometheus import MetricsPlan
+from downtime_operator.domain.severity import SeverityChange
 
 
 class IncidentEventKind(enum.StrEnum):
@@ -53,10 +55,12 @@ class IncidentEvent:
     into events still waiting in a sink's lane."""
     capture_plan: CapturePlan | None = None
     """OPENED and RESTORED: the log capture planned for the incident."""
+    metrics_plan: MetricsPlan | None = None
+    """OPENED and RESTORED: the Prometheus queries planned for it (None: the monitor has none)."""
     capture: CaptureResult | None = None
     """LOGS_CAPTURED: the result to show."""
-    previous_severity: Severity | None = None
-    """ESCALATED: the severity it was raised from."""
+    escalation: SeverityChange | None = None
+    """ESCALATED: when, and from which severity to which (``severity_changes``)."""
     notes: str | None = None
     """RESOLVED, ACKNOWLEDGED: what was said when it happened."""
     resolved_by: ResolvedBy = ResolvedBy.RECOVERY
@@ -87,11 +91,11 @@ def kubernetes_event(event: IncidentEvent) -> KubernetesEvent | None:
             reason="IncidentOpened",
             message=f"Outage detected: {incident.error_message} (incident {name})",
         )
-    if kind is IncidentEventKind.ESCALATED:
+    if kind is IncidentEventKind.ESCALATED and event.escalation is not None:
         return KubernetesEvent(
             reason="IncidentEscalated",
-            message=f"Incident {name} escalated from {event.previous_severity}"
-            f" to {incident.severity}",
+            message=f"Incident {name} escalated from {event.escalation.previous}"
+            f" to {event.escalation.severity}",
             warning=True,
         )
     duration = f"{incident.duration_seconds or 0.0:.0f}s"

@@ -11,7 +11,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from downtime_operator.domain.analysis import LogAnalysis
-from downtime_operator.domain.models import Incident, LogCaptureSpec, LogCaptureState, LogStorage
+from downtime_operator.domain.models import (
+    Incident,
+    LogCaptureSpec,
+    LogCaptureState,
+    LogStorage,
+    MonitorSpec,
+)
+from downtime_operator.domain.prometheus import MetricsPlan
 from downtime_operator.domain.window import CaptureWindow, format_unix_ns
 
 DEFAULT_AFTER = timedelta(minutes=5)
@@ -52,6 +59,17 @@ def plan_capture(spec: LogCaptureSpec, *, loki_configured: bool) -> CapturePlan:
     elif not spec.query:
         reason = "logCapture.query is not set"
     return plan if reason is None else replace(plan, enabled=False, disabled_reason=reason)
+
+
+def plan_metrics(spec: MonitorSpec) -> MetricsPlan | None:
+    """The Prometheus queries for a monitor's new incident, over the log capture's margins (one
+    window for both, so a log line and a metric point of the same moment are both there); None
+    when the monitor lists none."""
+    if not spec.metrics:
+        return None
+    return MetricsPlan(
+        queries=spec.metrics, before=spec.log_capture.before, after=spec.log_capture.after
+    )
 
 
 def state_at_resolution(state: LogCaptureState | None) -> LogCaptureState | None:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from downtime_operator.domain.evidence import MetricsSnapshot, ServerInfo
 from downtime_operator.domain.kube_context import TargetKind
+from downtime_operator.domain.prometheus import MetricQuery
 from downtime_operator.domain.slo import SloSpec
 
 
@@ -120,8 +121,13 @@ class MonitorSpec:
     """The channels the spec lists (name, else type), reported as not sent: no notifier exists."""
     target_ref: tuple[TargetKind, str] | None = None
     """``spec.targetRef``: the workload behind the endpoint, for the incident's context."""
+    playbook: str | None = None
+    """``spec.playbook``: what to do about an outage (a URL or short text), given to its
+    incidents."""
     slo: SloSpec | None = None
     """``spec.slo``: the objective its ``status.slo`` is measured against."""
+    metrics: tuple[MetricQuery, ...] = ()
+    """``spec.metrics``: PromQL whose values around an outage go into its metrics snapshot."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +172,9 @@ class Incident:
     """The monitor's own checks around the outage: at detection, completed at resolution."""
     server_info: ServerInfo | None = None
     """What the check that opened the incident learned about the server."""
+    playbook: str | None = None
+    """The monitor's ``spec.playbook`` when the incident opened: the one that applied then,
+    whatever the monitor says later."""
 
     @property
     def is_open(self) -> bool:

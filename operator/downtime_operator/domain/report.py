@@ -22,6 +22,7 @@ from downtime_operator.domain.kube_context import (
     record_causes,
 )
 from downtime_operator.domain.notifications.render import format_seconds
+from downtime_operator.domain.severity import SeverityChange
 
 ACKNOWLEDGE = "acknowledgeIncident"
 RESOLVE = "resolveIncident"
@@ -88,6 +89,10 @@ class IncidentFacts:
     notes: str | None
     kube_context: Mapping[str, Any] | None = None
     """``{stage: snapshot}`` (``kube_context``); None without a Kubernetes target."""
+    playbook: str | None = None
+    """The monitor's ``spec.playbook`` when the incident opened."""
+    severity_changes: Sequence[Mapping[str, Any]] | None = None
+    """``[{at, from, to}]``, one per escalation; None before the first."""
 
     @classmethod
     def from_details(cls, details: Mapping[str, Any]) -> IncidentFacts:
@@ -162,8 +167,8 @@ class IncidentReport:
     """The capture's state in words."""
     findings: LogFindings | None
     """None when no analysis was stored."""
-    playbook: str | None = None
-    """Not recorded yet: monitors have no playbook field."""
+    severity_changes: tuple[SeverityChange, ...] = ()
+    """Each escalation, oldest first."""
     context: dict[ContextStage, ContextSnapshot] = field(default_factory=dict)
     """The Kubernetes context read at each stage; empty when none was recorded."""
 
@@ -191,6 +196,10 @@ class IncidentReport:
                 "failed_checks": facts.failed_checks,
                 "error_message": facts.error_message,
                 "http_status_code": facts.http_status_code,
+                "severity_changes": [
+                    {"at": change.at, "from": change.previous.value, "to": change.severity.value}
+                    for change in self.severity_changes
+                ],
             },
             "timeline": [{"at": e.at, "event": e.event} for e in self.timeline],
             "evidence": {
@@ -216,7 +225,7 @@ class IncidentReport:
                     ],
                 },
             },
-            "playbook": self.playbook,
+            "playbook": facts.playbook,
             "root_cause": facts.root_cause,
             "notes": facts.notes,
         }
@@ -237,10 +246,17 @@ class IncidentReport:
 def build_report(
     *, facts: IncidentFacts, calls: Sequence[AuditedCall], deliveries: Sequence[Delivery]
 ) -> IncidentReport:
+    changes = tuple(
+        sorted(
+            (SeverityChange.from_json(change) for change in facts.severity_changes or ()),
+            key=lambda change: change.at,
+        )
+    )
     return IncidentReport(
         facts=facts,
         context=context_record(facts.kube_context),
-        timeline=_timeline(facts, [c for c in calls if c.outcome == SUCCESS], deliveries),
+        severity_changes=changes,
+        timeline=_timeline(facts, [c for c in calls if c.outcome == SUCCESS], deliveries, changes),
         log_capture=_log_capture(facts),
         findings=None if facts.log_analysis is None else LogFindings.of(facts.log_analysis),
     )
@@ -251,12 +267,21 @@ def format_time(moment: datetime) -> str:
 
 
 def _timeline(
-    facts: IncidentFacts, calls: Sequence[AuditedCall], deliveries: Sequence[Delivery]
+    facts: IncidentFacts,
+    calls: Sequence[AuditedCall],
+    deliveries: Sequence[Delivery],
+    severity_changes: Sequence[SeverityChange],
 ) -> list[TimelineEntry]:
     entries = [
         TimelineEntry(at=facts.started_at, event="First failed check"),
         TimelineEntry(
             at=facts.detected_at, event="Detected: failure threshold reached, incident opened"
+        ),
+        *(
+            TimelineEntry(
+                at=change.at, event=f"Escalated from {change.previous} to {change.severity}"
+            )
+            for change in severity_changes
         ),
     ]
     resolved_by = None

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from downtime_operator.domain.kube_context import NO_CHANGE_FOUND, ContextSnapshot
-from downtime_operator.domain.notifications.render import format_seconds
+from downtime_operator.domain.notifications.render import format_seconds, is_link
 from downtime_operator.domain.report import IncidentReport, LogFindings, format_time
 
 NOT_RECORDED = "not recorded"
@@ -50,7 +50,7 @@ def render_markdown(report: IncidentReport) -> str:
         f"Log capture: {_inline(report.log_capture)}.",
         _findings(report.findings),
         "## Playbook",
-        report.playbook or "none",
+        _playbook(facts.playbook),
         "## Root cause",
         _fenced(facts.root_cause, "text") if facts.root_cause else NOT_RECORDED,
         "## Notes",
@@ -72,9 +72,27 @@ def _impact(report: IncidentReport) -> str:
     error = facts.error_message or "unknown"
     if facts.http_status_code is not None:
         error += f" (HTTP status {facts.http_status_code})"
-    return _items(
-        [("Duration", duration), ("Failed checks", str(facts.failed_checks)), ("Error", error)]
+    changes = "; ".join(
+        f"from {change.previous} to {change.severity} at {format_time(change.at)}"
+        for change in report.severity_changes
     )
+    return _items(
+        [
+            ("Duration", duration),
+            ("Failed checks", str(facts.failed_checks)),
+            ("Error", error),
+            ("Severity changes", changes or "none"),
+        ]
+    )
+
+
+def _playbook(playbook: str | None) -> str:
+    """A link as a link (``<url>``); text, like what people wrote, in a fenced block."""
+    if not playbook:
+        return "none"
+    if is_link(playbook) and not {"<", ">"} & set(playbook):
+        return f"<{playbook}>"
+    return _fenced(playbook, "text")
 
 
 def _context(report: IncidentReport) -> str:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,9 +34,14 @@ from downtime_operator.domain.models import (
     SecretHeader,
     Severity,
 )
+from downtime_operator.domain.prometheus import MAX_QUERIES, MetricQuery
 from downtime_operator.domain.slo import DEFAULT_WINDOW, OBJECTIVE_PATTERN, WINDOW_PATTERN, SloSpec
 
 StatusPattern = Annotated[str, StringConstraints(pattern=r"^([1-5]xx|[1-5][0-9]{2})$")]
+
+PLAYBOOK_MAX_CHARS = 2000
+"""``spec.playbook``'s limit (the CRD's ``maxLength``): a link or a few lines, not a runbook;
+it is copied into every incident, its DowntimeIncident and each notification."""
 
 
 class InvalidSpecError(ValueError):
@@ -122,6 +128,20 @@ class _TargetRef(_Model):
     name: str = Field(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
+class _Metric(_Model):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+    query: str = Field(min_length=1, max_length=2000)
+
+
+def _unique_names(value: list[_Metric]) -> list[_Metric]:
+    # The report and the stored snapshot key each series by its query's name.
+    names = [metric.name for metric in value]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
+    return value
+
+
 class _Slo(_Model):
     objective: str = Field(pattern=OBJECTIVE_PATTERN)
     window: str = Field(default=DEFAULT_WINDOW, pattern=WINDOW_PATTERN)
@@ -151,7 +171,11 @@ class _Spec(_Model):
         default_factory=list, max_length=32
     )
     target_ref: _TargetRef | None = Field(default=None, alias="targetRef")
+    playbook: str | None = Field(default=None, min_length=1, max_length=PLAYBOOK_MAX_CHARS)
     slo: _Slo | None = None
+    metrics: Annotated[list[_Metric], AfterValidator(_unique_names)] = Field(
+        default_factory=list, max_length=MAX_QUERIES
+    )
 
     @field_validator("interval", "timeout", "retry_interval")
     @classmethod
@@ -221,7 +245,9 @@ def parse_monitor_spec(raw: Mapping[str, Any]) -> MonitorSpec:
         target_ref=None
         if spec.target_ref is None
         else (spec.target_ref.kind, spec.target_ref.name),
+        playbook=spec.playbook,
         slo=None if spec.slo is None else spec.slo.parsed(),
+        metrics=tuple(MetricQuery(name=m.name, query=m.query) for m in spec.metrics),
     )
 
 

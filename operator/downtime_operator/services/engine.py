@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from downtime_operator.domain.models import MonitorRef
 from downtime_operator.services.early_runs import EarlyRuns
 from downtime_operator.services.log_capture import LogCaptureService
+from downtime_operator.services.metrics_capture import MetricsCaptureService
 from downtime_operator.services.monitor_runner import MonitorRunner, RunnerDeps, SpecSnapshot
 from downtime_operator.services.notifications.delivery import NotificationDelivery
 from downtime_operator.services.pipeline import IncidentPipeline
@@ -67,6 +68,7 @@ class MonitorEngine:
         closers: tuple[Closer, ...] = (),
         log_capture: LogCaptureService | None = None,
         notifications: NotificationDelivery | None = None,
+        metrics_capture: MetricsCaptureService | None = None,
     ) -> None:
         self.deps = deps
         self.pipeline = pipeline
@@ -85,6 +87,8 @@ class MonitorEngine:
         self._uptime_stop = EventStopSignal()
         self.notifications = notifications
         self._delivery_stop = EventStopSignal()
+        self.metrics_capture = metrics_capture
+        self._metrics_stop = EventStopSignal()
         self.closing = False
         """Set when ``close`` begins: runners stop before their next check."""
 
@@ -124,6 +128,12 @@ class MonitorEngine:
                     self._deliveries(self.notifications), name="notification-delivery"
                 )
             )
+        if self.metrics_capture is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self._metrics_captures(self.metrics_capture), name="metrics-capture"
+                )
+            )
 
     async def _uptime_reads(self) -> None:
         await self._schema.wait()  # the table may not exist before the migrations
@@ -132,6 +142,10 @@ class MonitorEngine:
     async def _deliveries(self, delivery: NotificationDelivery) -> None:
         await self._schema.wait()  # the outbox is a table the migrations add
         await delivery.run(stop=self._delivery_stop)
+
+    async def _metrics_captures(self, capture: MetricsCaptureService) -> None:
+        await self._schema.wait()  # the schedule is in columns the migrations add
+        await capture.run(stop=self._metrics_stop)
 
     async def _captures(self, log_capture: LogCaptureService) -> None:
         # Captures read columns the migrations add: they start once the schema is in place.
@@ -152,6 +166,8 @@ class MonitorEngine:
         self._uptime_stop.set()
         # Undelivered notifications stay in the outbox (their leases run out): nothing to flush.
         self._delivery_stop.set()
+        # A run cut short gives its claim back; the next start runs it.
+        self._metrics_stop.set()
         for task in self._tasks:
             await cancelled(task)
         for closer in self._closers:

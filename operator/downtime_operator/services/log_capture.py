@@ -11,7 +11,6 @@ The same service answers the admin API's questions about captured logs (``Incide
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from downtime_operator.domain.log_capture import (
 from downtime_operator.domain.log_entries import LogBatch, choose_storage, filter_records
 from downtime_operator.domain.models import Incident, LogCaptureState, LogStorage
 from downtime_operator.domain.window import CaptureWindow, capture_window
+from downtime_operator.services.due_runs import DueRuns
 from downtime_operator.services.pipeline import IncidentPublisher
 from downtime_operator.services.ports import (
     CaptureFiles,
@@ -44,8 +44,6 @@ from downtime_operator.services.ports import (
 )
 
 logger = logging.getLogger(__name__)
-
-_RELEASE_TIMEOUT = 2.0
 
 
 @dataclass(kw_only=True)
@@ -70,38 +68,28 @@ class LogCaptureService:
 
     def __init__(self, deps: LogCaptureDeps) -> None:
         self._deps = deps
+        self._due = DueRuns(
+            what="log capture",
+            claim=self._claim,
+            execute=self._run_claimed,
+            release=self._release,
+            incident_of=lambda pending: pending.incident.incident_id,
+            clock=deps.clock,
+            lease=deps.lease,
+            batch=deps.batch,
+            poll_interval=deps.poll_interval,
+        )
 
     async def run(self, *, stop: StopSignal) -> None:
         """Poll for due captures until stopped; a store outage only delays them."""
-        while not stop.is_set():
-            ran = 0
-            try:
-                ran = await self.run_due()
-            except Exception as exc:
-                logger.warning("log capture: due captures not read: %s", exc)
-            if ran < self._deps.batch:
-                await stop.sleep(self._deps.poll_interval)
+        await self._due.run(stop=stop)
 
     async def run_due(self) -> int:
         """Claim and run due captures, at most ``batch``; return how many ran."""
-        deps = self._deps
-        ran = 0
-        while ran < deps.batch:
-            now = deps.clock.now()
-            pending = await deps.store.claim_due_log_capture(now=now, lease_until=now + deps.lease)
-            if pending is None:
-                break
-            ran += 1
-            try:
-                await self._run_claimed(pending)
-            except asyncio.CancelledError:
-                await self._release(pending.incident.incident_id, pending.due_at)
-                raise
-            except Exception:
-                # The claim runs out and the capture is retried then; one bad capture must not
-                # stop the others.
-                logger.exception("log capture of %s failed", pending.incident.incident_id)
-        return ran
+        return await self._due.run_due()
+
+    async def _claim(self, now: datetime, lease_until: datetime) -> PendingCapture | None:
+        return await self._deps.store.claim_due_log_capture(now=now, lease_until=lease_until)
 
     async def _run_claimed(self, pending: PendingCapture) -> None:
         incident = pending.incident
@@ -119,10 +107,10 @@ class LogCaptureService:
             return
         await self._after_record(incident, result, path, pending.file_path)
 
-    async def _release(self, incident_id: UUID, due_at: datetime) -> None:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(_RELEASE_TIMEOUT):
-                await self._deps.store.release_log_capture(incident_id, due_at=due_at)
+    async def _release(self, pending: PendingCapture) -> None:
+        await self._deps.store.release_log_capture(
+            pending.incident.incident_id, due_at=pending.due_at
+        )
 
     async def _execute(
         self, incident: Incident, plan: CapturePlan

@@ -31,7 +31,12 @@ from downtime_operator.domain.detector import Detector, Opened, Resolved, StillD
 from downtime_operator.domain.evidence import resolution_snapshot
 from downtime_operator.domain.incident_events import IncidentEvent, IncidentEventKind, ResolvedBy
 from downtime_operator.domain.kube_context import context_scope
-from downtime_operator.domain.log_capture import CapturePlan, plan_capture, state_at_resolution
+from downtime_operator.domain.log_capture import (
+    CapturePlan,
+    plan_capture,
+    plan_metrics,
+    state_at_resolution,
+)
 from downtime_operator.domain.models import (
     CheckResult,
     Incident,
@@ -40,10 +45,10 @@ from downtime_operator.domain.models import (
     MonitorRef,
     MonitorSpec,
     MonitorState,
-    Severity,
 )
 from downtime_operator.domain.naming import incident_resource_name
-from downtime_operator.domain.severity import effective_severity
+from downtime_operator.domain.prometheus import MetricsPlan
+from downtime_operator.domain.severity import SeverityChange, effective_severity
 from downtime_operator.domain.slo import SloFigures, Timeline, slo_figures
 from downtime_operator.domain.spec import (
     InvalidSpecError,
@@ -457,10 +462,11 @@ class MonitorRunner:
                 self.ref,
                 found.incident_id,
             )
-            plan = None
+            plan = metrics = None
             with contextlib.suppress(InvalidSpecError):
-                plan = self._capture_plan(parse_monitor_spec(snapshot.spec), found)
-            self._emit(IncidentEventKind.RESTORED, found, capture_plan=plan)
+                spec = parse_monitor_spec(snapshot.spec)
+                plan, metrics = self._capture_plan(spec, found), plan_metrics(spec)
+            self._emit(IncidentEventKind.RESTORED, found, capture_plan=plan, metrics_plan=metrics)
             return found
         if stored.status is IncidentStatus.RESOLVED:
             logger.info(
@@ -478,7 +484,8 @@ class MonitorRunner:
         incident: Incident,
         *,
         capture_plan: CapturePlan | None = None,
-        previous_severity: Severity | None = None,
+        metrics_plan: MetricsPlan | None = None,
+        escalation: SeverityChange | None = None,
         notes: str | None = None,
         resolved_by: ResolvedBy = ResolvedBy.RECOVERY,
     ) -> None:
@@ -488,7 +495,8 @@ class MonitorRunner:
                 kind=kind,
                 incident=dataclasses.replace(incident),
                 capture_plan=capture_plan,
-                previous_severity=previous_severity,
+                metrics_plan=metrics_plan,
+                escalation=escalation,
                 notes=notes,
                 resolved_by=resolved_by,
                 channels=self._channels,
@@ -524,11 +532,14 @@ class MonitorRunner:
             failed_checks=opened.failed_checks,
             metrics_snapshot=snapshot,
             server_info=failure.server,
+            playbook=spec.playbook,
         )
         self.incident = incident
         self._failed_checks_written_at = opened.detected_at
         plan = self._capture_plan(spec, incident)
-        self._emit(IncidentEventKind.OPENED, incident, capture_plan=plan)
+        self._emit(
+            IncidentEventKind.OPENED, incident, capture_plan=plan, metrics_plan=plan_metrics(spec)
+        )
 
     def _capture_plan(self, spec: MonitorSpec, incident: Incident) -> CapturePlan:
         """The logs around this outage; the incident shows the plan's state."""
@@ -555,10 +566,10 @@ class MonitorRunner:
                 self._failed_checks_written_at = now
                 self._emit(IncidentEventKind.CHECKS_REFRESHED, incident)
             return
-        previous = incident.severity
+        change = SeverityChange(at=now, previous=incident.severity, severity=severity)
         incident.severity = severity
         self._failed_checks_written_at = now
-        self._emit(IncidentEventKind.ESCALATED, incident, previous_severity=previous)
+        self._emit(IncidentEventKind.ESCALATED, incident, escalation=change)
 
     def _resolve(self, *, ended_at: datetime, notes: str | None, resolved_by: ResolvedBy) -> None:
         incident = self.incident

@@ -24,6 +24,7 @@ from downtime_operator.domain.models import (
     MonitorSpec,
     Severity,
 )
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.domain.statistics import DowntimeSpan
 
 
@@ -67,6 +68,14 @@ class IncidentStore(Protocol):
         ...
 
     async def update_incident(self, incident_id: UUID, fields: Mapping[str, Any]) -> None: ...
+
+    async def escalate_incident(
+        self, incident_id: UUID, *, change: SeverityChange, failed_checks: int
+    ) -> None:
+        """Set the severity and the failed-check count, and append ``change`` to the incident's
+        ``severity_changes``, in one write. A retry of a change already written (the stored
+        severity is ``change.severity`` already) appends nothing: each change is kept once."""
+        ...
 
     async def resolve_incident(
         self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None

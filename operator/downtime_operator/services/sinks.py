@@ -15,6 +15,7 @@ from downtime_operator.domain.incident_events import (
     ResolvedBy,
     kubernetes_event,
 )
+from downtime_operator.services.metrics_capture import MetricsCaptureStore, MetricsPlanSink
 from downtime_operator.services.pipeline import (
     Gate,
     IncidentPipeline,
@@ -59,9 +60,10 @@ class StoreSink:
             await self._store.create_incident(dataclasses.replace(incident, logs_state=None))
         elif event.kind is Kind.CHECKS_REFRESHED:
             await self._store.update_incident(incident_id, _failed_checks(event))
-        elif event.kind is Kind.ESCALATED:
-            fields = {"severity": incident.severity.value, "failed_checks": incident.failed_checks}
-            await self._store.update_incident(incident_id, fields)
+        elif event.kind is Kind.ESCALATED and event.escalation is not None:
+            await self._store.escalate_incident(
+                incident_id, change=event.escalation, failed_checks=incident.failed_checks
+            )
         elif (
             event.kind is Kind.RESOLVED
             and event.resolved_by is not ResolvedBy.PERSON
@@ -165,13 +167,15 @@ def standard_pipeline(
     incidents: IncidentStore,
     captures: LogCaptureStore,
     resources: ShownResources,
+    metric_captures: MetricsCaptureStore | None = None,
     sinks: Sequence[IncidentSink] = (),
     store_sinks: Sequence[IncidentSink] = (),
     schema: Gate | None = None,
     base_delay: float = 0.2,
     max_delay: float = 10.0,
 ) -> IncidentPipeline:
-    """Every mode's pipeline: the store row, then (once the row is written) its capture plan;
+    """Every mode's pipeline: the store row, then (once the row is written) its capture plans
+    (logs, and Prometheus series when ``metric_captures`` is given);
     where incidents are shown; then the mode's own ``sinks``, and its ``store_sinks`` (other
     tables of the store, the notification outbox). The store's writes wait for ``schema``."""
     return IncidentPipeline(
@@ -179,7 +183,10 @@ def standard_pipeline(
             SinkRoute(
                 sink=StoreSink(incidents),
                 gate=schema,
-                then=(CapturePlanSink(captures),),
+                then=(
+                    CapturePlanSink(captures),
+                    *(() if metric_captures is None else (MetricsPlanSink(metric_captures),)),
+                ),
             ),
             SinkRoute(sink=ResourceSink(resources)),
             *(SinkRoute(sink=sink) for sink in sinks),

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from downtime_operator.services.admin_ports import AuditLog, IncidentQueries, IncidentTransitions
 from downtime_operator.services.kube_context import KubeContextStore
+from downtime_operator.services.metrics_capture import MetricsCaptureStore
 from downtime_operator.services.outbox import NotificationOutbox
 from downtime_operator.services.ports import (
     CaptureFiles,
@@ -35,6 +36,9 @@ class StoreBackend(Protocol):
 
     @property
     def captures(self) -> LogCaptureStore: ...
+
+    @property
+    def metric_captures(self) -> MetricsCaptureStore: ...
 
     @property
     def queries(self) -> AdminQueries: ...

@@ -24,6 +24,7 @@ from downtime_operator.settings.groups import (
     MetricsSettings,
     MonitorCaptureSettings,
     ProbeSettings,
+    PrometheusSettings,
     RetentionSettings,
 )
 from downtime_operator.settings.log_encryption import LogEncryptionSettings
@@ -50,6 +51,7 @@ __all__ = [
     "MonitorSettings",
     "OperatorSettings",
     "ProbeSettings",
+    "PrometheusSettings",
     "ReportSettings",
     "RetentionSettings",
     "RotateKeysSettings",

@@ -18,6 +18,7 @@ from downtime_operator.settings.groups import (
     MetricsSettings,
     MonitorCaptureSettings,
     ProbeSettings,
+    PrometheusSettings,
     RetentionSettings,
 )
 from downtime_operator.settings.log_encryption import LogEncryptionSettings
@@ -40,6 +41,7 @@ class OperatorSettings(CommandSettings):
     database: DatabaseSettings
     kubernetes: KubernetesSettings
     loki: LokiSettings
+    prometheus: PrometheusSettings
     capture: CaptureSettings
     encryption: LogEncryptionSettings
     api: ApiSettings

@@ -224,6 +224,44 @@ class LokiSettings(Group):
         return value
 
 
+class PrometheusSettings(Group):
+    """Prometheus (or a compatible service), whose series around each outage go into the
+    incident's metrics snapshot for monitors that list ``spec.metrics``."""
+
+    url: Annotated[str | None, Source(env=("PROMETHEUS_URL",))] = Field(
+        default=None,
+        description="Prometheus base URL, with a path prefix if it has one"
+        " (`/api/v1/query_range` is appended); unset: no series are fetched",
+    )
+    username: Annotated[str | None, Source(env=("PROMETHEUS_USERNAME",))] = Field(
+        default=None, description="basic auth user for Prometheus"
+    )
+    password: Annotated[SecretStr | None, Source(env=("PROMETHEUS_PASSWORD",))] = Field(
+        default=None, description="basic auth password for Prometheus"
+    )
+    bearer_token: Annotated[SecretStr | None, Source(env=("PROMETHEUS_BEARER_TOKEN",))] = Field(
+        default=None, description="sent as `Authorization: Bearer` (instead of basic auth)"
+    )
+    org_id: Annotated[str | None, Source(env=("PROMETHEUS_ORG_ID",))] = Field(
+        default=None, description="sent as `X-Scope-OrgID` (Mimir, Cortex, Thanos tenants)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_sign_in(self) -> Self:
+        if self.username and self.bearer_token:
+            raise ValueError(
+                "PROMETHEUS_BEARER_TOKEN: cannot be combined with PROMETHEUS_USERNAME (basic auth)"
+            )
+        return self
+
+
 class CaptureSettings(Group):
     """Where captured logs are kept."""
 

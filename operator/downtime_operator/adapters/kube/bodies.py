@@ -73,6 +73,7 @@ def incident_status(incident: Incident) -> dict[str, Any]:
         ),
         "notes": incident.notes,
         "rootCause": incident.root_cause,
+        "playbook": incident.playbook,
         # Only the state: lines, window and analysis are the capture service's to write, and
         # a merge patch leaves them in place.
         "logs": {"state": incident.logs_state.value} if incident.logs_state else None,

@@ -39,5 +39,6 @@ def incident_from_resource(body: Mapping[str, Any]) -> Incident:
         failed_checks=status.get("failedChecks", 0),
         notes=status.get("notes"),
         root_cause=status.get("rootCause"),
+        playbook=status.get("playbook"),
         logs_state=LogCaptureState(logs["state"]) if logs.get("state") else None,
     )

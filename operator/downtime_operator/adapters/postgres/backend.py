@@ -12,6 +12,7 @@ from downtime_operator.adapters.postgres.audit import PostgresAuditLog
 from downtime_operator.adapters.postgres.kube_context import PostgresKubeContexts
 from downtime_operator.adapters.postgres.log_captures import PostgresLogCaptures
 from downtime_operator.adapters.postgres.maintenance import PostgresMaintenanceLedger
+from downtime_operator.adapters.postgres.metric_captures import PostgresMetricCaptures
 from downtime_operator.adapters.postgres.migrations import apply_migrations
 from downtime_operator.adapters.postgres.outbox import PostgresOutbox
 from downtime_operator.adapters.postgres.queries import PostgresIncidentQueries, connect_pool
@@ -29,6 +30,7 @@ class PostgresBackend:
         self.queries = PostgresIncidentQueries(pool, self.keys)
         self.audit = PostgresAuditLog(pool)
         self.notifications = PostgresOutbox(pool)
+        self.metric_captures = PostgresMetricCaptures(pool)
         self.kube_contexts = PostgresKubeContexts(pool)
         self.maintenance = PostgresMaintenanceLedger(pool)
         parts = urlsplit(dsn)

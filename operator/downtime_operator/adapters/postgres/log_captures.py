@@ -19,6 +19,7 @@ import asyncpg
 
 from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import rows
+from downtime_operator.adapters.postgres.metric_captures import final_metrics_capture_on_resolve
 from downtime_operator.adapters.sealed_columns import LOGS_SEALED, opened, seal_stored
 from downtime_operator.domain.log_capture import (
     DEFAULT_AFTER,
@@ -33,15 +34,17 @@ _PLANNED = "logs_capture_status IN ('pending', 'captured', 'failed')"
 
 
 def final_capture_on_resolve(ended_at: str) -> str:
-    """SET items for a resolving UPDATE: a planned capture becomes pending, due ``after`` past
-    the end. ``ended_at`` is the statement's parameter (``$2``). Every resolve statement uses
-    it, so the final capture follows whoever resolves (the runner, the admin API)."""
+    """SET items for a resolving UPDATE: a planned capture (logs, Prometheus series) becomes
+    pending, due ``after`` past the end. ``ended_at`` is the statement's parameter (``$2``).
+    Every resolve statement uses it, so the final capture follows whoever resolves (the runner,
+    the admin API)."""
     return (
         f"logs_capture_status = CASE WHEN {_PLANNED} THEN 'pending'"
         " ELSE logs_capture_status END,"
         f" logs_capture_due_at = CASE WHEN {_PLANNED} THEN GREATEST({ended_at}, started_at)"
         " + make_interval(secs => COALESCE(logs_after_seconds,"
-        f" {DEFAULT_AFTER.total_seconds():g})) ELSE logs_capture_due_at END"
+        f" {DEFAULT_AFTER.total_seconds():g})) ELSE logs_capture_due_at END,"
+        f" {final_metrics_capture_on_resolve(ended_at)}"
     )
 
 

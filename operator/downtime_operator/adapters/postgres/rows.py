@@ -55,8 +55,8 @@ def _as_text(json_columns: Iterable[str]) -> str:
 INCIDENT_COLUMNS = (
     "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
     " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
-    " http_status_code, response_body, failed_checks, notes, root_cause, logs_capture_status, "
-    + _as_text(EVIDENCE_COLUMNS)
+    " http_status_code, response_body, failed_checks, notes, root_cause, logs_capture_status,"
+    " playbook, " + _as_text(EVIDENCE_COLUMNS)
 )
 """What an ``Incident`` needs; the bulky JSONB columns (captured logs) are left out on purpose."""
 
@@ -66,6 +66,7 @@ JSON_COLUMNS = (
     "server_info",
     "log_analysis",
     "kube_context",
+    "severity_changes",
 )
 
 DETAIL_COLUMNS = (
@@ -152,6 +153,7 @@ def incident_from_row(row: Mapping[str, Any], keys: LogKeyRing) -> Incident:
         ),
         metrics_snapshot=snapshot_from_json(row["metrics_snapshot"]),
         server_info=server_info_from_json(row["server_info"]),
+        playbook=row["playbook"],
     )
 
 
@@ -170,9 +172,9 @@ INSERT INTO downtime_incidents (
     incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,
     started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,
     http_status_code, response_body, failed_checks, notes, root_cause,
-    metrics_snapshot, server_info
+    metrics_snapshot, server_info, playbook
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-    $19::text::jsonb, $20::text::jsonb)
+    $19::text::jsonb, $20::text::jsonb, $21)
 ON CONFLICT (incident_id) DO NOTHING
 RETURNING {INCIDENT_COLUMNS}
 """
@@ -209,6 +211,7 @@ def insert_params(incident: Incident, keys: LogKeyRing) -> tuple[Any, ...]:
         clean_text(incident.notes),
         clean_text(incident.root_cause),
         *evidence_values(incident, keys),
+        clean_text(incident.playbook),
     )
 
 
@@ -257,6 +260,14 @@ _TS = Updatable("${n}::timestamptz", _optional(lambda v: require_aware(v, "times
 _PLAIN = Updatable("${n}", _as_is)
 _TEXT = Updatable("${n}", clean_text)
 _JSON = Updatable("${n}::text::jsonb", to_json_text)
+# The Prometheus series (``metrics_snapshot.prometheus``) are the capture's to write: a new
+# snapshot of the checks keeps them (see ``keep_prometheus``).
+_SNAPSHOT = Updatable(
+    "CASE WHEN metrics_snapshot ? 'prometheus' AND jsonb_typeof(${n}::text::jsonb) = 'object'"
+    " THEN jsonb_set(${n}::text::jsonb, '{{prometheus}}', metrics_snapshot->'prometheus')"
+    " ELSE ${n}::text::jsonb END",
+    to_json_text,
+)
 
 UPDATABLE: Mapping[str, Updatable] = {
     # Identity and the immutable facts (incident_id, monitor, k8s_name, started_at,
@@ -272,7 +283,7 @@ UPDATABLE: Mapping[str, Updatable] = {
     "notes": _TEXT,
     "logs_captured": _JSON,
     "logs_file_path": _TEXT,
-    "metrics_snapshot": _JSON,
+    "metrics_snapshot": _SNAPSHOT,
     "server_info": _JSON,
     "logs_capture_status": Updatable("${n}", _optional(_log_state)),
     "logs_capture_due_at": _TS,
@@ -281,6 +292,18 @@ UPDATABLE: Mapping[str, Updatable] = {
     "logs_capture_error": _TEXT,
     "log_analysis": _JSON,
 }
+
+
+def keep_prometheus(snapshot: str | None, *, stored: str | None) -> str | None:
+    """``snapshot`` (JSON text) with the ``prometheus`` part of the ``stored`` one, as
+    PostgreSQL's update does in SQL."""
+    if snapshot is None or stored is None:
+        return snapshot
+    kept = json.loads(stored)
+    new = json.loads(snapshot)
+    if not isinstance(kept, dict) or "prometheus" not in kept or not isinstance(new, dict):
+        return snapshot
+    return to_json_text({**new, "prometheus": kept["prometheus"]})
 
 
 def build_update(

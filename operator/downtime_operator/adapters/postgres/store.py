@@ -19,6 +19,7 @@ from downtime_operator.adapters.encryption import LogKeyRing
 from downtime_operator.adapters.postgres import rows
 from downtime_operator.adapters.postgres.log_captures import final_capture_on_resolve
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.domain.statistics import DowntimeSpan, seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
@@ -38,6 +39,19 @@ SET status = 'resolved',
     {final_capture_on_resolve("$2")}
 WHERE incident_id = $1 AND status <> 'resolved'
 RETURNING {rows.INCIDENT_COLUMNS}
+"""
+
+# In one statement, so the list and the severity cannot disagree. SET reads the row as it was:
+# a change is appended only when the severity changes, so a retried write appends nothing.
+_ESCALATE_SQL = """
+UPDATE downtime_incidents
+SET severity_changes = CASE
+        WHEN severity = $2 THEN severity_changes
+        ELSE COALESCE(severity_changes, '[]'::jsonb) || jsonb_build_array($3::text::jsonb)
+    END,
+    severity = $2,
+    failed_checks = $4
+WHERE incident_id = $1
 """
 
 # Overlap with [start, end]: began before the end and had not ended before the start.
@@ -129,6 +143,17 @@ class PostgresIncidentStore:
             return
         sql, params = rows.build_update(incident_id, fields, self._keys)
         await self._pool.execute(sql, *params)
+
+    async def escalate_incident(
+        self, incident_id: UUID, *, change: SeverityChange, failed_checks: int
+    ) -> None:
+        await self._pool.execute(
+            _ESCALATE_SQL,
+            incident_id,
+            Severity(change.severity).value,
+            rows.to_json_text(change.to_json()),
+            failed_checks,
+        )
 
     async def resolve_incident(
         self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None

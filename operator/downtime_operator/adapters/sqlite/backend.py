@@ -10,6 +10,7 @@ from downtime_operator.adapters.log_files import LocalLogFiles
 from downtime_operator.adapters.sqlite.kube_context import SqliteKubeContexts
 from downtime_operator.adapters.sqlite.log_captures import SqliteLogCaptures
 from downtime_operator.adapters.sqlite.maintenance import SqliteMaintenanceLedger
+from downtime_operator.adapters.sqlite.metric_captures import SqliteMetricCaptures
 from downtime_operator.adapters.sqlite.outbox import SqliteOutbox
 from downtime_operator.adapters.sqlite.queries import SqliteAuditLog, SqliteIncidentQueries
 from downtime_operator.adapters.sqlite.store import SqliteIncidentStore
@@ -26,6 +27,7 @@ class SqliteBackend:
         self.queries = SqliteIncidentQueries(database, self.keys)
         self.audit = SqliteAuditLog(database)
         self.notifications = SqliteOutbox(database)
+        self.metric_captures = SqliteMetricCaptures(database)
         self.kube_contexts = SqliteKubeContexts(database)
         self.maintenance = SqliteMaintenanceLedger(database)
         self.description = f"SQLite {Path(path).resolve()}"

@@ -40,7 +40,7 @@ _CREATED_COLUMNS = (
     "incident_id, monitor_namespace, monitor_name, k8s_name, health_endpoint, environment,"
     " started_at, detected_at, severity, status, ended_at, duration_seconds, error_message,"
     " http_status_code, response_body, failed_checks, notes, root_cause,"
-    " metrics_snapshot, server_info"
+    " metrics_snapshot, server_info, playbook"
 )
 """What ``create_incident`` writes, as in PostgreSQL: the capture state is the capture plan's."""
 
@@ -53,6 +53,7 @@ JSON_COLUMNS = (
     "server_info",
     "log_analysis",
     "kube_context",
+    "severity_changes",
 )
 _TIMESTAMP_COLUMNS = (
     "started_at",
@@ -115,6 +116,7 @@ def incident_from_row(row: Mapping[str, Any], keys: LogKeyRing) -> Incident:
         logs_state=_optional(LogCaptureState)(row["logs_capture_status"]),
         metrics_snapshot=snapshot_from_json(row["metrics_snapshot"]),
         server_info=server_info_from_json(row["server_info"]),
+        playbook=row["playbook"],
     )
 
 
@@ -136,7 +138,7 @@ def details_from_row(row: sqlite3.Row, keys: LogKeyRing) -> dict[str, Any]:
 
 INSERT_SQL = f"""
 INSERT INTO downtime_incidents ({_CREATED_COLUMNS}, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -171,6 +173,7 @@ def insert_params(incident: Incident, *, now: datetime, keys: LogKeyRing) -> tup
         clean_text(incident.notes),
         clean_text(incident.root_cause),
         *evidence_values(incident, keys),
+        clean_text(incident.playbook),
         written,
         written,
     )

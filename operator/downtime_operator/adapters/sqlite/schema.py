@@ -215,6 +215,15 @@ _PLAYBOOK_AND_METRICS = (
     "ALTER TABLE downtime_incidents ADD COLUMN metrics_queries TEXT",
 )
 
+# When the Prometheus queries run (PostgreSQL migration 0011). Version 9.
+_METRICS_CAPTURE_SCHEDULE = (
+    "ALTER TABLE downtime_incidents ADD COLUMN metrics_capture_due_at TEXT",
+    "ALTER TABLE downtime_incidents ADD COLUMN metrics_capture_claimed_until TEXT",
+    "ALTER TABLE downtime_incidents ADD COLUMN metrics_capture_runs INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS downtime_incidents_metrics_capture_due_idx"
+    " ON downtime_incidents (metrics_capture_due_at) WHERE metrics_capture_due_at IS NOT NULL",
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2,
@@ -224,6 +233,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MAINTENANCE,
     _KUBE_CONTEXT,
     _PLAYBOOK_AND_METRICS,
+    _METRICS_CAPTURE_SCHEDULE,
 )
 """Statements of schema version 1, 2, ...; append, never edit a released version."""
 

@@ -7,6 +7,7 @@ How the file is opened, and why one thread owns it, is in ``database``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,19 @@ from typing import Any
 from uuid import UUID
 
 from downtime_operator.adapters.encryption import LogKeyRing
-from downtime_operator.adapters.postgres.rows import clean_text, duration_between, require_aware
+from downtime_operator.adapters.postgres.rows import (
+    clean_text,
+    duration_between,
+    keep_prometheus,
+    require_aware,
+    to_json_text,
+)
 from downtime_operator.adapters.sqlite import columns
 from downtime_operator.adapters.sqlite.database import SqliteDatabase
+from downtime_operator.adapters.sqlite.metric_captures import final_metrics_due
 from downtime_operator.domain.log_capture import DEFAULT_AFTER
 from downtime_operator.domain.models import Incident, IncidentStatus, MonitorRef, Severity
+from downtime_operator.domain.severity import SeverityChange
 from downtime_operator.domain.statistics import DowntimeSpan, clipped_seconds, seed_statistics
 from downtime_operator.services.ports import ExpiredIncident, OpenIncidentExistsError
 
@@ -53,13 +62,13 @@ def resolve_open_row(
     """Resolve an open incident inside the caller's write transaction; return it resolved.
 
     As in PostgreSQL, every resolve goes through here (the runner's and the admin API's), so a
-    planned log capture becomes pending again, due ``after`` past the end: the final capture
-    follows whoever resolves.
+    planned capture (logs, Prometheus series) becomes pending again, due ``after`` past the end:
+    the final capture follows whoever resolves.
     """
     # Clamp: a clock that stepped back must not put the end before the start.
     ended_at = max(ended_at, incident.started_at)
     plan = conn.execute(
-        "SELECT logs_capture_status, logs_capture_due_at, logs_after_seconds"
+        "SELECT logs_capture_status, logs_capture_due_at, logs_after_seconds, metrics_queries"
         " FROM downtime_incidents WHERE incident_id = ?",
         (str(incident.incident_id),),
     ).fetchone()
@@ -72,7 +81,8 @@ def resolve_open_row(
         )
     conn.execute(
         "UPDATE downtime_incidents SET status = 'resolved', ended_at = ?, duration_seconds = ?,"
-        " notes = ?, logs_capture_status = ?, logs_capture_due_at = ?, updated_at = ?"
+        " notes = ?, logs_capture_status = ?, logs_capture_due_at = ?,"
+        " metrics_capture_due_at = ?, updated_at = ?"
         " WHERE incident_id = ?",
         (
             columns.timestamp(ended_at, "ended_at"),
@@ -80,6 +90,7 @@ def resolve_open_row(
             columns.appended_notes(incident.notes, notes),
             capture_status,
             due_at,
+            final_metrics_due(plan["metrics_queries"], ended_at=ended_at),
             columns.timestamp(datetime.now(UTC), "now"),
             str(incident.incident_id),
         ),
@@ -144,11 +155,15 @@ class SqliteIncidentStore:
     def _update(self, incident_id: UUID, values: dict[str, Any], derive_duration: bool) -> None:
         with self.database.write():
             row = self._conn.execute(
-                "SELECT started_at FROM downtime_incidents WHERE incident_id = ?",
+                "SELECT started_at, metrics_snapshot FROM downtime_incidents WHERE incident_id = ?",
                 (str(incident_id),),
             ).fetchone()
             if row is None:
                 return
+            if "metrics_snapshot" in values:
+                values["metrics_snapshot"] = keep_prometheus(
+                    values["metrics_snapshot"], stored=row["metrics_snapshot"]
+                )
             if "ended_at" in values and derive_duration:
                 # Setting ended_at alone recomputes the duration so the two never disagree.
                 ended_at = columns.parse_timestamp(values["ended_at"])
@@ -167,6 +182,36 @@ class SqliteIncidentStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise ValueError(f"incident {incident_id} update refused: {exc}") from exc
+
+    async def escalate_incident(
+        self, incident_id: UUID, *, change: SeverityChange, failed_checks: int
+    ) -> None:
+        await self._run(self._escalate, incident_id, change, failed_checks)
+
+    def _escalate(self, incident_id: UUID, change: SeverityChange, failed_checks: int) -> None:
+        # One write transaction, as PostgreSQL's one statement: read, append, write.
+        with self.database.write():
+            row = self._conn.execute(
+                "SELECT severity, severity_changes FROM downtime_incidents WHERE incident_id = ?",
+                (str(incident_id),),
+            ).fetchone()
+            if row is None:
+                return
+            changes = row["severity_changes"]
+            if row["severity"] != change.severity.value:  # else a retry: appended already
+                listed = [] if changes is None else json.loads(changes)
+                changes = to_json_text([*listed, change.to_json()])
+            self._conn.execute(
+                "UPDATE downtime_incidents SET severity = ?, severity_changes = ?,"
+                " failed_checks = ?, updated_at = ? WHERE incident_id = ?",
+                (
+                    change.severity.value,
+                    changes,
+                    failed_checks,
+                    columns.timestamp(datetime.now(UTC), "now"),
+                    str(incident_id),
+                ),
+            )
 
     async def resolve_incident(
         self, incident_id: UUID, *, ended_at: datetime, notes: str | None = None

@@ -63,6 +63,8 @@ class Notice:
     notes: str | None = None
     actor: str | None = None
     """Who acknowledged or resolved it through the admin API, when a person did."""
+    playbook: str | None = None
+    """The incident's playbook (the monitor's ``spec.playbook`` when it opened): what to do."""
     top_errors: tuple[tuple[str, int], ...] = ()
     """LOGS_CAPTURED: the most frequent error messages of the analysis, with their counts."""
     reminder: int | None = None
@@ -142,6 +144,7 @@ def _from_incident(
         error_message=incident.error_message,
         http_status=incident.http_status_code,
         failed_checks=incident.failed_checks,
+        playbook=incident.playbook,
         **extra,
     )
 
@@ -173,7 +176,7 @@ def notice_for(event: IncidentEvent, *, at: datetime) -> Notice | None:
         incident,
         event=kind,
         at=at,
-        previous_severity=event.previous_severity,
+        previous_severity=None if event.escalation is None else event.escalation.previous,
         notes=event.notes,
         actor=event.actor,
         top_errors=top_errors,

@@ -3,8 +3,8 @@
 Pure functions of notices, so what a channel receives is tested without a network and a retry
 sends the very same bytes. Every message says the same facts (README, "Notifications"):
 monitor, URL, severity, error and status code, started/detected/ended, duration, incident id,
-how to see it (``kubectl get dti`` and the admin API URL when one is configured), and for
-``logsCaptured`` the top errors.
+how to see it (``kubectl get dti`` and the admin API URL when one is configured), the
+incident's playbook when its monitor has one, and for ``logsCaptured`` the top errors.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ SUBJECT_MAX = 200
 DIGEST_ERROR_MAX = 120
 """A digest names many incidents: each line keeps its error short."""
 DISPLAY_URL_MAX = 100
+_WEBHOOK_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Compact JSON of webhook bodies; one encoder, rather than one made by ``json.dumps`` for
+every message."""
 
 _TAGS = {
     NotificationEvent.OPENED: "DOWN",
@@ -149,9 +152,17 @@ def facts(notice: Notice, *, api_url: str | None) -> list[tuple[str, str]]:
     link = admin_url(notice, api_url)
     if link:
         shown.append(("Admin API", link))
+    if notice.playbook:
+        shown.append(("Playbook", notice.playbook))
     if notice.notes:
         shown.append(("Notes", notice.notes))
     return shown
+
+
+def is_link(text: str) -> bool:
+    """One URL and nothing else is shown as a link: a playbook may also be text that merely
+    starts with one."""
+    return text.startswith(("http://", "https://")) and len(text.split()) == 1
 
 
 def _top_error_lines(notice: Notice) -> list[str]:
@@ -167,10 +178,13 @@ def _digest_title(notices: Sequence[Notice]) -> str:
 
 
 def _digest_line(notice: Notice) -> str:
-    return (
+    line = (
         f"{notice.monitor} ({notice.severity}): {_cut(_error(notice), DIGEST_ERROR_MAX)}"
         f" — {notice.k8s_name}"
     )
+    if notice.playbook:
+        line += f" — playbook: {_cut(_one_line(notice.playbook), DIGEST_ERROR_MAX)}"
+    return line
 
 
 # ------------------------------------------------------------------------------------- Slack
@@ -207,17 +221,18 @@ def _slack_single(notice: Notice, *, api_url: str | None) -> dict[str, Any]:
     if link:
         see.append(_slack_link(link))
     shown.pop("See it", None)
+    prose_labels = ("Message", "Error", "Playbook", "Notes")
     details = [
         f"*{label}*\n{_slack_link(value) if label == 'URL' else _mrkdwn(value)}"
         for label, value in shown.items()
-        if label not in ("Error", "Notes", "Message")
+        if label not in prose_labels
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(head, SLACK_HEADER_MAX)}}
     ]
     prose = [
-        f"*{label}:* {_mrkdwn(shown[label])}"
-        for label in ("Message", "Error", "Notes")
+        f"*{label}:* {_slack_prose(label, shown[label])}"
+        for label in prose_labels
         if label in shown
     ]
     blocks.append(_section("\n".join(prose)))
@@ -236,6 +251,10 @@ def _slack_single(notice: Notice, *, api_url: str | None) -> dict[str, Any]:
         )
     plain = [head] + [f"{label}: {value}" for label, value in facts(notice, api_url=api_url)]
     return {"text": _cut("\n".join(plain), SLACK_TEXT_MAX), "blocks": blocks}
+
+
+def _slack_prose(label: str, value: str) -> str:
+    return _slack_link(value) if label == "Playbook" and is_link(value) else _mrkdwn(value)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -315,6 +334,8 @@ def pagerduty_event(
     link = admin_url(notice, api_url)
     if link:
         event["client_url"] = link
+    if notice.playbook and is_link(notice.playbook):
+        event["links"] = [{"href": notice.playbook, "text": "Playbook"}]
     return event
 
 
@@ -394,7 +415,7 @@ def _html_table(rows: Sequence[tuple[str, str]]) -> str:
 
 def _html_value(value: str) -> str:
     escaped = html.escape(value)
-    if value.startswith(("http://", "https://")):
+    if is_link(value):
         return f'<a href="{escaped}">{escaped}</a>'
     return escaped
 
@@ -434,6 +455,7 @@ def incident_data(notice: Notice, *, api_url: str | None = None) -> dict[str, An
         "failed_checks": notice.failed_checks,
         "notes": notice.notes,
         "actor": notice.actor,
+        "playbook": notice.playbook,
         "reminder": notice.reminder,
         "top_errors": [{"message": m, "count": c} for m, c in notice.top_errors],
         "kubectl": kubectl_hint(notice),
@@ -470,4 +492,4 @@ def webhook_body(notices: Sequence[Notice], *, api_url: str | None = None) -> by
                 "incidents": [incident_data(n, api_url=api_url) for n in notices],
             },
         }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return _WEBHOOK_JSON.encode(body).encode()
