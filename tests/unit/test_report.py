@@ -76,6 +76,37 @@ def _checkout_context(stage: ContextStage, *, at: datetime, ready: bool) -> dict
     )
 
 
+PROMETHEUS = {
+    "captured_at": "2026-11-29T10:17:30Z",
+    "window_start": "2026-11-29T09:55:00.000000000Z",
+    "window_end": "2026-11-29T10:17:30.000000000Z",
+    "step_seconds": 5,
+    "final": True,
+    "error": None,
+    "queries": [
+        {
+            "name": "db_pool_in_use",
+            "query": 'max(db_pool_connections_in_use{app="checkout"})',
+            "series": [
+                {
+                    "labels": {},
+                    "values": [[1764410100, "12"], [1764410400, "50"], [1764411450, "9"]],
+                }
+            ],
+            "truncated": False,
+            "error": None,
+        },
+        {
+            "name": "errors | by pod",
+            "query": "sum by (pod) (rate(http_requests_total{code=~'5..'}[1m]))",
+            "series": [],
+            "truncated": False,
+            "error": "HTTP 422 execution: query timed out",
+        },
+    ],
+}
+
+
 KUBE_CONTEXT = {
     "detection": _checkout_context(
         ContextStage.DETECTION, at=T0 + timedelta(seconds=20), ready=False
@@ -124,6 +155,7 @@ def details(**changes: Any) -> dict[str, Any]:
         "metrics_snapshot": {
             "latency_ms": {"p50": 41.0, "p95": 180.5},
             "checks_before": [{"at": "2026-11-29T09:59:40Z", "ok": True, "status": 200}],
+            "prometheus": PROMETHEUS,
         },
         "server_info": None,
         "kube_context": KUBE_CONTEXT,

@@ -152,6 +152,57 @@ def capture_of(
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuerySummary:
+    """One query of a stored capture as the report lists it: the range of its values."""
+
+    name: str
+    query: str
+    series: int
+    lowest: float | None
+    highest: float | None
+    last: float | None
+    """The newest point of the first series (label order)."""
+    note: str
+    """Prometheus' error, or that series were left out, or ``""``."""
+
+
+def summarize(stored: Mapping[str, Any]) -> tuple[QuerySummary, ...]:
+    """The stored ``metrics_snapshot.prometheus`` query by query; NaN and infinities are left
+    out of the range (they are not a level the endpoint was at)."""
+    summaries = []
+    for item in stored.get("queries") or ():
+        series = item.get("series") or []
+        numbers = [
+            value
+            for entry in series
+            for _, text in entry.get("values") or ()
+            if math.isfinite(value := _number(text))
+        ]
+        first = (series[0].get("values") or []) if series else []
+        last = _number(first[-1][1]) if first else math.nan
+        note = item.get("error") or ("more series matched" if item.get("truncated") else "")
+        summaries.append(
+            QuerySummary(
+                name=str(item.get("name")),
+                query=str(item.get("query")),
+                series=len(series),
+                lowest=min(numbers, default=None),
+                highest=max(numbers, default=None),
+                last=last if math.isfinite(last) else None,
+                note=str(note),
+            )
+        )
+    return tuple(summaries)
+
+
+def _number(text: object) -> float:
+    try:
+        return float(str(text))
+    except ValueError:
+        return math.nan
+
+
 # -- JSON, as the stores keep them ---------------------------------------------------------------
 
 _QUERIES: TypeAdapter[tuple[MetricQuery, ...]] = TypeAdapter(tuple[MetricQuery, ...])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from downtime_operator.domain.kube_context import NO_CHANGE_FOUND, ContextSnapshot
 from downtime_operator.domain.notifications.render import format_seconds, is_link
+from downtime_operator.domain.prometheus import summarize
 from downtime_operator.domain.report import IncidentReport, LogFindings, format_time
 
 NOT_RECORDED = "not recorded"
@@ -41,7 +43,9 @@ def render_markdown(report: IncidentReport) -> str:
         _table(("Time", "Event"), [(format_time(e.at), e.event) for e in report.timeline]),
         "## Evidence",
         "### Metrics snapshot",
-        _recorded(facts.metrics_snapshot),
+        _recorded(_without_prometheus(facts.metrics_snapshot)),
+        "### Prometheus series",
+        _prometheus(facts.metrics_snapshot),
         "### Server info",
         _recorded(facts.server_info),
         "### Kubernetes context and probable causes",
@@ -156,6 +160,45 @@ def _findings(findings: LogFindings | None) -> str:
     return "\n\n".join(parts)
 
 
+def _without_prometheus(snapshot: Any) -> Any:
+    """The checks' part; the series are summarised in their own section (the JSON report and
+    the incident detail carry every point)."""
+    if isinstance(snapshot, dict) and "prometheus" in snapshot:
+        return {key: value for key, value in snapshot.items() if key != "prometheus"} or None
+    return snapshot
+
+
+def _prometheus(snapshot: Any) -> str:
+    stored = snapshot.get("prometheus") if isinstance(snapshot, dict) else None
+    if not isinstance(stored, dict):
+        return f"{NOT_RECORDED} (the monitor lists no spec.metrics)."
+    if stored.get("error"):
+        return f"Not fetched: {_inline(str(stored['error']))}."
+    window = (
+        f"From {_inline(str(stored.get('window_start')))} to"
+        f" {_inline(str(stored.get('window_end')))}, a point every"
+        f" {stored.get('step_seconds')} s"
+        + ("." if stored.get("final") else " (so far: the final fetch is still due).")
+    )
+    rows = [
+        (
+            f"{summary.name}: {summary.query}",
+            str(summary.series),
+            _value(summary.lowest),
+            _value(summary.highest),
+            _value(summary.last),
+            summary.note,
+        )
+        for summary in summarize(stored)
+    ]
+    table = _table(("Query", "Series", "Lowest", "Highest", "Last", "Note"), rows)
+    return f"{window}\n\n{table}"
+
+
+def _value(number: float | None) -> str:
+    return "none" if number is None else f"{number:g}"
+
+
 def _recorded(value: Any) -> str:
     if value is None:
         return NOT_RECORDED
@@ -173,13 +216,13 @@ def _items(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"- {label}: {_inline(value)}" for label, value in pairs)
 
 
-def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
-    lines = [
-        f"| {_cell(header[0])} | {_cell(header[1])} |",
-        "| --- | --- |",
-        *(f"| {_cell(left)} | {_cell(right)} |" for left, right in rows),
-    ]
-    return "\n".join(lines)
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+
+    return "\n".join(
+        [line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, rows)]
+    )
 
 
 def _cell(text: str) -> str:
