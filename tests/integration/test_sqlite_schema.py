@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,11 @@ from downtime_operator.adapters.sqlite import (
     SqliteLogCaptures,
 )
 from downtime_operator.adapters.sqlite.kube_context import SqliteKubeContexts
+from downtime_operator.adapters.sqlite.metric_captures import SqliteMetricCaptures
 from downtime_operator.adapters.sqlite.schema import MIGRATIONS
 from downtime_operator.domain.kube_context import ContextStage
 from downtime_operator.domain.log_capture import CapturePlan
+from downtime_operator.domain.prometheus import MetricQuery, MetricsPlan
 
 
 def version_one_file(path: Path) -> None:
@@ -85,6 +87,47 @@ async def test_a_file_from_before_root_causes_keeps_its_incidents(tmp_path: Path
         await store.close()
 
 
+def file_at_version(path: Path, version: int) -> None:
+    """A file as that version of the program left it, with version 1's ongoing incident."""
+    version_one_file(path)
+    with sqlite3.connect(path) as conn:
+        for statements in MIGRATIONS[1:version]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
+async def test_a_file_from_before_playbooks_and_prometheus_keeps_its_incidents(
+    tmp_path: Path,
+) -> None:
+    """Version 7 (before the playbook, escalations and Prometheus columns) to the newest: the
+    incident is kept without them, and its Prometheus queries can be planned and recorded."""
+    path = tmp_path / "downtime.db"
+    file_at_version(path, 7)
+    store = await SqliteIncidentStore.open(path)
+    try:
+        [kept] = await store.get_ongoing_incidents()
+        assert kept.playbook is None
+        details = await SqliteIncidentQueries(store.database).incident_details(kept.incident_id)
+        assert details is not None and details["severity_changes"] is None
+        captures = SqliteMetricCaptures(store.database)
+        plan = MetricsPlan(
+            queries=(MetricQuery(name="up", query="up"),), before=timedelta(0), after=timedelta(0)
+        )
+        await captures.schedule_metrics_capture(
+            kept.incident_id, plan=plan, due_at=kept.detected_at
+        )
+        due = await captures.claim_due_metrics_capture(
+            now=datetime.now(UTC), lease_until=datetime.now(UTC) + timedelta(minutes=1)
+        )
+        assert due is not None and due.plan == plan
+        assert await captures.record_metrics_capture(
+            kept.incident_id, capture={"queries": []}, due_at=due.due_at
+        )
+    finally:
+        await store.close()
+
+
 async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "downtime.db"
     with sqlite3.connect(path) as conn:
@@ -94,15 +137,10 @@ async def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_file_from_before_kubernetes_context_keeps_its_incidents(tmp_path: Path) -> None:
-    """The version before the context column (every version but the last) to the newest: the
-    incident is kept, has no context, and gets one."""
+    """Version 6 (before the context column) to the newest: the incident is kept, has no
+    context, and gets one."""
     path = tmp_path / "downtime.db"
-    version_one_file(path)
-    with sqlite3.connect(path) as conn:
-        for statements in MIGRATIONS[1:-1]:
-            for statement in statements:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    file_at_version(path, 6)
     store = await SqliteIncidentStore.open(path)
     try:
         [kept] = await store.get_ongoing_incidents()
