@@ -13,7 +13,9 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,39 @@ class Retryable(Exception):
 
 def is_retryable_status(status: int) -> bool:
     return status == HTTP_TOO_MANY_REQUESTS or status >= HTTP_SERVER_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    retry_after: float | None
+
+
+async def send(
+    session: aiohttp.ClientSession, method: str, url: str, *, seconds: float, **options: Any
+) -> Answer:
+    """One request within ``seconds``; a timeout or a connection error is ``Retryable``."""
+    try:
+        async with (
+            asyncio.timeout(seconds),
+            session.request(method, url, **options) as response,
+        ):
+            return Answer(
+                status=response.status,
+                body=await response.read(),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+    except TimeoutError as exc:
+        raise Retryable(f"timeout after {seconds:g}s") from exc
+    except aiohttp.ClientError as exc:
+        raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def body_text(status: int, body: bytes, *, limit: int) -> str:
+    """``HTTP 503: <the start of the body>``: the server's own words, bounded."""
+    text = body.decode("utf-8", errors="replace").strip()[:limit]
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
 
 
 def retry_after_seconds(header: str | None) -> float | None:

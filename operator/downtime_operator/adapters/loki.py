@@ -30,8 +30,9 @@ from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.adapters.http_retry import (
     Retryable,
     RetryPolicy,
+    body_text,
     is_retryable_status,
-    retry_after_seconds,
+    send,
 )
 from downtime_operator.domain.log_capture import LogQuery
 from downtime_operator.domain.log_entries import LogBatch, LogEntry, normalize_entry
@@ -192,25 +193,13 @@ class LokiClient(SessionOwner):
     async def _request(self, params: dict[str, str], seconds: float) -> list[_Value]:
         if self._session is None:
             raise RuntimeError("LokiClient.fetch() called before start()")
-        try:
-            async with (
-                asyncio.timeout(seconds),
-                self._session.get(self._url, params=params) as response,
-            ):
-                body = await response.read()
-                status = response.status
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise Retryable(f"timeout after {seconds:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if status != _HTTP_OK:
-            text = body.decode("utf-8", errors="replace").strip()[:ERROR_BODY_MAX_CHARS]
-            message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-            if is_retryable_status(status):
-                raise Retryable(message, retry_after=retry_after)
+        answer = await send(self._session, "GET", self._url, seconds=seconds, params=params)
+        if answer.status != _HTTP_OK:
+            message = body_text(answer.status, answer.body, limit=ERROR_BODY_MAX_CHARS)
+            if is_retryable_status(answer.status):
+                raise Retryable(message, retry_after=answer.retry_after)
             raise LogSourceError(f"Loki refused the query: {message}")
-        return _values(body)
+        return _values(answer.body)
 
 
 def _metadata(extra: Any) -> dict[str, str] | None:

@@ -22,8 +22,9 @@ from downtime_operator.adapters.client_session import SessionOwner
 from downtime_operator.adapters.http_retry import (
     Retryable,
     RetryPolicy,
+    body_text,
     is_retryable_status,
-    retry_after_seconds,
+    send,
 )
 from downtime_operator.domain.prometheus import Series, parse_matrix
 from downtime_operator.domain.window import NS_PER_SECOND, CaptureWindow
@@ -111,24 +112,13 @@ class PrometheusClient(SessionOwner):
     async def _request(self, form: dict[str, str], seconds: float) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("PrometheusClient.query_range() called before start()")
-        try:
-            async with (
-                asyncio.timeout(seconds),
-                self._session.post(self._url, data=form) as response,
-            ):
-                raw = await response.read()
-                status = response.status
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise Retryable(f"timeout after {seconds:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        body = _envelope(raw)
-        if status == _HTTP_OK and body is not None and body.get("status") == "success":
+        answer = await send(self._session, "POST", self._url, seconds=seconds, data=form)
+        body = _envelope(answer.body)
+        if answer.status == _HTTP_OK and body is not None and body.get("status") == "success":
             return body
-        message = _error_text(status, raw, body)
-        if is_retryable_status(status):
-            raise Retryable(message, retry_after=retry_after)
+        message = _error_text(answer.status, answer.body, body)
+        if is_retryable_status(answer.status):
+            raise Retryable(message, retry_after=answer.retry_after)
         raise MetricsSourceError(f"Prometheus refused the query: {message}")
 
 
@@ -151,8 +141,7 @@ def _error_text(status: int, raw: bytes, body: dict[str, Any] | None) -> str:
     if body is not None and body.get("error"):
         kind = f" {body['errorType']}" if body.get("errorType") else ""
         return f"HTTP {status}{kind}: {str(body['error'])[:ERROR_BODY_MAX_CHARS]}"
-    text = raw.decode("utf-8", errors="replace").strip()[:ERROR_BODY_MAX_CHARS]
-    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    return body_text(status, raw, limit=ERROR_BODY_MAX_CHARS)
 
 
 class PrometheusAccess(Protocol):
