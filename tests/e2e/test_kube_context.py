@@ -27,7 +27,7 @@ from downtime_operator.domain.models import Incident, MonitorRef, Severity
 from downtime_operator.services.kube_context import KubeContextSink
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.harness import Env, eventually, monitor
-from tests.e2e.workloads import Workload
+from tests.e2e.workloads import StatefulWorkload, Workload
 from tests.support.target import TargetServer
 from tests.unit.fakes import FakeClock
 
@@ -101,6 +101,37 @@ async def test_a_rollout_30_s_before_the_outage_is_the_probable_cause(
     )
     assert found is not None, top
     assert 29 <= int(found[1]) <= 35
+
+
+async def test_a_statefulset_stuck_in_a_rollout_is_the_probable_cause(
+    env: Env, target: TargetServer
+) -> None:
+    """Its newest pod was re-created at the update revision 20 s before the outage; the rest
+    still run the current one."""
+    db = StatefulWorkload(env.cp, env.namespace, "db")
+    for ordinal in range(3):
+        db.run_pod(ordinal, revision="db-5c4b")
+    db.set_revisions(current="db-5c4b", update="db-5c4b")
+    env.apply(monitor("api", target.url, targetRef={"kind": "StatefulSet", "name": "db"}))
+    await eventually(lambda: env.monitor_status("api").get("state") == "Up", within=30, what="Up")
+    db.set_revisions(current="db-5c4b", update="db-9a8b")
+    new = db.run_pod(2, revision="db-9a8b")
+    db.set_pod(new, ready=False)
+    await asyncio.sleep(20)
+    target.set_mode("failing")
+    incident = await incident_with_context(env)
+    top = incident["status"]["context"]["topCause"]
+    found = re.fullmatch(
+        r"StatefulSet db rolled out to revision db-9a8b, (\d+) s before the first failed check",
+        top,
+    )
+    assert found is not None, top
+    assert 19 <= int(found[1]) <= 26
+    detection = (await stored_context(env, "detection"))["detection"]
+    assert [(r["replicaset"], r["replicas"]) for r in detection["rollouts"]] == [
+        ("db-9a8b", 1),
+        ("db-5c4b", 2),
+    ]
 
 
 async def test_an_outage_with_no_kubernetes_change_says_so(env: Env, target: TargetServer) -> None:

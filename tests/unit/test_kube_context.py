@@ -298,3 +298,59 @@ def test_stored_record_round_trips_and_summarises_detection_first() -> None:
     }
     assert context_summary(None) is None
     assert context_summary({"detection": {"garbage": 1}}) is None
+
+
+STATEFULSET = TargetRef(kind=TargetKind.STATEFULSET, name="db", namespace="shop")
+DB_LABELS = {"app": "db"}
+
+
+def db_pod(ordinal: int, *, revision: str, created: datetime, ready: bool = True) -> dict[str, Any]:
+    body = pod(
+        f"db-{ordinal}",
+        ready=ready,
+        labels={**DB_LABELS, "controller-revision-hash": revision},
+    )
+    body["metadata"]["creationTimestamp"] = _ts(created)
+    body["metadata"]["ownerReferences"] = [{"kind": "StatefulSet", "name": "db"}]
+    return body
+
+
+def db_snapshot(pods: list[dict[str, Any]], *, current: str, update: str) -> Any:
+    body = {
+        "spec": {"selector": {"matchLabels": DB_LABELS}},
+        "status": {"currentRevision": current, "updateRevision": update},
+    }
+    return snapshot(NamespaceObjects(pods=pods), target=STATEFULSET, found=TargetObject(body=body))
+
+
+def test_a_statefulset_stuck_mid_rollout_names_its_new_revision() -> None:
+    """The newest ordinal was re-created at the new revision 40 s before the failure and is
+    not ready; the others still run the old one."""
+    long_ago = FAILED_AT - timedelta(days=3)
+    pods = [
+        db_pod(0, revision="db-5c4b", created=long_ago),
+        db_pod(1, revision="db-5c4b", created=long_ago),
+        db_pod(2, revision="db-9a8b", created=FAILED_AT - timedelta(seconds=40), ready=False),
+    ]
+    taken = db_snapshot(pods, current="db-5c4b", update="db-9a8b")
+    assert taken.top_cause == (
+        "StatefulSet db rolled out to revision db-9a8b, 40 s before the first failed check"
+    )
+    assert "1 pods at it" in taken.causes[0].evidence[0]
+    assert [(r.replicaset, r.replicas) for r in taken.rollouts] == [("db-9a8b", 1), ("db-5c4b", 2)]
+
+
+def test_a_statefulset_at_one_revision_has_no_rollout_to_blame() -> None:
+    created = FAILED_AT - timedelta(seconds=40)  # pods re-created, but nothing says by a rollout
+    pods = [db_pod(n, revision="db-5c4b", created=created) for n in range(3)]
+    taken = db_snapshot(pods, current="db-5c4b", update="db-5c4b")
+    assert [r.replicaset for r in taken.rollouts] == ["db-5c4b"]
+    assert taken.causes == ()
+
+
+def test_a_statefulset_update_with_no_pod_yet_is_listed_without_a_time() -> None:
+    long_ago = FAILED_AT - timedelta(days=3)
+    pods = [db_pod(n, revision="db-5c4b", created=long_ago) for n in range(3)]
+    taken = db_snapshot(pods, current="db-5c4b", update="db-9a8b")
+    assert [(r.replicaset, r.created_at) for r in taken.rollouts][0] == ("db-9a8b", None)
+    assert taken.causes == ()  # no time to compare with the failure: not guessed

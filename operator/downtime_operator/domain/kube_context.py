@@ -35,6 +35,7 @@ TARGET_NOT_FOUND = "not found"
 """What the context says when no rule is supported by what was read."""
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+STATEFULSET_REVISION_LABEL = "controller-revision-hash"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 OOM_KILLED = "OOMKilled"
 PODS_KEPT = 20
@@ -156,13 +157,22 @@ class PodState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rollout:
-    """A ReplicaSet of the target's Deployment: its revision and when it was created."""
+    """A revision of the target's workload and when it appeared.
+
+    For a Deployment: one of its ReplicaSets, created with the revision. For a StatefulSet (whose
+    ControllerRevisions the operator does not read): a ``controller-revision-hash`` its pods
+    carry, appearing when the first pod of it was created.
+    """
 
     deployment: str
+    """The workload's name (named for the Deployments it was first written for)."""
     replicaset: str
+    """The ReplicaSet, or the StatefulSet's revision name."""
     revision: int | None
     created_at: datetime | None
     replicas: int = 0
+    """The ReplicaSet's desired replicas, or the StatefulSet's pods at this revision."""
+    owner_kind: str = "Deployment"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,6 +339,50 @@ def _rollouts(
     return tuple(found[:ROLLOUTS_KEPT])
 
 
+def _statefulset_rollouts(
+    name: str, body: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> tuple[Rollout, ...]:
+    """The revisions a StatefulSet's pods are at, its update revision first.
+
+    A StatefulSet rolls out pod by pod, newest ordinal first, and a new revision that does not
+    become ready stops there: pods at two revisions (or ``currentRevision`` differing from
+    ``updateRevision``) are a rollout in progress, and the first pod of the update revision
+    says when it began.
+    """
+    status = body.get("status") or {}
+    update, current = status.get("updateRevision"), status.get("currentRevision")
+    first: dict[str, datetime | None] = {}
+    count: dict[str, int] = {}
+    for pod in pods:
+        revision = (_meta(pod).get("labels") or {}).get(STATEFULSET_REVISION_LABEL)
+        if not revision:
+            continue
+        created = _timestamp(_meta(pod).get("creationTimestamp"))
+        earlier = first.get(revision)
+        first[revision] = created if earlier is None or (created and created < earlier) else earlier
+        count[revision] = count.get(revision, 0) + 1
+    for known in (update, current):
+        if known and known not in first:
+            first[known], count[known] = None, 0
+
+    def newest_first(revision: str) -> tuple[bool, float]:
+        created = first[revision]
+        return revision != update, -(created.timestamp() if created else 0.0)
+
+    ordered = sorted(first, key=newest_first)
+    return tuple(
+        Rollout(
+            deployment=name,
+            replicaset=revision,
+            revision=None,
+            created_at=first[revision],
+            replicas=count[revision],
+            owner_kind=TargetKind.STATEFULSET.value,
+        )
+        for revision in ordered[:ROLLOUTS_KEPT]
+    )
+
+
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
     for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
         at = _timestamp(event.get(key))
@@ -415,7 +469,7 @@ def probable_causes(
     causes: list[ProbableCause] = []
     start = snapshot.window_start
     newest = snapshot.rollouts[0] if snapshot.rollouts else None
-    # A Deployment's only ReplicaSet is its creation: a rollout replaces an earlier revision.
+    # A workload's only revision is its creation: a rollout replaces an earlier revision.
     replaced = newest is not None and any(
         r.deployment == newest.deployment for r in snapshot.rollouts[1:]
     )
@@ -426,17 +480,24 @@ def probable_causes(
         and start <= newest.created_at <= first_failure_at
     ):
         lead = first_failure_at - newest.created_at
-        revision = (
-            f"revision {newest.revision}" if newest.revision is not None else "a new revision"
-        )
+        statefulset = newest.owner_kind == TargetKind.STATEFULSET.value
+        if statefulset:
+            revision = f"revision {newest.replicaset}"
+            evidence = (
+                f"first pod of revision {newest.replicaset} created"
+                f" {newest.created_at.isoformat()}; {newest.replicas} pods at it",
+            )
+        else:
+            revision = (
+                f"revision {newest.revision}" if newest.revision is not None else "a new revision"
+            )
+            evidence = (f"ReplicaSet {newest.replicaset} created {newest.created_at.isoformat()}",)
         causes.append(
             ProbableCause(
                 rule="rollout",
-                summary=f"Deployment {newest.deployment} rolled out to {revision},"
+                summary=f"{newest.owner_kind} {newest.deployment} rolled out to {revision},"
                 f" {_seconds(lead)} before the first failed check",
-                evidence=(
-                    f"ReplicaSet {newest.replicaset} created {newest.created_at.isoformat()}",
-                ),
+                evidence=evidence,
             )
         )
     terminated = [
@@ -541,8 +602,10 @@ def take_snapshot(
     if target.kind is TargetKind.DEPLOYMENT and found.body is not None:
         deployments.add(target.name)
     rollouts = _rollouts(deployments=deployments, replicasets=objects.replicasets)
+    if target.kind is TargetKind.STATEFULSET and found.body is not None:
+        rollouts = _statefulset_rollouts(target.name, found.body, pods) + rollouts
     involved = {("Pod", name) for name in pod_names}
-    involved |= {("ReplicaSet", r.replicaset) for r in rollouts}
+    involved |= {("ReplicaSet", r.replicaset) for r in rollouts if r.owner_kind == "Deployment"}
     involved |= {("Deployment", name) for name in deployments}
     involved.add((target.kind.value, target.name))
     ready, total = _endpoints(target=target, slices=objects.endpointslices, pod_names=pod_names)

@@ -135,7 +135,10 @@ def _snapshot_line(snapshot: ContextSnapshot) -> str:
     ]
     if snapshot.rollouts:
         newest = snapshot.rollouts[0]
-        facts.append(f"newest revision {newest.revision} ({newest.replicaset})")
+        if newest.revision is None:
+            facts.append(f"newest revision {newest.replicaset}")
+        else:
+            facts.append(f"newest revision {newest.revision} ({newest.replicaset})")
     facts.extend(f"unreadable {what}" for what in snapshot.unreadable)
     return f"{snapshot.target} at {format_time(snapshot.taken_at)}: {', '.join(facts)}"
 
