@@ -153,3 +153,12 @@ async def test_a_file_from_before_kubernetes_context_keeps_its_incidents(tmp_pat
         assert stored == {"detection": {"target": "Service api"}}
     finally:
         await store.close()
+
+
+async def test_an_sqlite_library_too_old_for_the_store_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.31\.1 is too old.*3\.33\.0 or newer"):
+        await SqliteIncidentStore.open(tmp_path / "downtime.db")

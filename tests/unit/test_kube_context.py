@@ -352,5 +352,6 @@ def test_a_statefulset_update_with_no_pod_yet_is_listed_without_a_time() -> None
     long_ago = FAILED_AT - timedelta(days=3)
     pods = [db_pod(n, revision="db-5c4b", created=long_ago) for n in range(3)]
     taken = db_snapshot(pods, current="db-5c4b", update="db-9a8b")
-    assert [(r.replicaset, r.created_at) for r in taken.rollouts][0] == ("db-9a8b", None)
+    newest = taken.rollouts[0]
+    assert (newest.replicaset, newest.created_at) == ("db-9a8b", None)
     assert taken.causes == ()  # no time to compare with the failure: not guessed

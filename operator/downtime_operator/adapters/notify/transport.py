@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import json
 import re
 import time
@@ -102,7 +103,7 @@ async def post(
             url,
             data=body,
             headers=all_headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=_client_timeout(timeout),
             allow_redirects=False,
         ) as response:
             raw = await _read_capped(response.content, MAX_BODY_BYTES)
@@ -131,6 +132,12 @@ async def post(
         return _no_answer(f"{provider}: the server closed the connection without an answer")
     except aiohttp.ClientError as exc:
         return _no_answer(f"{provider}: request failed ({exc.__class__.__name__})")
+
+
+@functools.lru_cache(maxsize=8)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    """One immutable ``ClientTimeout`` per limit, not one per request."""
+    return aiohttp.ClientTimeout(total=total)
 
 
 async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:

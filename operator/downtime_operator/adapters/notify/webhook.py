@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Callable
 
@@ -44,7 +43,7 @@ def secret_key(secret: str) -> bytes:
 def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for one message."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret_key(secret), signed, "sha256")
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
 
 

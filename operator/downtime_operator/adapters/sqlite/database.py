@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from downtime_operator.adapters.sqlite.schema import apply_schema
+from downtime_operator.adapters.sqlite.schema import MIN_SQLITE, apply_schema
 
 T = TypeVar("T")
 
@@ -73,6 +73,11 @@ class SqliteDatabase:
 
 def _connect(path: str) -> sqlite3.Connection:
     """Open (creating the file if needed) and migrate; runs on the worker thread."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise RuntimeError(
+            f"SQLite {sqlite3.sqlite_version} is too old: the SQLite store needs"
+            f" {'.'.join(map(str, MIN_SQLITE))} or newer (use PostgreSQL, or a newer Python build)"
+        )
     # isolation_level=None: we issue BEGIN/COMMIT ourselves (see ``write``).
     conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     try:

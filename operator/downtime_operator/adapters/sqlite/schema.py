@@ -7,8 +7,10 @@ ordering the instants; that is what lets the CHECKs and indexes below work on th
 
 Versions are counted in ``PRAGMA user_version`` and applied inside one ``BEGIN IMMEDIATE``
 transaction that re-reads the version, so two processes opening a new file at once apply each
-version exactly once. Only features of SQLite 3.24+ are used (no RETURNING, no STRICT), so the
-store works with the sqlite3 of older distributions too.
+version exactly once. Only features of SQLite 3.33+ are used (``UPDATE … FROM`` for the
+outbox's batched outcomes; no RETURNING, no STRICT), so the store works with the sqlite3 of
+older distributions too; an older library is refused when the file is opened
+(``MIN_SQLITE``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 
 OPEN_INCIDENT_INDEX = "downtime_incidents_one_open_per_monitor"
+MIN_SQLITE = (3, 33, 0)
 
 _V1 = (
     """

@@ -41,9 +41,9 @@ def group(
     Notices of other events go alone, and the order by time keeps each incident's events in
     order (its opening, in a digest or not, comes before its resolution).
     """
-    position = {id(notice): index for index, notice in enumerate(notices)}
     if channel_type is ChannelType.PAGERDUTY or window <= timedelta(0):
         return [(notice,) for notice in notices]
+    position = {id(notice): index for index, notice in enumerate(notices)}
     opened = sorted((n for n in notices if n.event is NotificationEvent.OPENED), key=lambda n: n.at)
     messages: list[Message] = [(n,) for n in notices if n.event is not NotificationEvent.OPENED]
     earlier = recent_opened

@@ -78,13 +78,12 @@ holding rows gives them up after this."""
 BATCH = 200
 """Rows claimed and not yet sent, at most."""
 REFILL = BATCH // 2
-"""A worker that finishes wakes the claim loop only once this many rows or fewer are still in
-flight: a claim costs a scan of the pending rows whether it takes 5 rows or 200, so a backlog
-is claimed in large batches, while the rows still in flight keep the workers busy."""
+"""The workers wake the claim loop only once this many rows or fewer are in flight (claimed,
+not yet sent): a claim costs a scan of the pending rows whether it takes 5 rows or 200, so a
+backlog is claimed in large batches, while the rows still in flight keep the workers busy."""
 CHUNK = 50
-"""Rows a worker takes from its queue per round (more while holding openings for a digest):
-its rows leave the in-flight count round by round, so the claim loop refills the queue while
-the worker still has rows to send, instead of after it sent a whole claim."""
+"""Rows a worker takes from its queue per round (more while holding openings for a digest);
+a channel with this many rows waiting is left out of claims (``_backlogged``)."""
 FLUSH_SECONDS = 0.05
 """How long a sent message's outcome waits for others to be recorded with it, at most. It also
 delays, by as much, the claim of the next event of the same incident on the same channel."""
@@ -142,6 +141,8 @@ class NotificationDelivery:
         self._jitter = jitter
         self._monotonic = monotonic
         self._wake = asyncio.Event()
+        self._enqueued = False
+        """``wake`` was called since the last claim: rows of any channel may be due."""
         self._queues: dict[str, asyncio.Queue[OutboxRow]] = {}
         self._queued: set[UUID] = set()
         """Rows claimed and not yet recorded. A row whose lease ran out while it waited in its
@@ -157,6 +158,8 @@ class NotificationDelivery:
         self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        self._sent_off: dict[str, int] = {}
+        """Rows of each channel's current round already sent (``_send_off``)."""
         self._holding = 0
         """Rows in flight that are held for a digest: they leave room for claims, or a paced
         channel's backlog and a growing digest would fill the batch and stop the claims that
@@ -167,11 +170,14 @@ class NotificationDelivery:
         """Channels whose endpoint answered 410, with the generation that did: a new spec
         (a fixed URL) enables them again."""
         self._unusable: dict[str, _Unusable] = {}
-        self._last: dict[str, Delivery] = {}
+        self._last: dict[str, _Done] = {}
+        """Each channel's last recorded delivery or failure, made a ``Delivery`` only when its
+        status is written (every ``REPORT_SECONDS``), not once per message."""
         self._reported: dict[str, ChannelHealth] = {}
 
     def wake(self) -> None:
         """Something was enqueued: claim now rather than at the next poll."""
+        self._enqueued = True
         self._wake.set()
 
     async def run(self, *, stop: StopSignal) -> None:
@@ -194,11 +200,20 @@ class NotificationDelivery:
     async def _claim_loop(self, stop: StopSignal) -> None:
         failures = 0
         released = False
+        # The first claim, and one after a poll's wait or a failure, may find rows of any
+        # channel (retries come due, another replica's rows).
+        polled = True
         while not stop.is_set():
             self._wake.clear()
             room = BATCH - self._in_flight + self._holding
+            skip = self._backlogged()
+            anywhere, self._enqueued = polled or self._enqueued, False
             rows: list[OutboxRow] = []
-            if room > 0:
+            # A claim that skips every channel with a queue can find only rows of channels not
+            # seen yet, which an enqueue or a poll brings; otherwise it finds nothing, at the
+            # cost of a scan of the pending rows (a wake left over from a claim that filled
+            # the queues would ask for one).
+            if room > 0 and (anywhere or len(skip) < len(self._queues)):
                 try:
                     if not released:
                         freed = await self._outbox.release(owner=self._owner)
@@ -210,7 +225,7 @@ class NotificationDelivery:
                         now=self._clock.now(),
                         lease=LEASE,
                         limit=room,
-                        skip_channels=self._backlogged(),
+                        skip_channels=skip,
                     )
                     failures = 0
                 except Exception as exc:  # the store is down: retried, never fatal
@@ -219,16 +234,24 @@ class NotificationDelivery:
                     if failures == 1:
                         logger.warning("notification outbox unavailable: %r; retrying", exc)
                     await stop.sleep(delay)
+                    polled = True
                     continue
             for row in rows:
                 self._dispatch(row)
-            if len(rows) < room or room <= 0:
-                await self._idle()
+            # A full claim may have left more due, but it is claimed at once only if there is
+            # room for a large claim again: rows sent meanwhile would make many small ones.
+            polled = False
+            if len(rows) < room or self._in_flight > REFILL:
+                polled = await self._idle()
 
-    async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _idle(self) -> bool:
+        """Wait for a wake; True if none came within ``POLL_SECONDS``."""
+        try:
             async with asyncio.timeout(POLL_SECONDS):
                 await self._wake.wait()
+        except TimeoutError:
+            return True
+        return False
 
     def _backlogged(self) -> list[str]:
         """Channels with a round's worth of rows already waiting: claiming more of theirs
@@ -256,7 +279,8 @@ class NotificationDelivery:
             opened = sum(1 for row in rows if _is_opened(row))
             if opened and self._mass_outage(key, opened=opened):
                 rows += await self._gather(queue, held=len(rows), opened=opened)
-            self._refill({key})
+            self._refill((key,))
+            self._sent_off[key] = 0
             try:
                 await self._deliver(key, rows)
             except Exception:
@@ -264,12 +288,26 @@ class NotificationDelivery:
                 # claimed again; this worker goes on with the next ones.
                 logger.exception("notifications for %s: delivery failed; retried later", key)
             finally:
-                self._in_flight -= len(rows)
+                self._in_flight -= len(rows) - self._sent_off.pop(key)
                 # A row with an outcome leaves ``_queued`` once the outcome is recorded.
                 self._queued.difference_update(
                     row.id for row in rows if row.id not in self._unrecorded
                 )
-                self._refill({key})
+                self._refill((key,))
+
+    def _send_off(self, key: str, count: int) -> None:
+        """``count`` rows of the round of ``key`` were sent: they leave the in-flight count at
+        once rather than when the round ends, so that the claim loop refills the queues while
+        their workers still have rows to send. Counted at the end of a round, a worker that
+        had sent its round waited for the rounds of the others to end: with 8 channels, each
+        spent over a third of its time with an empty queue."""
+        refilling = self._in_flight <= REFILL
+        self._in_flight -= count
+        self._sent_off[key] += count
+        if not refilling:
+            # Asked once, as the count falls to ``REFILL``: below it, that claim is under way
+            # or found nothing, and one per message would each cost a scan.
+            self._refill((key,))
 
     def _refill(self, keys: Collection[str]) -> None:
         """Wake the claim loop if a claim has room and would not skip all of ``keys``: the
@@ -370,6 +408,7 @@ class NotificationDelivery:
             await self._pace(channel)
             result = await self._send(channel, secrets, message)
             self._record(channel, [(notice, by_id[notice.outbox_id]) for notice in message], result)
+            self._send_off(key, len(message))
 
     async def _pace(self, channel: Channel) -> None:
         rate = pacing_rate(channel.spec)
@@ -396,26 +435,27 @@ class NotificationDelivery:
         if result.delivered:
             # Counted when told, not when recorded: the next round's grouping must see them.
             opened = sum(1 for notice, _ in sent if notice.event is NotificationEvent.OPENED)
-            self._opened_sent.setdefault(channel.key, collections.deque()).extend([now] * opened)
-        for notice, row in sent:
-            step = (
-                Sent()
-                if result.delivered
-                else next_step(
-                    status=result.status,
-                    retry_after=result.retry_after,
-                    attempts=row.attempts + 1,
-                    first_attempt_at=row.created_at,
-                    now=now,
-                    max_age=self._max_age,
-                    jitter=self._jitter(),
-                    retryable=result.retryable,
+            if opened:
+                self._opened_sent.setdefault(channel.key, collections.deque()).extend(
+                    [now] * opened
                 )
+            # The common case, taken before the policy: its decision is known.
+            for notice, row in sent:
+                self._sent(channel, notice, row, now=now, result=result)
+            return
+        for notice, row in sent:
+            step = next_step(
+                status=result.status,
+                retry_after=result.retry_after,
+                attempts=row.attempts + 1,
+                first_attempt_at=row.created_at,
+                now=now,
+                max_age=self._max_age,
+                jitter=self._jitter(),
+                retryable=result.retryable,
             )
             if isinstance(step, Sent):
-                latency = max((now - notice.at).total_seconds(), 0.0)
-                outcome = Outcome.sent(row.id, at=now, provider_id=result.provider_id)
-                self._later(_Done(outcome=outcome, row=row, channel=channel, latency=latency))
+                self._sent(channel, notice, row, now=now, result=result)
             elif isinstance(step, RetryAt):
                 error = _joined(step.reason, result.error)
                 outcome = Outcome.retry(row.id, at=now, next_attempt_at=step.at, error=error)
@@ -429,6 +469,13 @@ class NotificationDelivery:
             else:
                 assert isinstance(step, Failed)
                 self._fail(channel, row, now=now, reason=_joined(step.reason, result.error))
+
+    def _sent(
+        self, channel: Channel, notice: Notice, row: OutboxRow, *, now: datetime, result: SendResult
+    ) -> None:
+        latency = max((now - notice.at).total_seconds(), 0.0)
+        outcome = Outcome.sent(row.id, at=now, provider_id=result.provider_id)
+        self._later(_Done(outcome=outcome, row=row, channel=channel, latency=latency))
 
     def _fail(
         self, channel: Channel, row: OutboxRow, *, now: datetime, reason: str, warn: bool = True
@@ -498,17 +545,16 @@ class NotificationDelivery:
         channel, row, outcome = done.channel, done.row, done.outcome
         if channel is None:
             return
-        kind = transport(channel.spec)
         if outcome.state == "sent":
-            self._observe(channel, kind, "sent", done.latency)
-            self._last[channel.key] = _delivery(row, at=outcome.at, outcome="sent")
+            self._observe(channel, "sent", done.latency)
+            self._last[channel.key] = done
             return
         if outcome.state == "pending":
-            self._observe(channel, kind, "retried", None)
+            self._observe(channel, "retried", None)
             return
         reason = outcome.error or ""
-        self._observe(channel, kind, "failed", None)
-        self._last[channel.key] = _delivery(row, at=outcome.at, outcome="failed", error=reason)
+        self._observe(channel, "failed", None)
+        self._last[channel.key] = done
         if done.warn and self._reporter is not None:
             message = f"{row.event} of incident {row.incident_id} not delivered: {reason}"
             with contextlib.suppress(Exception):
@@ -538,10 +584,13 @@ class NotificationDelivery:
             sent.popleft()
         return len(sent)
 
-    def _observe(self, channel: Channel, kind: str, outcome: str, latency: float | None) -> None:
+    def _observe(self, channel: Channel, outcome: str, latency: float | None) -> None:
         if self._observer is not None:
             self._observer.delivered(
-                channel=channel.key, channel_type=kind, outcome=outcome, latency=latency
+                channel=channel.key,
+                channel_type=transport(channel.spec),
+                outcome=outcome,
+                latency=latency,
             )
 
     async def _report_loop(self, stop: StopSignal) -> None:
@@ -593,14 +642,15 @@ class NotificationDelivery:
             message="the channel can deliver" if problem is None else problem.message,
             pending=pending,
             failed=failed,
-            last_delivery=self._last.get(key),
+            last_delivery=_delivery(self._last[key]) if key in self._last else None,
             generation=generation,
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class _Done:
-    """An outcome waiting to be recorded, and what it tells once it is."""
+    """An outcome waiting to be recorded, and what it tells once it is. Not frozen: one is made
+    per message, and a frozen dataclass's ``__init__`` costs about three times a plain one's."""
 
     outcome: Outcome
     row: OutboxRow
@@ -639,7 +689,13 @@ def _joined(reason: str, error: str | None) -> str:
     return f"{reason}: {error}" if error else reason
 
 
-def _delivery(row: OutboxRow, *, at: datetime, outcome: str, error: str | None = None) -> Delivery:
+def _delivery(done: _Done) -> Delivery:
+    """A recorded delivery or failure, as the channel's status shows it."""
+    outcome = done.outcome
     return Delivery(
-        at=at, event=row.event, incident=str(row.incident_id), outcome=outcome, error=error
+        at=outcome.at,
+        event=done.row.event,
+        incident=str(done.row.incident_id),
+        outcome=outcome.state,
+        error=outcome.error if outcome.state == "failed" else None,
     )
