@@ -33,8 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DatabaseFactory
-from tests.e2e.harness import Env
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.harness import Env, running_operator
 from tests.support.target import TargetServer
 
 from .controlplane import ApiError, ControlPlane
@@ -148,15 +147,10 @@ async def env(
 ) -> AsyncIterator[Env]:
     """The operator as a process, watching this test's namespace, over a fresh database."""
     dsn = await make_database()
-    op = OperatorProcess(
-        control_plane, database_url=dsn, namespaces=[namespace], log_path=tmp_path / "operator.log"
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, dsn, op)
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+    with running_operator(
+        control_plane, namespace, dsn=dsn, log_path=tmp_path / "operator.log"
+    ) as env:
+        yield env
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import asyncpg
 
 from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.operator_process import OperatorProcess
+from tests.support.api import KEYS
 
 T = TypeVar("T")
 FAST = {"interval": "1s", "timeout": "500ms", "retryInterval": "1s", "failureThreshold": 2}
@@ -44,24 +45,50 @@ async def eventually(
 
 
 @contextlib.contextmanager
+def running_operator(
+    cp: ControlPlane,
+    namespace: str,
+    *,
+    dsn: str,
+    log_path: Path,
+    api_port: int | None = None,
+    **extra_env: str,
+) -> Iterator[Env]:
+    """The operator as a process watching ``namespace``, stopped at the end with its log's
+    tail printed (pytest shows it for a failed test); with ``api_port``, its admin API on it."""
+    env = dict(extra_env)
+    if api_port is not None:
+        env |= {
+            "ADMIN_API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(api_port),
+        }
+    op = OperatorProcess(
+        cp, database_url=dsn, namespaces=[namespace], log_path=log_path, extra_env=env
+    )
+    op.start()
+    try:
+        yield Env(
+            cp,
+            namespace,
+            dsn,
+            op,
+            api_url=None if api_port is None else f"http://127.0.0.1:{api_port}",
+        )
+    finally:
+        op.stop()
+        print(f"--- operator log ---\n{op.log_tail(120)}")
+
+
+@contextlib.contextmanager
 def operator_with_metrics(
     cp: ControlPlane, namespace: str, *, dsn: str, log_path: Path, **extra_env: str
 ) -> Iterator[tuple[Env, int]]:
     """The operator as a process watching ``namespace``, serving /metrics on a free port."""
     port = free_port()
-    op = OperatorProcess(
-        cp,
-        database_url=dsn,
-        namespaces=[namespace],
-        log_path=log_path,
-        extra_env={"METRICS_PORT": str(port), "METRICS_HOST": "127.0.0.1", **extra_env},
-    )
-    op.start()
-    try:
-        yield Env(cp, namespace, dsn, op), port
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+    metrics = {"METRICS_PORT": str(port), "METRICS_HOST": "127.0.0.1"}
+    with running_operator(cp, namespace, dsn=dsn, log_path=log_path, **metrics, **extra_env) as env:
+        yield env, port
 
 
 class Env:

@@ -17,8 +17,7 @@ import pytest
 
 from tests.conftest import DatabaseFactory
 from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.harness import Env, eventually, monitor
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.harness import Env, eventually, monitor, running_operator
 from tests.support.api import KEYS
 from tests.support.target import TargetServer
 
@@ -34,24 +33,11 @@ async def api_env(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[Env, str]]:
     dsn = await make_database()
-    port = free_port()
-    op = OperatorProcess(
-        control_plane,
-        database_url=dsn,
-        namespaces=[namespace],
-        log_path=tmp_path / "operator.log",
-        extra_env={
-            "ADMIN_API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()),
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(port),
-        },
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, dsn, op), f"http://127.0.0.1:{port}"
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+    with running_operator(
+        control_plane, namespace, dsn=dsn, log_path=tmp_path / "operator.log", api_port=free_port()
+    ) as env:
+        assert env.api_url is not None
+        yield env, env.api_url
 
 
 def events(env: Env, reason: str) -> list[dict[str, Any]]:

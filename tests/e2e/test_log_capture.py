@@ -23,8 +23,7 @@ import pytest
 
 from tests.conftest import DatabaseFactory
 from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.harness import Env, eventually, monitor, parse_time
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.harness import Env, eventually, monitor, parse_time, running_operator
 from tests.support.api import KEYS
 from tests.support.loki_server import LokiServer
 from tests.support.target import TargetServer
@@ -50,27 +49,17 @@ async def loki_env(
 ) -> AsyncIterator[Env]:
     """Like ``env``, with the operator configured for the test Loki, and its admin API."""
     dsn = await make_database()
-    port = free_port()
-    op = OperatorProcess(
+    with running_operator(
         control_plane,
-        database_url=dsn,
-        namespaces=[namespace],
+        namespace,
+        dsn=dsn,
         log_path=tmp_path / "operator.log",
-        extra_env={
-            "LOKI_ENABLED": "true",
-            "LOKI_QUERY_URL": loki.url,
-            "LOG_FILES_DIR": str(tmp_path / "captured"),
-            "ADMIN_API_KEYS": ",".join(f"{name}={key}" for name, key in KEYS.items()),
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(port),
-        },
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, dsn, op, api_url=f"http://127.0.0.1:{port}")
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+        api_port=free_port(),
+        LOKI_ENABLED="true",
+        LOKI_QUERY_URL=loki.url,
+        LOG_FILES_DIR=str(tmp_path / "captured"),
+    ) as env:
+        yield env
 
 
 @contextlib.asynccontextmanager

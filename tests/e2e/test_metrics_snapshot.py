@@ -20,8 +20,7 @@ import pytest
 
 from tests.conftest import DatabaseFactory
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.harness import Env, eventually, monitor
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.harness import Env, eventually, monitor, running_operator
 from tests.support.prometheus_server import GaugeExporter, PrometheusServer, prometheus_binary
 from tests.support.target import TargetServer
 
@@ -55,19 +54,14 @@ async def metrics_env(
     prometheus: PrometheusServer,
 ) -> AsyncIterator[Env]:
     dsn = await make_database()
-    op = OperatorProcess(
+    with running_operator(
         control_plane,
-        database_url=dsn,
-        namespaces=[namespace],
+        namespace,
+        dsn=dsn,
         log_path=tmp_path / "operator.log",
-        extra_env={"PROMETHEUS_URL": prometheus.url},
-    )
-    op.start()
-    try:
-        yield Env(control_plane, namespace, dsn, op)
-    finally:
-        op.stop()
-        print(f"--- operator log ---\n{op.log_tail(120)}")
+        PROMETHEUS_URL=prometheus.url,
+    ) as env:
+        yield env
 
 
 async def only_row(env: Env) -> asyncpg.Record | None:
