@@ -38,6 +38,12 @@ AnyStore = Store | MemoryStore
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
+def sql_store(store: AnyStore) -> Store:
+    """The store of a test marked ``sql_only`` (the fixture skips the memory fake for it)."""
+    assert not isinstance(store, MemoryStore), "sql_only"
+    return store
+
+
 class Stores:
     """Opens instances of one store over the same data: a second instance is a restart."""
 

@@ -22,19 +22,13 @@ from downtime_operator.domain.kube_context import (
     take_snapshot,
 )
 from downtime_operator.services.kube_context import KubeContextStore
-from tests.contract.stores import T0, AnyStore, Store, Stores, make_incident, ports_for
-from tests.unit.fakes import MemoryStore
+from tests.contract.stores import T0, AnyStore, Stores, make_incident, ports_for, sql_store
 
 pytestmark = pytest.mark.sql_only("the Kubernetes context is a column of the SQL stores")
 
 
-def sql(store: AnyStore) -> Store:
-    assert not isinstance(store, MemoryStore), "sql_only"
-    return store
-
-
 def contexts_for(store: AnyStore) -> KubeContextStore:
-    found = sql(store)
+    found = sql_store(store)
     if isinstance(found, SqliteIncidentStore):
         return SqliteKubeContexts(found.database)
     return PostgresKubeContexts(found.pool)
@@ -60,7 +54,7 @@ def snapshot(stage: ContextStage, *, ready: bool) -> dict[str, Any]:
 
 
 async def details(store: AnyStore, incident_id: uuid.UUID) -> dict[str, Any]:
-    found = await ports_for(sql(store)).queries.incident_details(incident_id)
+    found = await ports_for(sql_store(store)).queries.incident_details(incident_id)
     assert found is not None
     return found
 

@@ -35,8 +35,8 @@ from downtime_operator.services.metrics_capture import (
     MetricsCaptureStore,
     MetricsSourceError,
 )
-from tests.contract.stores import T0, AnyStore, Store, make_incident, raw_row
-from tests.unit.fakes import FakeClock, MemoryStore
+from tests.contract.stores import T0, AnyStore, Store, make_incident, raw_row, sql_store
+from tests.unit.fakes import FakeClock
 
 pytestmark = pytest.mark.sql_only("the metrics schedule is in columns of the SQL stores")
 
@@ -70,13 +70,8 @@ class FakeSource:
         return (Series(labels={"job": "app"}, values=((window.start_ns / 1e9, "1"),)),), False
 
 
-def sql(store: AnyStore) -> Store:
-    assert not isinstance(store, MemoryStore), "sql_only"
-    return store
-
-
 def captures_for(store: AnyStore) -> MetricsCaptureStore:
-    found = sql(store)
+    found = sql_store(store)
     if isinstance(found, SqliteIncidentStore):
         return SqliteMetricCaptures(found.database)
     return PostgresMetricCaptures(found.pool)
@@ -113,7 +108,7 @@ class World:
 
 @pytest.fixture
 def world(store: AnyStore) -> World:
-    return World(sql(store), captures_for(store))
+    return World(sql_store(store), captures_for(store))
 
 
 def checks_snapshot() -> MetricsSnapshot:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -91,7 +91,7 @@ class MetricsCapture:
     queries: tuple[QueryOutcome, ...] = ()
     error: str | None = None
     """Why nothing was asked (Prometheus is not configured); the queries are then empty."""
-    final: bool = field(default=False)
+    final: bool = False
     """Whether the window reached ``after`` past the end: the last run of this incident."""
 
 

@@ -62,8 +62,7 @@ SET metrics_snapshot = jsonb_set(COALESCE(metrics_snapshot, '{}'::jsonb), '{prom
                                  $3::text::jsonb),
     metrics_capture_due_at = NULL,
     metrics_capture_claimed_until = NULL,
-    metrics_capture_runs = metrics_capture_runs + 1,
-    updated_at = now()
+    metrics_capture_runs = metrics_capture_runs + 1
 WHERE incident_id = $1 AND metrics_capture_due_at = $2
 RETURNING true
 """

@@ -7,7 +7,7 @@ transaction here, exclusive against other processes on the same file.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -113,7 +113,7 @@ class SqliteMetricCaptures:
             "id": str(incident_id),
             "capture": to_json_text(capture),
             "due": columns.timestamp(due_at, "due_at"),
-            "now": columns.timestamp(datetime.now(due_at.tzinfo), "now"),
+            "now": columns.timestamp(datetime.now(UTC), "now"),
         }
 
         def record() -> bool:
